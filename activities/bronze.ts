@@ -1,0 +1,426 @@
+import crypto from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { isUtf8 } from 'node:buffer';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { joinUri } from '../config/env';
+import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../config/contracts';
+import type { CsvContract } from '../config/contracts';
+import { publishTable, registerView } from '../lake/catalog';
+import { loadSql, queryRows, sqlString } from '../lake/duckdb';
+import { resolveLandingKey, scratchDir, storageFor } from '../lake/storage';
+import type { Storage, StoredObject } from '../lake/storage';
+import {
+  classify,
+  contractViolation,
+  emptyMetrics,
+  heartbeat,
+  nullRates,
+  onCancel,
+  openLake,
+  persistMetrics,
+} from './common';
+import type { ActivityDeps, RunTarget, StepMetrics } from './common';
+
+export const EVENTS_PREFIX = 'usage_events_stream';
+
+/** One landed file as recorded in the `_meta/manifest/` of the lake. */
+export interface ManifestEntry {
+  key: string;
+  sha256: string;
+  size: number;
+  version: string;
+  rows: number;
+  ingestedAt: string;
+  runId: string;
+}
+
+type EventManifest = Record<string, ManifestEntry>;
+
+function csvManifestUri(lake: string, file: string): string {
+  return joinUri(lake, '_meta', 'manifest', 'csv', `${file}.json`);
+}
+
+function eventManifestUri(lake: string): string {
+  return joinUri(lake, '_meta', 'manifest', 'usage_events.json');
+}
+
+export async function readEventManifest(storage: Storage, lake: string): Promise<EventManifest> {
+  const uri = eventManifestUri(lake);
+  if (!(await storage.exists(uri))) return {};
+  return JSON.parse((await storage.readBytes(uri)).toString('utf8')) as EventManifest;
+}
+
+const sha256 = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+
+/**
+ * Checks the header line of a CSV against its contract (names and order). Returns a message naming file, line 1
+ * and the first differing column, or undefined when it matches.
+ */
+export function checkHeader(file: string, firstLine: string, contract: CsvContract): string | undefined {
+  const expected = contract.columns.map((c) => c.name);
+  if (firstLine.trim() === '') return `${file} line 1 column 1: empty file, expected header ${expected.join(',')}`;
+  let found: string[];
+  try {
+    found = (parseCsv(firstLine, { relax_column_count: true }) as string[][])[0].map((s) => s.replace(/^\uFEFF/, '').trim());
+  } catch (e) {
+    return `${file} line 1 column 1: header is not valid CSV (${(e as Error).message})`;
+  }
+  for (let i = 0; i < Math.max(expected.length, found.length); i++) {
+    if (found[i] !== expected[i]) {
+      const what = found[i] === undefined ? 'missing' : `found '${found[i]}'`;
+      return `${file} line 1 column ${i + 1}: expected header '${expected[i] ?? '(none)'}', ${what}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Ingests one CSV snapshot into its bronze table. The file is checked against its contract first (header, then
+ * every value's type, with DuckDB's reject table giving line and column); a file that breaks it is rejected whole
+ * with a non-retryable ContractViolation and nothing is written. Idempotent: an unchanged file (same sha256) is
+ * skipped, a changed one replaces the bronze table.
+ */
+export async function ingestCsvSource(
+  deps: ActivityDeps,
+  input: RunTarget & { table: string },
+): Promise<StepMetrics> {
+  const started = Date.now();
+  const contract = CSV_CONTRACTS.find((c) => c.bronze === input.table);
+  if (!contract) throw contractViolation(`unknown CSV source table ${input.table}`);
+  const metrics = emptyMetrics(`bronze.${contract.bronze}`, 'bronze', contract.bronze);
+  const ctx = await openLake(deps, input);
+  const { conn, storage } = ctx;
+  const done = onCancel(conn);
+  const scratch = await scratchDir('csv');
+  try {
+    const uri = resolveLandingKey(input.landing, contract.file);
+    const landingStorage = storageForLanding(deps, input);
+    if (!(await landingStorage.exists(uri))) {
+      metrics.extra.missing_source = 1;
+      return finish(storage, input, metrics, started);
+    }
+    const bytes = await landingStorage.readBytes(uri);
+    const hash = sha256(bytes);
+    const manifestUri = csvManifestUri(input.lake, contract.file);
+    const prev = (await storage.exists(manifestUri))
+      ? (JSON.parse((await storage.readBytes(manifestUri)).toString('utf8')) as ManifestEntry)
+      : undefined;
+    metrics.rowsIn = bytes.length === 0 ? 0 : countLines(bytes) - 1;
+    if (prev && prev.sha256 === hash) {
+      metrics.rowsOut = prev.rows;
+      metrics.extra.unchanged_source = 1;
+      return finish(storage, input, metrics, started);
+    }
+    if (!isUtf8(bytes)) {
+      const line = firstInvalidUtf8Line(bytes);
+      throw contractViolation(`${contract.file} line ${line} column 1: not valid UTF-8`, { file: contract.file, line });
+    }
+    const firstLine = bytes.subarray(0, Math.max(0, bytes.indexOf(0x0a) === -1 ? bytes.length : bytes.indexOf(0x0a))).toString('utf8');
+    const headerProblem = checkHeader(contract.file, firstLine, contract);
+    if (headerProblem) throw contractViolation(headerProblem, { file: contract.file, line: 1 });
+
+    const local = path.join(scratch, contract.file);
+    await fsp.writeFile(local, bytes);
+    const columns = `{${contract.columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`;
+    await conn.run(`drop table if exists _csv_rejects; drop table if exists _csv_reject_scans`);
+    await conn.run(
+      `create or replace temp table _csv_raw as
+       select * from read_csv(${sqlString(local)}, header = true, columns = ${columns}, delim = ',', quote = '"',
+         escape = '"', strict_mode = true, store_rejects = true, ignore_errors = true,
+         rejects_table = '_csv_rejects', rejects_scan = '_csv_reject_scans', auto_detect = false) with ordinality`,
+    );
+    const rejects = await queryRows(
+      conn,
+      `select line, column_idx, column_name, error_type, error_message from _csv_rejects order by line, column_idx limit 1`,
+    );
+    if (rejects.length > 0) {
+      const r = rejects[0];
+      const col = Number(r.column_idx) || 1;
+      const name = r.column_name ? ` (${String(r.column_name)})` : '';
+      const msg = String(r.error_message).split('\n')[0];
+      throw contractViolation(`${contract.file} line ${Number(r.line)} column ${col}${name}: ${msg}`, {
+        file: contract.file,
+        line: Number(r.line),
+        column: col,
+      });
+    }
+    await conn.run(
+      `create or replace temp table _bronze_out as
+       select * exclude (ordinality), $ingest_ts::timestamp as ingest_ts, $file as source_file,
+         (ordinality + 1)::integer as source_line, $run_id as run_id
+       from _csv_raw`,
+      { ingest_ts: new Date().toISOString(), file: contract.file, run_id: input.runId },
+    );
+    const pub = await publishTable(ctx, { layer: 'bronze', table: contract.bronze, source: '_bronze_out' });
+    metrics.rowsOut = pub.rows;
+    metrics.partitionsWritten = pub.written.length;
+    metrics.partitionsUnchanged = pub.unchanged;
+    metrics.nullRates = await nullRates(conn, '_bronze_out', contract.key);
+    const entry: ManifestEntry = {
+      key: contract.file,
+      sha256: hash,
+      size: bytes.length,
+      version: hash,
+      rows: pub.rows,
+      ingestedAt: new Date().toISOString(),
+      runId: input.runId,
+    };
+    await storage.writeBytes(manifestUri, JSON.stringify(entry));
+    return finish(storage, input, metrics, started);
+  } catch (e) {
+    throw classify(e, `bronze.${contract.bronze}`);
+  } finally {
+    done();
+    conn.closeSync();
+    await fsp.rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function storageForLanding(deps: ActivityDeps, input: RunTarget): Storage {
+  // Landing and lake may live on different backends (e.g. local landing, S3 lake).
+  return storageFor(input.landing, deps.config);
+}
+
+function countLines(b: Buffer): number {
+  let n = 0;
+  for (let i = b.indexOf(0x0a); i !== -1; i = b.indexOf(0x0a, i + 1)) n++;
+  return b.length > 0 && b[b.length - 1] !== 0x0a ? n + 1 : n;
+}
+
+function firstInvalidUtf8Line(b: Buffer): number {
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i <= b.length; i++) {
+    if (i === b.length || b[i] === 0x0a) {
+      if (!isUtf8(b.subarray(start, i))) return line;
+      line++;
+      start = i + 1;
+    }
+  }
+  return line;
+}
+
+async function finish(storage: Storage, target: RunTarget, m: StepMetrics, started: number): Promise<StepMetrics> {
+  m.durationMs = Date.now() - started;
+  await persistMetrics(storage, target, m);
+  return m;
+}
+
+/** Lists the events files under the landing prefix with what the manifest knows of them. */
+export async function listEventFiles(
+  deps: ActivityDeps,
+  target: RunTarget,
+): Promise<{ landed: StoredObject[]; manifest: EventManifest }> {
+  const landingStorage = storageForLanding(deps, target);
+  const prefix = joinUri(target.landing, EVENTS_PREFIX);
+  const landed = (await landingStorage.list(prefix))
+    .filter((o) => o.key.endsWith('.jsonl') && !o.key.split('/').some((s) => s.startsWith('.') || s.startsWith('_')))
+    .map((o) => ({ ...o, key: `${EVENTS_PREFIX}/${o.key}` }));
+  const lakeStorage = storageFor(target.lake, deps.config);
+  return { landed, manifest: await readEventManifest(lakeStorage, target.lake) };
+}
+
+/** Max bytes of event files parsed in one DuckDB statement; bounds memory at any scale. */
+const EVENT_BATCH_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Ingests landed events files into bronze usage_events: pending files (not in the manifest, or changed since) in
+ * ascending key order, or exactly `keys` when given. Lines that are not JSON objects go to
+ * quarantine/usage_events (rule malformed_json) with file and line; every other line is typed and deduplicated by
+ * event_id against bronze (first seen wins, across files and runs). Only the usage_date partitions that receive
+ * rows are rewritten. Idempotent: a file already in the manifest with the same sha256 is skipped, and a crash
+ * between publish and manifest update re-ingests to the same content.
+ */
+export async function ingestEventFiles(
+  deps: ActivityDeps,
+  input: RunTarget & { keys?: string[] },
+): Promise<StepMetrics> {
+  const started = Date.now();
+  const metrics = emptyMetrics('bronze.usage_events', 'bronze', 'usage_events');
+  const ctx = await openLake(deps, input);
+  const { conn, storage } = ctx;
+  const done = onCancel(conn);
+  const scratch = await scratchDir('events');
+  const landingStorage = storageForLanding(deps, input);
+  try {
+    const manifest = await readEventManifest(storage, input.lake);
+    let candidates: Array<{ key: string; uri: string; size: number; version: string }>;
+    if (input.keys) {
+      candidates = input.keys.map((key) => {
+        if (!key.startsWith(`${EVENTS_PREFIX}/`) || !key.endsWith('.jsonl')) {
+          throw contractViolation(`file key '${key}' is not an events file (${EVENTS_PREFIX}/*.jsonl)`);
+        }
+        return { key, uri: resolveLandingKey(input.landing, key), size: -1, version: '' };
+      });
+    } else {
+      const { landed } = await listEventFiles(deps, input);
+      candidates = landed.map((o) => ({ key: o.key, uri: o.uri, size: o.size, version: String(o.size) }));
+    }
+    candidates.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+
+    // Group pending files into bounded batches; hashing happens while reading each file once.
+    type Pending = { key: string; path: string; sha: string; size: number; lines: number };
+    let batch: Pending[] = [];
+    let batchBytes = 0;
+    let filesSkipped = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      await ingestEventBatch(ctx, input, batch, metrics);
+      for (const p of batch) {
+        manifest[p.key] = {
+          key: p.key,
+          sha256: p.sha,
+          size: p.size,
+          version: String(p.size),
+          rows: p.lines,
+          ingestedAt: new Date().toISOString(),
+          runId: input.runId,
+        };
+      }
+      await storage.writeBytes(eventManifestUri(input.lake), JSON.stringify(manifest));
+      batch = [];
+      batchBytes = 0;
+      heartbeat({ filesDone: metrics.extra.files_ingested });
+    };
+    let i = 0;
+    for (const c of candidates) {
+      const prev = manifest[c.key];
+      const bytes = await landingStorage.readBytes(c.uri).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') throw contractViolation(`file ${c.key} does not exist under the landing root`);
+        throw e;
+      });
+      const sha = sha256(bytes);
+      if (prev && prev.sha256 === sha) {
+        filesSkipped++;
+        continue;
+      }
+      // DuckDB's read_text needs valid UTF-8: lines that are not are replaced by a marker so they are quarantined
+      // as malformed_json with their line number instead of failing the whole file. Local valid files are read in place.
+      let local = c.uri;
+      if (landingStorage.kind !== 'local' || !isUtf8(bytes)) {
+        local = path.join(scratch, `f${i++}.jsonl`);
+        await fsp.writeFile(local, isUtf8(bytes) ? bytes : sanitizeUtf8(bytes));
+      }
+      batch.push({ key: c.key, path: local, sha, size: bytes.length, lines: countLines(bytes) });
+      batchBytes += bytes.length;
+      metrics.extra.files_ingested = (metrics.extra.files_ingested ?? 0) + 1;
+      if (batchBytes >= EVENT_BATCH_BYTES) await flush();
+    }
+    await flush();
+    metrics.extra.files_skipped = filesSkipped;
+    metrics.extra.files_ingested ??= 0;
+    return finish(storage, input, metrics, started);
+  } catch (e) {
+    throw classify(e, 'bronze.usage_events');
+  } finally {
+    done();
+    conn.closeSync();
+    await fsp.rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function sanitizeUtf8(b: Buffer): Buffer {
+  const out: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i <= b.length; i++) {
+    if (i === b.length || b[i] === 0x0a) {
+      const line = b.subarray(start, i);
+      out.push(isUtf8(line) ? line : Buffer.from(`\u0000invalid UTF-8, base64:${line.toString('base64')}`));
+      if (i < b.length) out.push(Buffer.from('\n'));
+      start = i + 1;
+    }
+  }
+  return Buffer.concat(out);
+}
+
+async function ingestEventBatch(
+  ctx: Awaited<ReturnType<typeof openLake>>,
+  input: RunTarget,
+  batch: Array<{ key: string; path: string }>,
+  metrics: StepMetrics,
+): Promise<void> {
+  const { conn } = ctx;
+  await conn.run(`create or replace temp table _event_files (path varchar, source_file varchar)`);
+  const app = await conn.createAppender('_event_files', 'main', 'temp');
+  for (const f of batch) {
+    app.appendVarchar(f.path);
+    app.appendVarchar(f.key);
+    app.endRow();
+  }
+  app.closeSync();
+  await conn.run(`set variable event_paths = (select list(path order by source_file) from _event_files)`);
+  await conn.run(`set variable ingest_ts = $ts`, { ts: new Date().toISOString() });
+  await conn.run(`create or replace temp table _parsed as ${loadSql('bronze/usage_events.sql')}`);
+
+  // Existing bronze: event ids (for dedup across runs) and malformed lines (to merge quarantine).
+  await registerView(ctx, 'bronze', 'usage_events', 'bronze_existing', BRONZE_EVENT_COLUMNS);
+  await registerView(ctx, 'quarantine', 'usage_events', 'quarantine_existing', QUARANTINE_COLUMNS);
+
+  const [counts] = await queryRows(
+    conn,
+    `select count(*) filter (where _rule is null)::bigint as parsed, count(*) filter (where _rule is not null)::bigint as malformed
+     from _parsed`,
+  );
+  metrics.rowsIn += Number(counts.parsed) + Number(counts.malformed);
+
+  // First seen wins: within the batch by (file key, line); against bronze, the existing row always wins.
+  await conn.run(
+    `create or replace temp table _new_events as
+     select * exclude (_rule, _detail, _raw) from _parsed p
+     where _rule is null
+       and (event_id is null or not exists (select 1 from bronze_existing b where b.event_id = p.event_id))
+     qualify event_id is null
+       or row_number() over (partition by event_id order by source_file, source_line) = 1`,
+  );
+  const [newCount] = await queryRows(conn, `select count(*)::bigint as n from _new_events`);
+  metrics.extra.duplicates_dropped = (metrics.extra.duplicates_dropped ?? 0) + Number(counts.parsed) - Number(newCount.n);
+  metrics.quarantined.malformed_json = (metrics.quarantined.malformed_json ?? 0) + Number(counts.malformed);
+
+  const partitions = await queryRows(
+    conn,
+    `select distinct coalesce(cast(usage_date as varchar), '__HIVE_DEFAULT_PARTITION__') as p from _new_events`,
+  );
+  const affected = new Set(partitions.map((r) => String(r.p)));
+  if (affected.size > 0) {
+    await conn.run(
+      `create or replace temp table _bronze_out as
+       select * from bronze_existing
+       where coalesce(cast(usage_date as varchar), '__HIVE_DEFAULT_PARTITION__') in (select p from (select distinct coalesce(cast(usage_date as varchar), '__HIVE_DEFAULT_PARTITION__') as p from _new_events))
+       union all by name
+       select * from _new_events`,
+    );
+    const pub = await publishTable(ctx, {
+      layer: 'bronze',
+      table: 'usage_events',
+      source: '_bronze_out',
+      partitionBy: 'usage_date',
+      owns: (p) => affected.has(p),
+    });
+    metrics.rowsOut = pub.rows;
+    metrics.partitionsWritten += pub.written.length;
+    metrics.partitionsUnchanged = pub.unchanged;
+    metrics.nullRates = await nullRates(conn, '_new_events', ['event_id', 'event_ts', 'org_id', 'service', 'cost_usd_increment']);
+  } else {
+    const [r] = await queryRows(conn, `select count(*)::bigint as n from bronze_existing`);
+    metrics.rowsOut = Number(r.n);
+  }
+  if (Number(counts.malformed) > 0) {
+    // Malformed lines are keyed by (file, line): re-ingesting a file after a crash does not duplicate them.
+    await conn.run(
+      `create or replace temp table _malformed_out as
+       select rule, detail, source_file, source_line, raw from quarantine_existing where rule = 'malformed_json'
+       union all
+       select _rule, _detail, source_file, source_line, _raw from _parsed where _rule is not null
+       qualify row_number() over (partition by source_file, source_line order by source_file) = 1`,
+    );
+    await publishTable(ctx, {
+      layer: 'quarantine',
+      table: 'usage_events',
+      source: '_malformed_out',
+      partitionBy: 'rule',
+      owns: (p) => p === 'malformed_json',
+    });
+  }
+  await conn.run(`drop table if exists _parsed; drop table if exists _new_events; drop table if exists _bronze_out`);
+}

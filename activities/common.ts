@@ -1,0 +1,158 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { Config } from '../config/env';
+import { joinUri } from '../config/env';
+import { aliasRows, normToken } from '../config/aliases';
+import { queryRows, sqlIdent } from '../lake/duckdb';
+import { storageFor } from '../lake/storage';
+import type { Storage } from '../lake/storage';
+import type { LakeContext } from '../lake/catalog';
+
+/** What every activity gets from the worker: config and the process's single DuckDB instance. */
+export interface ActivityDeps {
+  config: Config;
+  db: DuckDBInstance;
+}
+
+/** The lake a run works on. Part of every activity input so a run can target another lake than the worker default. */
+export interface RunTarget {
+  lake: string;
+  landing: string;
+  runId: string;
+}
+
+/** Metrics every activity returns (numbers only, never rows); they show up in the Temporal UI's history. */
+export interface StepMetrics {
+  step: string;
+  layer: 'bronze' | 'silver' | 'gold' | 'quality' | 'serving';
+  table: string;
+  rowsIn: number;
+  rowsOut: number;
+  quarantined: Record<string, number>;
+  nullRates: Record<string, number>;
+  partitionsWritten: number;
+  partitionsUnchanged: number;
+  durationMs: number;
+  extra: Record<string, number>;
+}
+
+export const ErrorTypes = {
+  /** Input breaks its contract (header, types, unsafe key): retrying cannot help. */
+  ContractViolation: 'ContractViolation',
+  /** The quality gate between silver and gold failed. */
+  QualityGateFailed: 'QualityGateFailed',
+  /** A model's SQL does not bind or parse: a code defect, not a transient fault. */
+  SqlError: 'SqlError',
+} as const;
+
+/** Bad input: fails the run on purpose with a message naming file, line and column. */
+export function contractViolation(message: string, details?: Record<string, unknown>): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, ErrorTypes.ContractViolation, details);
+}
+
+/**
+ * Classifies errors in one place: DuckDB parser/binder/catalog errors are defects → non-retryable; everything else
+ * (I/O, S3, timeouts) is rethrown as is and retried by the activity's retry policy.
+ */
+export function classify(err: unknown, what: string): unknown {
+  if (err instanceof ApplicationFailure) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/^(Parser|Binder|Catalog|Conversion|Invalid Input) Error/i.test(msg)) {
+    return ApplicationFailure.nonRetryable(`${what}: ${msg.split('\n')[0]}`, ErrorTypes.SqlError);
+  }
+  return err;
+}
+
+/** Heartbeats when running inside a Temporal activity; a no-op when called directly (tests, CLI). */
+export function heartbeat(details?: unknown): void {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    /* not in an activity context */
+  }
+}
+
+/** Interrupts DuckDB when Temporal cancels the activity, so a cancelled run stops burning CPU. */
+export function onCancel(conn: DuckDBConnection): () => void {
+  let ctx: Context | undefined;
+  try {
+    ctx = Context.current();
+  } catch {
+    return () => undefined;
+  }
+  let done = false;
+  ctx.cancelled.catch(() => {
+    if (!done) conn.interrupt();
+  });
+  return () => {
+    done = true;
+  };
+}
+
+/** Opens a connection prepared for the models: UTC, alias table and helper macros, run variables. */
+export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<LakeContext & { storage: Storage }> {
+  const conn = await deps.db.connect();
+  await conn.run(`set TimeZone = 'UTC'`);
+  await conn.run(`create or replace temp table _aliases (kind varchar, token varchar, canonical varchar)`);
+  const app = await conn.createAppender('_aliases', 'main', 'temp');
+  for (const r of aliasRows()) {
+    app.appendVarchar(r.kind);
+    app.appendVarchar(r.token);
+    app.appendVarchar(r.canonical);
+    app.endRow();
+  }
+  app.closeSync();
+  // norm_token mirrors normToken() in config/aliases.ts.
+  await conn.run(`create or replace temp macro norm_token(s) as replace(replace(lower(trim(s)), '_', '-'), ' ', '-')`);
+  await conn.run(
+    `create or replace temp macro canon(k, s) as (select canonical from _aliases a where a.kind = k and a.token = norm_token(s))`,
+  );
+  const a = deps.config.anomaly;
+  const vars: Record<string, string> = {
+    run_id: `'${target.runId.replace(/'/g, "''")}'`,
+    anomaly_zscore: String(a.zscore),
+    anomaly_robust_z: String(a.robustZ),
+    anomaly_pctl_factor: String(a.pctlFactor),
+    anomaly_min_obs: String(a.minObs),
+    anomaly_by_metric: String(a.byMetric),
+  };
+  for (const [k, v] of Object.entries(vars)) await conn.run(`set variable ${sqlIdent(k)} = ${v}`);
+  await conn.run(`set variable email_salt = $salt`, { salt: deps.config.emailSalt });
+  await conn.run(
+    `set variable currencies = [${deps.config.currencies.map((c) => `'${c.replace(/[^A-Z]/g, '')}'`).join(', ')}]`,
+  );
+  return { conn, storage: storageFor(target.lake, deps.config), lakeRoot: target.lake, runId: target.runId };
+}
+
+export { normToken };
+
+/** Null rate (0..1, 6 dp) of each column of a temp table. */
+export async function nullRates(conn: DuckDBConnection, table: string, columns: string[]): Promise<Record<string, number>> {
+  if (columns.length === 0) return {};
+  const exprs = columns.map((c) => `coalesce(round(avg(case when ${sqlIdent(c)} is null then 1 else 0 end), 6), 0) as ${sqlIdent(c)}`);
+  const [row] = await queryRows(conn, `select ${exprs.join(', ')} from ${sqlIdent(table)}`);
+  return Object.fromEntries(columns.map((c) => [c, Number(row[c])]));
+}
+
+/** Persists a step's metrics under `_meta/quality/` (one JSON per step and run, queryable by DuckDB). */
+export async function persistMetrics(storage: Storage, target: RunTarget, m: StepMetrics): Promise<void> {
+  const uri = joinUri(target.lake, '_meta', 'quality', `run_id=${target.runId}`, `${m.step.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`);
+  await storage.writeBytes(uri, JSON.stringify({ run_id: target.runId, recorded_at: new Date().toISOString(), ...m }));
+}
+
+export function emptyMetrics(step: string, layer: StepMetrics['layer'], table: string): StepMetrics {
+  return {
+    step,
+    layer,
+    table,
+    rowsIn: 0,
+    rowsOut: 0,
+    quarantined: {},
+    nullRates: {},
+    partitionsWritten: 0,
+    partitionsUnchanged: 0,
+    durationMs: 0,
+    extra: {},
+  };
+}

@@ -1,0 +1,239 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Configuration comes from the environment only, parsed once at start-up. Every variable is documented in
+ * `.env.example`. A bad value fails start-up with one message listing every bad variable; secrets are never
+ * echoed back.
+ */
+
+const bool = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((s) => ['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'].includes(s), 'must be true or false')
+  .transform((s) => ['1', 'true', 'yes', 'on'].includes(s));
+
+const positiveInt = z.coerce.number().int().positive();
+const rate = z.coerce.number().min(0).max(1);
+const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be YYYY-MM-DD');
+
+/** A lake or landing location: a local path (made absolute) or an s3://bucket/prefix URI. */
+export const lakeUri = z
+  .string()
+  .trim()
+  .min(1)
+  .refine((s) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(s), {
+    message: 'must be a local path or s3://bucket[/prefix]',
+  })
+  .transform((s) => (s.startsWith('s3://') ? s.replace(/\/+$/, '') : path.resolve(s)));
+
+/**
+ * Per-table quarantine-rate limits, tuned on the reference dataset's baseline: events must be clean (measured
+ * 0.49% negative_cost); survey non-response is normal (20.7% missing_score measured), so surveys get a wide limit.
+ */
+const DEFAULT_TABLE_LIMITS: Record<string, number> = { usage_events: 0.05, nps_surveys: 0.35 };
+
+const schema = z.object({
+  CPA_LAKE_ROOT: lakeUri.default('./.lake'),
+  CPA_LANDING_ROOT: lakeUri.optional(),
+  CPA_EMAIL_SALT: z.string().min(8, 'must be at least 8 characters').default('cpa-local-development-salt'),
+  CPA_CURRENCIES: z
+    .string()
+    .default('USD,EUR,ARS,GBP,BRL,JPY,INR')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((c) => c.trim().toUpperCase())
+        .filter(Boolean),
+    )
+    .refine((list) => list.length > 0 && list.every((c) => /^[A-Z]{3}$/.test(c)), 'must be ISO-4217 codes, comma separated'),
+  CPA_QUALITY_MAX_QUARANTINE_RATE: rate.default(0.1),
+  CPA_QUALITY_MAX_ANOMALY_RATE: rate.default(0.1),
+  CPA_QUALITY_THRESHOLDS: z
+    .string()
+    .optional()
+    .transform((s, ctx) => {
+      if (!s) return DEFAULT_TABLE_LIMITS;
+      try {
+        return { ...DEFAULT_TABLE_LIMITS, ...z.record(z.string(), rate).parse(JSON.parse(s)) };
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be JSON like {"usage_events":0.02}' });
+        return z.NEVER;
+      }
+    }),
+  CPA_ANOMALY_ZSCORE: z.coerce.number().positive().default(3),
+  CPA_ANOMALY_ROBUST_Z: z.coerce.number().positive().default(3.5),
+  CPA_ANOMALY_PCTL_FACTOR: z.coerce.number().positive().default(1.5),
+  CPA_ANOMALY_MIN_OBS: positiveInt.default(7),
+  CPA_ANOMALY_EVENT_BY_METRIC: bool.default(true),
+  CPA_DUCKDB_THREADS: positiveInt.default(2),
+  CPA_DUCKDB_MEMORY_LIMIT: z
+    .string()
+    .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'must look like 4GB')
+    .default('4GB'),
+  CPA_DUCKDB_TEMP_DIR: z.string().optional(),
+  CPA_DUCKDB_EXTENSION_DIR: z.string().optional(),
+  TEMPORAL_ADDRESS: z.string().trim().optional(),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().default('cpa-pipeline'),
+  TEMPORAL_CLI_PATH: z.string().optional(),
+  TEMPORAL_TLS: bool.default(false),
+  TEMPORAL_TLS_CERT_PATH: z.string().optional(),
+  TEMPORAL_TLS_KEY_PATH: z.string().optional(),
+  TEMPORAL_API_KEY: z.string().optional(),
+  CPA_DEV_UI_PORT: positiveInt.default(8233),
+  CPA_DEV_PORT: positiveInt.default(7233),
+  CPA_S3_ENDPOINT: z.string().url().optional(),
+  CPA_S3_REGION: z.string().default('us-east-1'),
+  CPA_S3_ACCESS_KEY_ID: z.string().optional(),
+  CPA_S3_SECRET_ACCESS_KEY: z.string().optional(),
+  CPA_S3_URL_STYLE: z.enum(['path', 'vhost']).default('path'),
+  CPA_CASSANDRA_CONTACT_POINTS: z.string().optional(),
+  CPA_CASSANDRA_LOCAL_DC: z.string().default('datacenter1'),
+  CPA_CASSANDRA_KEYSPACE: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,47}$/, 'must be a lower-case CQL identifier')
+    .default('cloud_analytics'),
+  CPA_CASSANDRA_USERNAME: z.string().optional(),
+  CPA_CASSANDRA_PASSWORD: z.string().optional(),
+  CPA_CASSANDRA_TLS: bool.default(false),
+  CPA_CASSANDRA_REPLICATION: z.string().default("{'class': 'SimpleStrategy', 'replication_factor': 1}"),
+  CPA_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  CPA_RUN_DATE: isoDate.optional(),
+});
+
+export type RawEnv = z.infer<typeof schema>;
+
+export interface Config {
+  lakeRoot: string;
+  landingRoot: string;
+  emailSalt: string;
+  currencies: string[];
+  quality: { maxQuarantineRate: number; maxAnomalyRate: number; perTable: Record<string, number> };
+  anomaly: { zscore: number; robustZ: number; pctlFactor: number; minObs: number; byMetric: boolean };
+  duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string };
+  temporal: {
+    address?: string;
+    namespace: string;
+    taskQueue: string;
+    cliPath?: string;
+    tls: boolean;
+    tlsCertPath?: string;
+    tlsKeyPath?: string;
+    apiKey?: string;
+    devPort: number;
+    devUiPort: number;
+  };
+  s3: { endpoint?: string; region: string; accessKeyId?: string; secretAccessKey?: string; urlStyle: 'path' | 'vhost' };
+  cassandra?: {
+    contactPoints: string[];
+    localDataCenter: string;
+    keyspace: string;
+    username?: string;
+    password?: string;
+    tls: boolean;
+    replication: string;
+  };
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** Thrown when the environment does not validate; the message lists every bad variable, one per line. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Reads KEY=VALUE lines of a git-ignored env file (written by `npm run stack:up`) without overriding the environment. */
+export function readEnvFile(file: string): Record<string, string> {
+  if (!fs.existsSync(file)) return {};
+  const out: Record<string, string> = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const m = /^\s*([A-Z][A-Z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line);
+    if (m) out[m[1]] = m[2].replace(/^(['"])(.*)\1$/, '$2');
+  }
+  return out;
+}
+
+/** Parses and validates the configuration. `overrides` (e.g. CLI flags) win over the environment. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<RawEnv> = {}): Config {
+  const parsed = schema.safeParse({ ...stripEmpty(env), ...stripUndefined(overrides) });
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const lakeRoot = e.CPA_LAKE_ROOT;
+  const cassandra = e.CPA_CASSANDRA_CONTACT_POINTS
+    ? {
+        contactPoints: e.CPA_CASSANDRA_CONTACT_POINTS.split(',').map((s) => s.trim()),
+        localDataCenter: e.CPA_CASSANDRA_LOCAL_DC,
+        keyspace: e.CPA_CASSANDRA_KEYSPACE,
+        username: e.CPA_CASSANDRA_USERNAME,
+        password: e.CPA_CASSANDRA_PASSWORD,
+        tls: e.CPA_CASSANDRA_TLS,
+        replication: e.CPA_CASSANDRA_REPLICATION,
+      }
+    : undefined;
+  return {
+    lakeRoot,
+    landingRoot: e.CPA_LANDING_ROOT ?? joinUri(lakeRoot, 'landing'),
+    emailSalt: e.CPA_EMAIL_SALT,
+    currencies: e.CPA_CURRENCIES,
+    quality: {
+      maxQuarantineRate: e.CPA_QUALITY_MAX_QUARANTINE_RATE,
+      maxAnomalyRate: e.CPA_QUALITY_MAX_ANOMALY_RATE,
+      perTable: e.CPA_QUALITY_THRESHOLDS,
+    },
+    anomaly: {
+      zscore: e.CPA_ANOMALY_ZSCORE,
+      robustZ: e.CPA_ANOMALY_ROBUST_Z,
+      pctlFactor: e.CPA_ANOMALY_PCTL_FACTOR,
+      minObs: e.CPA_ANOMALY_MIN_OBS,
+      byMetric: e.CPA_ANOMALY_EVENT_BY_METRIC,
+    },
+    duckdb: {
+      threads: e.CPA_DUCKDB_THREADS,
+      memoryLimit: e.CPA_DUCKDB_MEMORY_LIMIT,
+      tempDir: e.CPA_DUCKDB_TEMP_DIR,
+      extensionDir: e.CPA_DUCKDB_EXTENSION_DIR,
+    },
+    temporal: {
+      address: e.TEMPORAL_ADDRESS || undefined,
+      namespace: e.TEMPORAL_NAMESPACE,
+      taskQueue: e.TEMPORAL_TASK_QUEUE,
+      cliPath: e.TEMPORAL_CLI_PATH,
+      tls: e.TEMPORAL_TLS,
+      tlsCertPath: e.TEMPORAL_TLS_CERT_PATH,
+      tlsKeyPath: e.TEMPORAL_TLS_KEY_PATH,
+      apiKey: e.TEMPORAL_API_KEY,
+      devPort: e.CPA_DEV_PORT,
+      devUiPort: e.CPA_DEV_UI_PORT,
+    },
+    s3: {
+      endpoint: e.CPA_S3_ENDPOINT,
+      region: e.CPA_S3_REGION,
+      accessKeyId: e.CPA_S3_ACCESS_KEY_ID,
+      secretAccessKey: e.CPA_S3_SECRET_ACCESS_KEY,
+      urlStyle: e.CPA_S3_URL_STYLE,
+    },
+    cassandra,
+    logLevel: e.CPA_LOG_LEVEL,
+  };
+}
+
+/** Joins URI/path segments with '/', for both local paths and s3:// URIs. */
+export function joinUri(root: string, ...parts: string[]): string {
+  const cleaned = parts.filter((p) => p !== '').map((p) => p.replace(/^\/+|\/+$/g, ''));
+  return [root.replace(/\/+$/, ''), ...cleaned].join('/');
+}
+
+function stripEmpty(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') out[k] = v;
+  return out;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,93 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBValue } from '@duckdb/node-api';
+import type { Config } from '../config/env';
+import { isS3 } from './storage';
+
+export type Row = Record<string, unknown>;
+export type Params = Record<string, DuckDBValue>;
+
+/**
+ * One DuckDB instance per process with explicit settings: threads and memory limit from config, a temp directory
+ * for spilling, insertion order not preserved (big Parquet I/O; every model that needs an order says ORDER BY).
+ * DuckDB is stateless compute here: Parquet in the lake is the truth, the instance is in memory.
+ */
+export async function createDuckDb(config: Config, opts: { needS3?: boolean } = {}): Promise<DuckDBInstance> {
+  const tempDir = config.duckdb.tempDir ?? path.join(os.tmpdir(), 'cpa-duckdb-spill');
+  fs.mkdirSync(tempDir, { recursive: true });
+  const settings: Record<string, string> = {
+    threads: String(config.duckdb.threads),
+    memory_limit: config.duckdb.memoryLimit,
+    temp_directory: tempDir,
+    preserve_insertion_order: 'false',
+  };
+  if (config.duckdb.extensionDir) {
+    settings.extension_directory = config.duckdb.extensionDir;
+    // Offline: a missing extension must fail fast instead of trying the network.
+    settings.autoinstall_known_extensions = 'false';
+  }
+  const instance = await DuckDBInstance.create(':memory:', settings);
+  const needS3 = opts.needS3 ?? (isS3(config.lakeRoot) || isS3(config.landingRoot));
+  if (needS3) await configureS3(instance, config);
+  return instance;
+}
+
+async function configureS3(instance: DuckDBInstance, config: Config): Promise<void> {
+  const conn = await instance.connect();
+  try {
+    await conn.run('LOAD httpfs');
+    const { endpoint, region, accessKeyId, secretAccessKey, urlStyle } = config.s3;
+    const parts = [`TYPE s3`, `REGION ${sqlString(region)}`, `URL_STYLE ${sqlString(urlStyle)}`];
+    if (accessKeyId && secretAccessKey) {
+      parts.push(`KEY_ID ${sqlString(accessKeyId)}`, `SECRET ${sqlString(secretAccessKey)}`);
+    }
+    if (endpoint) {
+      const u = new URL(endpoint);
+      parts.push(`ENDPOINT ${sqlString(u.host)}`, `USE_SSL ${u.protocol === 'https:' ? 'true' : 'false'}`);
+    }
+    await conn.run(`CREATE OR REPLACE SECRET cpa_s3 (${parts.join(', ')})`);
+  } finally {
+    conn.closeSync();
+  }
+}
+
+/** Runs a query with named parameters ($name) and returns JSON-safe row objects. */
+export async function queryRows(conn: DuckDBConnection, sql: string, params?: Params): Promise<Row[]> {
+  const reader = await conn.runAndReadAll(sql, params);
+  return reader.getRowObjectsJson() as Row[];
+}
+
+export async function exec(conn: DuckDBConnection, sql: string, params?: Params): Promise<void> {
+  await conn.run(sql, params);
+}
+
+/**
+ * Quotes a string literal for the few places DuckDB cannot bind parameters (COPY targets, CREATE SECRET).
+ * Inputs are lake paths built by the program from validated keys; control characters are refused outright.
+ */
+export function sqlString(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f]/.test(s)) throw new Error(`refusing a control character in a SQL literal: ${JSON.stringify(s)}`);
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/** An identifier from the program's own allow-list (table and column names), double-quoted. */
+export function sqlIdent(s: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(s)) throw new Error(`not an allowed identifier: ${s}`);
+  return `"${s}"`;
+}
+
+const sqlDir = path.join(__dirname, 'sql');
+const sqlCache = new Map<string, string>();
+
+/** Loads a model file from lake/sql (e.g. 'silver/usage_events.sql'). */
+export function loadSql(rel: string): string {
+  let sql = sqlCache.get(rel);
+  if (sql === undefined) {
+    sql = fs.readFileSync(path.join(sqlDir, rel), 'utf8');
+    sqlCache.set(rel, sql);
+  }
+  return sql;
+}

@@ -1,0 +1,89 @@
+-- grain: one row per non-empty line of the newly landed event files (parsed or not)
+-- inputs: temp table _event_files(path, source_file), variables run_id, ingest_ts
+with files as (
+    select f.source_file, t.content
+    from read_text(getvariable('event_paths')) as t
+    join _event_files as f on f.path = t.filename
+),
+
+lines as (
+    select
+        source_file,
+        unnest(string_split(content, chr(10))) as line,
+        generate_subscripts(string_split(content, chr(10)), 1) as source_line
+    from files
+),
+
+non_empty as (
+    select source_file, source_line::integer as source_line, rtrim(line, chr(13)) as line
+    from lines
+    where trim(rtrim(line, chr(13))) <> ''
+),
+
+classified as (
+    select
+        *,
+        json_valid(line) and json_type(line::json) = 'OBJECT' as is_object
+    from non_empty
+),
+
+extracted as (
+    select
+        source_file,
+        source_line,
+        line,
+        is_object,
+        case when is_object then json_extract_string(line, [
+            '$.event_id', '$.timestamp', '$.org_id', '$.resource_id', '$.service', '$.region', '$.metric',
+            '$.value', '$.unit', '$.cost_usd_increment', '$.schema_version', '$.carbon_kg', '$.genai_tokens'
+        ]) end as f
+    from classified
+),
+
+typed as (
+    select
+        nullif(f[1], '') as event_id,
+        f[2] as timestamp_raw,
+        try_cast(f[2] as timestamptz)::timestamp as event_ts,
+        nullif(f[3], '') as org_id,
+        nullif(f[4], '') as resource_id,
+        f[5] as service,
+        f[6] as region,
+        f[7] as metric,
+        f[8] as value,
+        nullif(trim(f[9]), '') as unit,
+        coalesce(try_cast(f[10] as decimal(18, 6)), try_cast(try_cast(f[10] as double) as decimal(18, 6))) as cost_usd_increment,
+        try_cast(try_cast(f[11] as double) as integer) as schema_version,
+        coalesce(try_cast(f[12] as decimal(18, 9)), try_cast(try_cast(f[12] as double) as decimal(18, 9))) as carbon_kg,
+        try_cast(try_cast(f[13] as double) as bigint) as genai_tokens,
+        nullif(concat_ws(',',
+            case when f[10] is not null and coalesce(try_cast(f[10] as decimal(18, 6)), try_cast(try_cast(f[10] as double) as decimal(18, 6))) is null then 'cost_usd_increment' end,
+            case when f[11] is not null and try_cast(try_cast(f[11] as double) as integer) is null then 'schema_version' end,
+            case when f[12] is not null and coalesce(try_cast(f[12] as decimal(18, 9)), try_cast(try_cast(f[12] as double) as decimal(18, 9))) is null then 'carbon_kg' end,
+            case when f[13] is not null and try_cast(try_cast(f[13] as double) as bigint) is null then 'genai_tokens' end
+        ), '') as cast_errors,
+        source_file,
+        source_line,
+        line,
+        is_object
+    from extracted
+),
+
+final as (
+    select
+        event_id, timestamp_raw, event_ts, org_id, resource_id, service, region, metric, value, unit,
+        cost_usd_increment, schema_version, carbon_kg, genai_tokens, cast_errors,
+        event_ts::date as usage_date,
+        getvariable('ingest_ts')::timestamp as ingest_ts,
+        source_file,
+        source_line,
+        getvariable('run_id') as run_id,
+        case when not is_object then 'malformed_json' end as _rule,
+        case when not is_object then
+            case when json_valid(line) then 'line is valid JSON but not an object' else 'line is not valid JSON' end
+        end as _detail,
+        case when not is_object then left(line, 65536) end as _raw
+    from typed
+)
+
+select * from final

@@ -1,0 +1,148 @@
+-- grain: one row per bronze event (event_id already unique in bronze); rejected rows carry _rule
+-- inputs: bronze_usage_events, silver_orgs, silver_resources, _aliases; variables anomaly_*
+with source as (
+    select * from bronze_usage_events
+),
+
+conformed as (
+    select
+        s.*,
+        sa.canonical as service_canonical,
+        ra.canonical as region_canonical,
+        try_cast(s.value as double) as value_double,
+        lower(trim(s.metric)) as metric_clean,
+        to_json(s)::varchar as raw
+    from source as s
+    left join _aliases as sa on sa.kind = 'service' and sa.token = norm_token(s.service)
+    left join _aliases as ra on ra.kind = 'region' and ra.token = norm_token(s.region)
+),
+
+ruled as (
+    select
+        *,
+        case
+            when event_id is null or trim(event_id) = '' or timestamp_raw is null or trim(timestamp_raw) = ''
+                or org_id is null or trim(org_id) = '' or service is null or trim(service) = ''
+                or cost_usd_increment is null then 'missing_required'
+            when event_ts is null then 'bad_timestamp'
+            when service_canonical is null then 'unknown_service'
+            when cost_usd_increment < -0.01 then 'negative_cost'
+        end as _rule
+    from conformed
+),
+
+explained as (
+    select
+        *,
+        case _rule
+            when 'missing_required' then 'missing or empty: ' || concat_ws(', ',
+                case when event_id is null or trim(event_id) = '' then 'event_id' end,
+                case when timestamp_raw is null or trim(timestamp_raw) = '' then 'timestamp' end,
+                case when org_id is null or trim(org_id) = '' then 'org_id' end,
+                case when service is null or trim(service) = '' then 'service' end,
+                case when cost_usd_increment is null then
+                    case when cast_errors like '%cost_usd_increment%' then 'cost_usd_increment (not numeric)'
+                    else 'cost_usd_increment' end end)
+            when 'bad_timestamp' then 'timestamp ' || timestamp_raw || ' is not ISO-8601'
+            when 'unknown_service' then 'service ' || service || ' is not a known service'
+            when 'negative_cost' then 'cost_usd_increment ' || cost_usd_increment::varchar || ' < -0.01'
+        end as _detail
+    from ruled
+),
+
+kept as (
+    select
+        *,
+        case when getvariable('anomaly_by_metric') then coalesce(metric_clean, '') else '' end as anomaly_group
+    from explained
+    where _rule is null
+),
+
+stats as (
+    select
+        org_id,
+        service_canonical,
+        anomaly_group,
+        count(*) as n,
+        avg(cost_usd_increment::double) as mean_cost,
+        stddev_samp(cost_usd_increment::double) as sd_cost,
+        median(cost_usd_increment::double) as median_cost,
+        quantile_cont(cost_usd_increment::double, 0.99) as p99_cost
+    from kept
+    group by all
+),
+
+mad as (
+    select k.org_id, k.service_canonical, k.anomaly_group, median(abs(k.cost_usd_increment::double - s.median_cost)) as mad_cost
+    from kept as k
+    join stats as s using (org_id, service_canonical, anomaly_group)
+    group by all
+),
+
+scored as (
+    select
+        k.event_id,
+        case when s.n >= getvariable('anomaly_min_obs') and s.sd_cost > 0
+            then abs(k.cost_usd_increment::double - s.mean_cost) / s.sd_cost end as zscore_abs,
+        case when s.n >= getvariable('anomaly_min_obs') and m.mad_cost > 0
+            then 0.6745 * abs(k.cost_usd_increment::double - s.median_cost) / m.mad_cost end as robust_z_abs,
+        case when s.n >= getvariable('anomaly_min_obs') and s.sd_cost > 0
+            then k.cost_usd_increment::double > getvariable('anomaly_pctl_factor') * s.p99_cost end as pctl_hit
+    from kept as k
+    join stats as s using (org_id, service_canonical, anomaly_group)
+    join mad as m using (org_id, service_canonical, anomaly_group)
+),
+
+final as (
+    select
+        e.event_id,
+        e.event_ts,
+        e.usage_date,
+        e.org_id,
+        e.resource_id,
+        e.service_canonical as service,
+        e.region_canonical as region,
+        e.metric_clean as metric,
+        e.value_double as value,
+        e.value is not null and e.value_double is null as value_cast_failed,
+        case
+            when e.unit is null and e.value_double is not null then
+                case e.metric_clean when 'requests' then 'count' when 'cpu_hours' then 'hours'
+                    when 'storage_gb_hours' then 'gb_hours' end
+            else e.unit
+        end as unit,
+        e.unit is null and e.value_double is not null
+            and e.metric_clean in ('requests', 'cpu_hours', 'storage_gb_hours') as unit_imputed,
+        e.region_canonical is null as region_unknown,
+        e.cost_usd_increment,
+        e.schema_version,
+        e.carbon_kg,
+        e.genai_tokens,
+        o.org_name,
+        o.industry,
+        o.plan_tier,
+        o.hq_region,
+        r.state as resource_state,
+        o.org_id is null as orphan_org,
+        e.resource_id is not null and r.resource_id is null as orphan_resource,
+        round(sc.zscore_abs, 6) as zscore,
+        round(sc.robust_z_abs, 6) as robust_z,
+        coalesce(sc.zscore_abs > getvariable('anomaly_zscore'), false) as zscore_flag,
+        coalesce(sc.robust_z_abs > getvariable('anomaly_robust_z'), false) as mad_flag,
+        coalesce(sc.pctl_hit, false) as pctl_flag,
+        coalesce(sc.zscore_abs > getvariable('anomaly_zscore'), false)
+            or coalesce(sc.robust_z_abs > getvariable('anomaly_robust_z'), false)
+            or coalesce(sc.pctl_hit, false) as is_anomaly,
+        e.source_file,
+        e.source_line,
+        e.ingest_ts,
+        e._rule,
+        e._detail,
+        e.raw as _raw
+    from explained as e
+    left join silver_orgs as o on o.org_id = e.org_id
+    left join silver_resources as r on r.resource_id = e.resource_id
+    left join scored as sc on sc.event_id = e.event_id
+)
+
+select * from final
