@@ -73,7 +73,9 @@ for (;;) {
     await client.shutdown().catch(() => {});
   }
   if (Date.now() >= deadline) {
-    console.error(`cql-ready: no CQL connection to ${contactPoints.join(',')} within ${timeoutMs / 1000}s: ${lastError}`);
+    console.error(
+      `cql-ready: no CQL connection to ${contactPoints.join(',')} within ${timeoutMs / 1000}s: ${lastError}`,
+    );
     process.exit(1);
   }
   await sleep(1000);

@@ -488,8 +488,8 @@ case "$cmd" in
     parse_services "$@"
     command -v node >/dev/null 2>&1 || die "node is required"
     [ -d "$REPO_ROOT/node_modules" ] || die "run 'npm ci' in $REPO_ROOT first (needs @aws-sdk/client-s3, cassandra-driver)"
-    lock_stack
     t0=$SECONDS
+    lock_stack
     tools=(httpfs)
     for s in "${SELECTED[@]}"; do tools+=("$s"); done
     if [ "${#SELECTED[@]}" -eq "${#SERVICES[@]}" ]; then tools=(all); fi

@@ -5,7 +5,7 @@
  * and its lines are in random time order within the slice. Lines are rendered by hand rather than with
  * JSON.stringify because the reference was written by Python (`", "` / `": "` separators, `124.0`, `8.9e-05`).
  */
-import { MinuteClock, pyFloat, round } from './format';
+import { MinuteClock, pyFixed, round } from './format';
 import { IdMinter, ORPHAN_ID_OFFSET } from './ids';
 import type { ResourceRef } from './batch';
 import type { GeneratorPlan } from './plan';
@@ -76,9 +76,14 @@ interface EventDraft {
   genaiTokens: number | undefined;
 }
 
+/** Numbers in events (value, cost) have at most 4 decimals. */
 function jsonValue(v: string | number | null): string {
   if (v === null) return 'null';
-  return typeof v === 'string' ? `"${v}"` : pyFloat(v);
+  return typeof v === 'string' ? `"${v}"` : pyFixed(v, 4);
+}
+
+function toCarbon(value: number): string {
+  return pyFixed(round(value * CARBON_PER_UNIT, 6), 6);
 }
 
 /** Renders an event with the reference's key order and separators. */
@@ -285,7 +290,7 @@ export class EventStream {
     const valueIsNull = allowNullValue && rng.chance(VALUE_NULL_RATE);
     const unitIsNull = valueIsNull && rng.chance(UNIT_NULL_RATE);
     let carbonKg: string | undefined;
-    if (schemaVersion === 2) carbonKg = valueIsNull || value === 0 ? '0' : pyFloat(round(value * CARBON_PER_UNIT, 6));
+    if (schemaVersion === 2) carbonKg = valueIsNull || value === 0 ? '0' : toCarbon(value);
     const genaiTokens =
       schemaVersion === 2 && resource.service === 'genai'
         ? Math.max(0, Math.round(GENAI_TOKENS.mean + GENAI_TOKENS.sd * rng.normal()))
@@ -315,7 +320,7 @@ export class EventStream {
     e.value = value;
     e.unit = METRIC_UNITS.requests;
     e.cost = eventCost(rng, value, service);
-    if (e.carbonKg !== undefined) e.carbonKg = pyFloat(round(value * CARBON_PER_UNIT, 6));
+    if (e.carbonKg !== undefined) e.carbonKg = toCarbon(value);
   }
 
   private applyQuirk(rng: Rng, e: EventDraft, quirk: EventQuirk | 'none'): string {
@@ -344,7 +349,7 @@ export class EventStream {
         e.cost = -rng.intBetween(1, 100) / 10_000; // [-0.01, -0.0001]: kept by silver
         break;
       case 'value_numeric_string':
-        e.value = pyFloat(e.value as number);
+        e.value = pyFixed(e.value as number, 4);
         break;
       case 'value_cast_failed':
         e.value = rng.pick(UNCASTABLE_VALUES);

@@ -17,6 +17,30 @@ export function pyFloat(x: number): string {
   return String(x);
 }
 
+const POWERS_OF_TEN = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+
+/**
+ * `pyFloat` for a value already rounded to `dp` ≤ 6 decimals, by integer arithmetic: twice as fast as the
+ * shortest-round-trip conversion, and the events loop formats three numbers per event.
+ */
+export function pyFixed(x: number, dp: number): string {
+  const scale = POWERS_OF_TEN[dp] as number;
+  let units = Math.round(x * scale);
+  if (units === 0) return '0.0';
+  const sign = units < 0 ? '-' : '';
+  if (units < 0) units = -units;
+  const whole = Math.floor(units / scale);
+  let fraction = units - whole * scale;
+  if (fraction === 0) return `${sign}${whole}.0`;
+  if (units * 10_000 < scale) return pyFloat(x); // below 1e-4 Python switches to exponent notation
+  let digits = dp;
+  while (fraction % 10 === 0) {
+    fraction /= 10;
+    digits--;
+  }
+  return `${sign}${whole}.${String(fraction).padStart(digits, '0')}`;
+}
+
 /** Rounds half away from zero to `dp` decimals (the shortest repr then prints at most `dp` decimals). */
 export function round(x: number, dp: number): number {
   const f = 10 ** dp;
@@ -67,7 +91,7 @@ export function monthOf(epochDay: number): { label: string; nextMonthDay: number
  */
 export class MinuteClock {
   private readonly hhmm: string[];
-  private readonly days = new Map<number, string>();
+  private readonly days: string[] = [];
 
   constructor(private readonly startDay: number) {
     this.hhmm = Array.from(
@@ -76,12 +100,13 @@ export class MinuteClock {
     );
   }
 
+  /** @param minute minutes since the start day, ≥ 0 */
   format(minute: number): string {
     const dayOffset = Math.floor(minute / 1440);
-    let day = this.days.get(dayOffset);
+    let day = this.days[dayOffset];
     if (day === undefined) {
       day = formatDay(this.startDay + dayOffset);
-      this.days.set(dayOffset, day);
+      this.days[dayOffset] = day;
     }
     return `${day}T${this.hhmm[minute - dayOffset * 1440] as string}:00Z`;
   }

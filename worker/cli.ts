@@ -1,0 +1,295 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import Table from 'cli-table3';
+import { ConfigError, loadConfig, readEnvFile } from '../config/env';
+import type { Config, RawEnv } from '../config/env';
+import type { RunSummary, StepMetrics } from '../activities';
+import { generate } from '../lake/generator';
+import { openSession, PipelineFailed, devDbFile, localRuns, rootMessage, runDaily } from './run';
+import { nativeConnectionFor, startDevServer, isServerUp } from './temporal';
+import { createWorker, installRuntime } from './main';
+import { qualityReport } from './report';
+import { runBench } from './bench';
+
+/** The git-ignored env file `npm run stack:up` writes; read under the real environment, never over it. */
+const STACK_ENV = path.join(__dirname, '..', '.cpa-stack.env');
+
+function config(overrides: Partial<RawEnv> = {}): Config {
+  const fileEnv = readEnvFile(STACK_ENV);
+  return loadConfig({ ...fileEnv, ...process.env }, overrides);
+}
+
+const isoDate = (v: string): string => {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(v) || Number.isNaN(Date.parse(`${v}T00:00:00Z`))) {
+    throw new InvalidArgumentError('expected a date YYYY-MM-DD');
+  }
+  return v;
+};
+const positiveNumber = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+};
+const integer = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('expected an integer');
+  return n;
+};
+
+function lakeOverrides(opts: { lake?: string; landing?: string }): Partial<RawEnv> {
+  return {
+    CPA_LAKE_ROOT: opts.lake as never,
+    CPA_LANDING_ROOT: opts.landing as never,
+  };
+}
+
+export function summaryTable(summary: RunSummary): string {
+  const t = new Table({ style: { head: [], border: [] }, head: ['step', 'rows in', 'rows out', 'quarantined', 'partitions written', 'seconds'] });
+  for (const s of summary.steps) {
+    const q = Object.entries(s.quarantined)
+      .filter(([, n]) => n > 0)
+      .map(([r, n]) => `${r}=${n}`)
+      .join(' ');
+    t.push([s.step, s.rowsIn, s.rowsOut, q || '0', s.partitionsWritten, (s.durationMs / 1000).toFixed(2)]);
+  }
+  return t.toString();
+}
+
+function progressPrinter(json: boolean): ((running: string[]) => void) | undefined {
+  if (json) return undefined;
+  const started = Date.now();
+  return (running) => {
+    if (running.length === 0) return;
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    process.stderr.write(`[${secs}s] running: ${running.join(', ')}\n`);
+  };
+}
+
+const program = new Command();
+program
+  .name('cpa')
+  .description('Cloud Provider Analytics: landing → bronze → silver → gold, orchestrated by Temporal')
+  .showHelpAfterError();
+
+program
+  .command('generate')
+  .description('generate deterministic demo data (all eight sources) at scale S')
+  .requiredOption('--scale <S>', 'scale factor (1 ≈ 43,200 events, 80 orgs)', positiveNumber)
+  .option('--seed <N>', 'random seed', integer, 42)
+  .requiredOption('--out <dir>', 'landing directory to write')
+  .option('--start <date>', 'first event day', isoDate)
+  .option('--days <n>', 'days of events', integer)
+  .action(async (opts: { scale: number; seed: number; out: string; start?: string; days?: number }) => {
+    let last = 0;
+    const report = await generate({
+      scale: opts.scale,
+      seed: opts.seed,
+      out: opts.out,
+      startDate: opts.start,
+      days: opts.days,
+      onProgress: (done, total) => {
+        const pct = Math.floor((done / total) * 10);
+        if (pct > last) {
+          last = pct;
+          process.stderr.write(`generated ${done.toLocaleString()} / ${total.toLocaleString()} events\n`);
+        }
+      },
+    });
+    console.log(
+      `wrote ${report.files} events files (${report.events_written.toLocaleString()} lines) and 7 CSVs to ${path.resolve(opts.out)}`,
+    );
+  });
+
+program
+  .command('run')
+  .description('run dailyPipeline through Temporal (embedded dev server when TEMPORAL_ADDRESS is not set)')
+  .option('--date <YYYY-MM-DD>', 'logical date of the run (default: everything landed)', isoDate)
+  .option('--landing <dir>', 'landing root (path or s3://bucket/prefix)')
+  .option('--lake <dir>', 'lake root (path or s3://bucket/prefix)')
+  .option('--with-worker', 'also run an in-process worker when TEMPORAL_ADDRESS is set')
+  .option('--json', 'print the run summary as JSON')
+  .action(async (opts: { date?: string; landing?: string; lake?: string; withWorker?: boolean; json?: boolean }) => {
+    const cfg = config(lakeOverrides(opts));
+    const session = await openSession(cfg, { withWorker: opts.withWorker });
+    try {
+      const summary = await runDaily(
+        session,
+        cfg,
+        { runDate: opts.date ?? null, lake: cfg.lakeRoot, landing: cfg.landingRoot, kind: 'manual' },
+        progressPrinter(Boolean(opts.json)),
+      );
+      if (opts.json) console.log(JSON.stringify(summary, null, 2));
+      else {
+        console.log(summaryTable(summary));
+        const total = summary.steps.reduce((a, s) => a + s.durationMs, 0);
+        console.log(
+          `${summary.workflowId} ${summary.status} in ${((Date.parse(summary.finishedAt) - Date.parse(summary.startedAt)) / 1000).toFixed(2)}s ` +
+            `(activity time ${(total / 1000).toFixed(2)}s); lake ${summary.lake}`,
+        );
+      }
+    } finally {
+      await session.close();
+    }
+  });
+
+program
+  .command('worker')
+  .description('run a pipeline worker against TEMPORAL_ADDRESS (or the local dev server)')
+  .action(async () => {
+    const cfg = config();
+    installRuntime(cfg.logLevel);
+    const address = cfg.temporal.address ?? `127.0.0.1:${cfg.temporal.devPort}`;
+    if (!(await isServerUp(cfg, address, 3000))) throw new PipelineFailed(`no Temporal server answers at ${address}`);
+    const conn = await nativeConnectionFor(cfg, address);
+    const { worker } = await createWorker(cfg, conn);
+    console.log(`worker polling task queue ${cfg.temporal.taskQueue} on ${address} (Ctrl-C to stop)`);
+    await worker.run();
+    await conn.close();
+  });
+
+program
+  .command('dev')
+  .description('keep a local Temporal dev server (Web UI at :8233, state under the lake) and a worker running')
+  .action(async () => {
+    const cfg = config();
+    installRuntime(cfg.logLevel);
+    const address = `127.0.0.1:${cfg.temporal.devPort}`;
+    let endpoint;
+    if (await isServerUp(cfg, address, 800)) {
+      endpoint = { address, uiUrl: `http://127.0.0.1:${cfg.temporal.devUiPort}`, stop: async () => undefined };
+      console.log(`a Temporal server is already running on ${address}; attaching a worker`);
+    } else {
+      endpoint = await startDevServer(cfg, {
+        port: cfg.temporal.devPort,
+        uiPort: cfg.temporal.devUiPort,
+        dbFile: devDbFile(cfg),
+      });
+    }
+    const conn = await nativeConnectionFor(cfg, endpoint.address);
+    const { worker } = await createWorker(cfg, conn);
+    console.log(`Temporal dev server: ${endpoint.address}`);
+    console.log(`Temporal Web UI:     ${endpoint.uiUrl ?? 'n/a'}`);
+    console.log(`worker on task queue ${cfg.temporal.taskQueue}; lake ${cfg.lakeRoot}`);
+    console.log('run `npx cpa run` in another terminal, or start dailyPipeline from the UI. Ctrl-C stops both.');
+    const shutdown = (): void => worker.shutdown();
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+    await worker.run();
+    await conn.close();
+    await endpoint.stop();
+  });
+
+program
+  .command('status')
+  .description('show recent pipeline runs recorded in the lake')
+  .option('--lake <dir>', 'lake root')
+  .option('--limit <n>', 'runs to show', integer, 10)
+  .option('--json', 'JSON output')
+  .action((opts: { lake?: string; limit: number; json?: boolean }) => {
+    const cfg = config(lakeOverrides(opts));
+    const runs = localRuns(cfg).slice(0, opts.limit);
+    if (opts.json) {
+      console.log(JSON.stringify(runs.map(({ steps, ...r }) => ({ ...r, steps: steps.length })), null, 2));
+      return;
+    }
+    if (runs.length === 0) {
+      console.log(`no runs recorded under ${cfg.lakeRoot}/_meta/runs`);
+      return;
+    }
+    const t = new Table({ style: { head: [], border: [] }, head: ['workflow id', 'status', 'started', 'seconds', 'steps', 'error'] });
+    for (const r of runs) {
+      t.push([
+        r.workflowId,
+        r.status,
+        r.startedAt,
+        ((Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000).toFixed(2),
+        r.steps.length,
+        (r.error ?? '').slice(0, 80),
+      ]);
+    }
+    console.log(t.toString());
+  });
+
+program
+  .command('quality')
+  .description('quality report of the latest run: rows, quarantine per rule, null rates')
+  .option('--lake <dir>', 'lake root')
+  .option('--run <runId>', 'a specific run id (default: latest)')
+  .option('--json', 'JSON output')
+  .action(async (opts: { lake?: string; run?: string; json?: boolean }) => {
+    const cfg = config(lakeOverrides(opts));
+    const report = await qualityReport(cfg, opts.run);
+    if (opts.json) {
+      console.log(JSON.stringify(report, null, 2));
+      return;
+    }
+    console.log(`run ${report.runId} (${report.steps.length} steps)`);
+    const t = new Table({ style: { head: [], border: [] }, head: ['step', 'rows in', 'rows out', 'quarantined by rule', 'worst null rate', 'seconds'] });
+    for (const s of report.steps as StepMetrics[]) {
+      const worst = Object.entries(s.nullRates).sort((a, b) => b[1] - a[1])[0];
+      t.push([
+        s.step,
+        s.rowsIn,
+        s.rowsOut,
+        Object.entries(s.quarantined)
+          .filter(([, n]) => n > 0)
+          .map(([r, n]) => `${r}=${n}`)
+          .join('\n') || '0',
+        worst ? `${worst[0]} ${(worst[1] * 100).toFixed(2)}%` : '',
+        (s.durationMs / 1000).toFixed(2),
+      ]);
+    }
+    console.log(t.toString());
+    for (const line of report.highlights) console.log(line);
+  });
+
+program
+  .command('bench')
+  .description('generate data at scale S (if needed), run the pipeline embedded, print per-step seconds, events/s, peak RSS')
+  .requiredOption('--scale <S>', 'scale factor', positiveNumber)
+  .option('--seed <N>', 'seed', integer, 42)
+  .option('--dir <dir>', 'working directory for data and lake', path.join(require('node:os').tmpdir(), 'cpa-bench'))
+  .option('--json', 'JSON output')
+  .action(async (opts: { scale: number; seed: number; dir: string; json?: boolean }) => {
+    await runBench(config(), opts);
+  });
+
+program
+  .command('demo')
+  .description('generate demo data (S=1) into the lake landing zone if absent, then run the pipeline (npm start)')
+  .option('--scale <S>', 'scale factor', positiveNumber, 1)
+  .action(async (opts: { scale: number }) => {
+    const cfg = config();
+    const marker = path.join(cfg.landingRoot, 'customers_orgs.csv');
+    if (cfg.landingRoot.startsWith('s3://')) throw new PipelineFailed('demo generates into a local landing directory only');
+    if (!fs.existsSync(marker)) {
+      console.log(`generating demo data (S=${opts.scale}, seed 42) into ${cfg.landingRoot}`);
+      await generate({ scale: opts.scale, seed: 42, out: cfg.landingRoot });
+    }
+    const session = await openSession(cfg);
+    try {
+      const summary = await runDaily(
+        session,
+        cfg,
+        { runDate: null, lake: cfg.lakeRoot, landing: cfg.landingRoot, kind: 'manual' },
+        progressPrinter(false),
+      );
+      console.log(summaryTable(summary));
+      console.log(`${summary.workflowId} ${summary.status}; gold marts under ${cfg.lakeRoot}/gold — try \`npx cpa quality\``);
+    } finally {
+      await session.close();
+    }
+  });
+
+program.addOption(new Option('--verbose', 'print stack traces on failure').hideHelp());
+
+program.parseAsync(process.argv).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    if (process.argv.includes('--verbose') && err instanceof Error) console.error(err.stack);
+    const msg = err instanceof ConfigError ? err.message : rootMessage(err).split('\n')[0];
+    console.error(`cpa: ${msg}`);
+    process.exit(err instanceof ConfigError ? 2 : 1);
+  },
+);

@@ -1,0 +1,162 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
+import type { Worker } from '@temporalio/worker';
+import type { DuckDBInstance } from '@duckdb/node-api';
+import type { Config } from '../config/env';
+import { joinUri } from '../config/env';
+import { isS3 } from '../lake/storage';
+import type { RunSummary } from '../activities';
+import type { DailyPipelineInput } from '../workflows';
+import { createWorker, installRuntime } from './main';
+import { clientFor, isServerUp, nativeConnectionFor, startDevServer } from './temporal';
+import type { TemporalEndpoint } from './temporal';
+
+/** Workflow ids carry meaning: `daily-pipeline/2025-08-01`, or `daily-pipeline/all` for everything landed. */
+export function dailyWorkflowId(runDate?: string | null): string {
+  return `daily-pipeline/${runDate ?? 'all'}`;
+}
+
+/** Where `cpa dev` keeps the dev server's SQLite state: under the lake's _meta/ when the lake is local. */
+export function devDbFile(config: Config): string {
+  if (!isS3(config.lakeRoot)) return path.join(config.lakeRoot, '_meta', 'temporal', 'dev.db');
+  return path.join(process.env.CPA_CACHE_DIR ?? path.join(require('node:os').homedir(), '.cache', 'cpa'), 'dev.db');
+}
+
+export interface Session {
+  client: Client;
+  endpoint: TemporalEndpoint;
+  worker?: Worker;
+  db?: DuckDBInstance;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to Temporal the way the embedded default promises: TEMPORAL_ADDRESS when set (a remote worker does
+ * the work unless `withWorker`); else a running `cpa dev` server on the dev port; else an ephemeral dev server
+ * started here. Outside the remote case an in-process worker runs the activities.
+ */
+export async function openSession(config: Config, opts: { withWorker?: boolean } = {}): Promise<Session> {
+  installRuntime(config.logLevel);
+  let endpoint: TemporalEndpoint;
+  let wantWorker = opts.withWorker ?? false;
+  if (config.temporal.address) {
+    endpoint = { address: config.temporal.address, started: false, stop: async () => undefined };
+  } else {
+    const devAddress = `127.0.0.1:${config.temporal.devPort}`;
+    if (await isServerUp(config, devAddress, 800)) {
+      endpoint = { address: devAddress, started: false, stop: async () => undefined };
+    } else {
+      endpoint = await startDevServer(config);
+    }
+    wantWorker = opts.withWorker ?? true;
+  }
+  const { client, close: closeClient } = await clientFor(config, endpoint.address);
+  let worker: Worker | undefined;
+  let db: DuckDBInstance | undefined;
+  let workerRun: Promise<void> | undefined;
+  let nativeConn: Awaited<ReturnType<typeof nativeConnectionFor>> | undefined;
+  if (wantWorker) {
+    nativeConn = await nativeConnectionFor(config, endpoint.address);
+    ({ worker, db } = await createWorker(config, nativeConn));
+    workerRun = worker.run();
+  }
+  return {
+    client,
+    endpoint,
+    worker,
+    db,
+    async close() {
+      if (worker) {
+        worker.shutdown();
+        await workerRun;
+      }
+      await nativeConn?.close();
+      db?.closeSync();
+      await closeClient();
+      await endpoint.stop();
+    },
+  };
+}
+
+export class PipelineFailed extends Error {
+  override name = 'PipelineFailed';
+}
+
+/**
+ * Starts (or attaches to) `dailyPipeline` and waits for its result. Re-running the same date re-uses the workflow id:
+ * a finished run is started afresh (idempotent by construction), a running one is attached to.
+ */
+export async function runDaily(
+  session: Session,
+  config: Config,
+  input: DailyPipelineInput,
+  onProgress?: (running: string[], done: number) => void,
+): Promise<RunSummary> {
+  const workflowId = dailyWorkflowId(input.runDate);
+  let handle;
+  try {
+    handle = await session.client.workflow.start('dailyPipeline', {
+      taskQueue: config.temporal.taskQueue,
+      workflowId,
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      memo: { logicalDate: input.runDate ?? 'all', kind: input.kind ?? 'manual' },
+    });
+  } catch (e) {
+    throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);
+  }
+  let stop = false;
+  const poll = (async () => {
+    let last = '';
+    while (!stop && onProgress) {
+      await new Promise((r) => setTimeout(r, 500));
+      if (stop) break;
+      try {
+        const d = await handle.describe();
+        const pending = (d.raw.pendingActivities ?? []).map((a) => activityLabel(a.activityType?.name, a));
+        const key = pending.join(',');
+        if (key !== last) {
+          last = key;
+          onProgress(pending, Number(d.historyLength));
+        }
+      } catch {
+        /* progress is best effort */
+      }
+    }
+  })();
+  try {
+    return (await handle.result()) as RunSummary;
+  } catch (e) {
+    if (e instanceof WorkflowFailedError) throw new PipelineFailed(`${workflowId} failed: ${rootMessage(e)}`);
+    throw e;
+  } finally {
+    stop = true;
+    await poll;
+  }
+}
+
+function activityLabel(name: string | null | undefined, a: { attempt?: number | null }): string {
+  const attempt = a.attempt && a.attempt > 1 ? ` (attempt ${a.attempt})` : '';
+  return `${name ?? 'activity'}${attempt}`;
+}
+
+export function rootMessage(e: unknown): string {
+  let cur: unknown = e;
+  while (cur instanceof Error && (cur as { cause?: unknown }).cause) cur = (cur as { cause?: unknown }).cause;
+  return cur instanceof Error ? cur.message : String(cur);
+}
+
+/** Reads run records from `_meta/runs/` (local lakes), newest first. */
+export function localRuns(config: Config): RunSummary[] {
+  if (isS3(config.lakeRoot)) return [];
+  const dir = joinUri(config.lakeRoot, '_meta', 'runs');
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as RunSummary)
+    .sort((a, b) => (a.startedAt < b.startedAt ? 1 : -1));
+}

@@ -1,0 +1,165 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import type { Config } from '../config/env';
+
+/** Custom search attributes that make runs findable in the Web UI by logical date, kind and status. */
+export const SEARCH_ATTRIBUTES = { CpaLogicalDate: 'Keyword', CpaRunKind: 'Keyword', CpaStatus: 'Keyword' } as const;
+
+/** A Temporal server the CLI talks to; `stop()` is a no-op for servers it did not start. */
+export interface TemporalEndpoint {
+  address: string;
+  uiUrl?: string;
+  started: boolean;
+  stop(): Promise<void>;
+}
+
+function connectionOptions(config: Config, address: string) {
+  const t = config.temporal;
+  const tls =
+    t.tls || t.tlsCertPath
+      ? {
+          clientCertPair:
+            t.tlsCertPath && t.tlsKeyPath
+              ? { crt: fs.readFileSync(t.tlsCertPath), key: fs.readFileSync(t.tlsKeyPath) }
+              : undefined,
+        }
+      : undefined;
+  return { address, tls, apiKey: t.apiKey };
+}
+
+export async function clientFor(config: Config, address: string): Promise<{ client: Client; close(): Promise<void> }> {
+  const connection = await Connection.connect(connectionOptions(config, address));
+  return { client: new Client({ connection, namespace: config.temporal.namespace }), close: () => connection.close() };
+}
+
+export async function nativeConnectionFor(config: Config, address: string): Promise<NativeConnection> {
+  return NativeConnection.connect(connectionOptions(config, address));
+}
+
+/** True when a Temporal frontend answers at `address` within `timeoutMs`. */
+export async function isServerUp(config: Config, address: string, timeoutMs = 1500): Promise<boolean> {
+  const [host, portStr] = address.split(':');
+  const open = await new Promise<boolean>((resolve) => {
+    const sock = net.connect({ host, port: Number(portStr) });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(false);
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.end();
+      resolve(true);
+    });
+    sock.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+  if (!open) return false;
+  try {
+    const conn = await Connection.connect({ ...connectionOptions(config, address), connectTimeout: timeoutMs });
+    await conn.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Where the `temporal` CLI binary is: TEMPORAL_CLI_PATH, then PATH, then the project's tool cache. */
+export function findTemporalCli(config: Config): string | undefined {
+  if (config.temporal.cliPath) {
+    if (!fs.existsSync(config.temporal.cliPath)) throw new Error(`TEMPORAL_CLI_PATH ${config.temporal.cliPath} does not exist`);
+    return config.temporal.cliPath;
+  }
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const p = path.join(dir, 'temporal');
+    if (dir && fs.existsSync(p)) return p;
+  }
+  const cache = process.env.CPA_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'cpa');
+  const cached = path.join(cache, 'pybin', 'bin', 'temporal');
+  return fs.existsSync(cached) ? cached : undefined;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `temporal server start-dev` on loopback and waits until its frontend answers. Ephemeral servers are
+ * headless with in-memory state; `cpa dev` passes a db file and a UI port so history survives restarts.
+ * Without a local binary, falls back to the SDK's own download (needs internet).
+ */
+export async function startDevServer(
+  config: Config,
+  opts: { port?: number; uiPort?: number; dbFile?: string; quiet?: boolean } = {},
+): Promise<TemporalEndpoint> {
+  const binary = findTemporalCli(config);
+  if (!binary) return startDownloadedServer(opts);
+  const port = opts.port ?? (await freePort());
+  const address = `127.0.0.1:${port}`;
+  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'error'];
+  args.push('--http-port', String(await freePort()), '--metrics-port', String(await freePort()));
+  if (opts.uiPort) args.push('--ui-port', String(opts.uiPort));
+  else args.push('--headless');
+  if (opts.dbFile) {
+    fs.mkdirSync(path.dirname(opts.dbFile), { recursive: true });
+    args.push('--db-filename', opts.dbFile);
+  }
+  for (const [k, v] of Object.entries(SEARCH_ATTRIBUTES)) args.push('--search-attribute', `${k}=${v}`);
+  const child: ChildProcess = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: false });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`temporal dev server exited (${child.exitCode}): ${stderr.trim()}`);
+    if (await isServerUp(config, address, 1000)) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`temporal dev server did not answer on ${address} within 60s: ${stderr.trim()}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    address,
+    uiUrl: opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : undefined,
+    started: true,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function startDownloadedServer(opts: { uiPort?: number; dbFile?: string }): Promise<TemporalEndpoint> {
+  // The SDK downloads the same CLI binary; only reached when no local binary exists (needs internet).
+  const { TestWorkflowEnvironment } = await import('@temporalio/testing');
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: {
+      ui: opts.uiPort !== undefined,
+      uiPort: opts.uiPort,
+      dbFilename: opts.dbFile,
+      searchAttributes: Object.entries(SEARCH_ATTRIBUTES).map(([name]) => ({ name, type: 'KEYWORD' as never })),
+    },
+  });
+  const address = env.connection.options.address;
+  return { address, started: true, uiUrl: opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : undefined, stop: () => env.teardown() };
+}
