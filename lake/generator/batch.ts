@@ -36,7 +36,16 @@ export const CSV_HEADERS = {
   ],
   users: ['user_id', 'org_id', 'email', 'role', 'active', 'created_at', 'last_login'],
   resources: ['resource_id', 'org_id', 'service', 'region', 'created_at', 'state', 'tags_json'],
-  billing_monthly: ['invoice_id', 'org_id', 'month', 'subtotal', 'credits', 'taxes', 'currency', 'exchange_rate_to_usd'],
+  billing_monthly: [
+    'invoice_id',
+    'org_id',
+    'month',
+    'subtotal',
+    'credits',
+    'taxes',
+    'currency',
+    'exchange_rate_to_usd',
+  ],
   support_tickets: ['ticket_id', 'org_id', 'category', 'severity', 'created_at', 'resolved_at', 'csat', 'sla_breached'],
   marketing_touches: ['touch_id', 'org_id', 'campaign', 'channel', 'timestamp', 'clicked', 'converted'],
   nps_surveys: ['org_id', 'survey_date', 'nps_score', 'comment'],
@@ -57,8 +66,8 @@ export interface BatchSources {
   readonly rows: Readonly<Record<CsvTable, number>>;
 }
 
-/** Day offsets of the plan's windows, clamped so short `days` values still give a non-empty range. */
-function window(plan: GeneratorPlan, from: number, to: number): { from: number; to: number } {
+/** An inclusive range of epoch days, clamped so a short `days` option still gives a non-empty range. */
+function dayRange(from: number, to: number): { from: number; to: number } {
   return { from, to: Math.max(from, to) };
 }
 
@@ -88,7 +97,11 @@ async function writeTable(dir: string, table: CsvTable, rows: Iterable<readonly 
 }
 
 /** Assigns disjoint random row sets to quirks: row index → quirk (lookups only, so Map order never matters). */
-function assignRowQuirks<Q extends string>(rng: Rng, rows: number, quirks: ReadonlyArray<readonly [Q, number]>): Map<number, Q> {
+function assignRowQuirks<Q extends string>(
+  rng: Rng,
+  rows: number,
+  quirks: ReadonlyArray<readonly [Q, number]>,
+): Map<number, Q> {
   const total = quirks.reduce((sum, [, k]) => sum + k, 0);
   const indices = rng.sampleIndices(rows, total);
   const assigned = new Map<number, Q>();
@@ -99,14 +112,14 @@ function assignRowQuirks<Q extends string>(rng: Rng, rows: number, quirks: Reado
   return assigned;
 }
 
-function* orgRows(plan: GeneratorPlan, orgIds: string[], counts: QuirkCounts): Generator<string[]> {
+function* orgRows(plan: GeneratorPlan, orgIds: readonly string[], counts: QuirkCounts): Generator<string[]> {
   const rng = new Rng(plan.seed, 'table/customers_orgs');
   const n = plan.orgs;
   const quirks = assignRowQuirks(rng, n, [
     ['nps', quirkRowCount(n, CSV_QUIRK_RATES.orgs_nps_out_of_range)],
     ['duplicate', quirkRowCount(n, CSV_QUIRK_RATES.orgs_duplicate_key)],
   ]);
-  const signup = window(plan, plan.startDay + P.WINDOWS.signup.fromStart, plan.startDay + P.WINDOWS.signup.toStart);
+  const signup = dayRange(plan.startDay + P.WINDOWS.signup.fromStart, plan.startDay + P.WINDOWS.signup.toStart);
   // A re-sent org row (a CRM update) appears somewhere after the original; the first line wins in silver.
   const duplicatesAfter = new Map<number, string[][]>();
   for (let i = 0; i < n; i++) {
@@ -147,17 +160,31 @@ function* userRows(plan: GeneratorPlan, orgIds: readonly string[], counts: Quirk
   const ids = new IdMinter('user_', 4, new Rng(plan.seed, 'ids/user'));
   const n = plan.users;
   const invalid = assignRowQuirks(rng, n, [['email', quirkRowCount(n, CSV_QUIRK_RATES.users_invalid_email)]]);
-  const created = window(plan, plan.startDay + P.WINDOWS.userCreated.fromStart, endDay(plan) + P.WINDOWS.userCreated.toEnd);
+  const created = dayRange(plan.startDay + P.WINDOWS.userCreated.fromStart, endDay(plan) + P.WINDOWS.userCreated.toEnd);
   for (let i = 0; i < n; i++) {
     const userId = ids.mint(i);
     let email = `${userId}@example.com`;
     if (invalid.has(i)) {
-      email = rng.pick([`${userId}@example`, `${userId}.example.com`, `${userId} @example.com`, `${userId}@@example.com`, '']);
+      email = rng.pick([
+        `${userId}@example`,
+        `${userId}.example.com`,
+        `${userId} @example.com`,
+        `${userId}@@example.com`,
+        '',
+      ]);
       counts.users_invalid_email++;
     }
     const createdDay = randomDay(rng, created);
     const lastLogin = rng.chance(P.LAST_LOGIN_EMPTY_RATE) ? '' : formatDay(rng.intBetween(createdDay, endDay(plan)));
-    yield [userId, rng.pick(orgIds), email, rng.draw(P.ROLES), pyBool(rng.chance(P.USER_ACTIVE_RATE)), formatDay(createdDay), lastLogin];
+    yield [
+      userId,
+      rng.pick(orgIds),
+      email,
+      rng.draw(P.ROLES),
+      pyBool(rng.chance(P.USER_ACTIVE_RATE)),
+      formatDay(createdDay),
+      lastLogin,
+    ];
   }
 }
 
@@ -172,8 +199,7 @@ function tagsJson(rng: Rng): string {
 function makeResources(plan: GeneratorPlan, orgIds: readonly string[]): { refs: ResourceRef[]; rows: string[][] } {
   const rng = new Rng(plan.seed, 'table/resources');
   const ids = new IdMinter('res_', 4, new Rng(plan.seed, 'ids/resource'));
-  const created = window(
-    plan,
+  const created = dayRange(
     plan.startDay + P.WINDOWS.resourceCreated.fromStart,
     endDay(plan) + P.WINDOWS.resourceCreated.toEnd,
   );
@@ -182,9 +208,22 @@ function makeResources(plan: GeneratorPlan, orgIds: readonly string[]): { refs: 
   for (let i = 0; i < plan.resources; i++) {
     // Every org owns at least one resource, so every org has usage (as in the reference).
     const orgId = i < orgIds.length ? (orgIds[i] as string) : rng.pick(orgIds);
-    const ref: ResourceRef = { id: ids.mint(i), orgId, service: rng.draw(P.RESOURCE_SERVICES), region: rng.draw(P.RESOURCE_REGIONS) };
+    const ref: ResourceRef = {
+      id: ids.mint(i),
+      orgId,
+      service: rng.draw(P.RESOURCE_SERVICES),
+      region: rng.draw(P.RESOURCE_REGIONS),
+    };
     refs.push(ref);
-    rows.push([ref.id, orgId, ref.service, ref.region, formatDay(randomDay(rng, created)), rng.draw(P.RESOURCE_STATES), tagsJson(rng)]);
+    rows.push([
+      ref.id,
+      orgId,
+      ref.service,
+      ref.region,
+      formatDay(randomDay(rng, created)),
+      rng.draw(P.RESOURCE_STATES),
+      tagsJson(rng),
+    ]);
   }
   // Shuffle rows and refs together so the file is not ordered by org.
   const order = rng.shuffle(Array.from({ length: refs.length }, (_, i) => i));
@@ -230,8 +269,19 @@ function* billingRows(plan: GeneratorPlan, orgIds: readonly string[], counts: Qu
       }
       const fx = fxRate(rng, currency);
       if (currency === 'USD' && fx !== 1) counts.billing_fx_corrected++;
-      const credits = rng.chance(P.BILLING.creditsEmptyRate) ? '' : pyFloat(round(Math.min(80, rng.exponential(18)), 2));
-      yield [ids.mint(i), orgId, month, pyFloat(subtotal), credits, pyFloat(round(subtotal * P.BILLING.taxRate, 2)), written, pyFloat(fx)];
+      const credits = rng.chance(P.BILLING.creditsEmptyRate)
+        ? ''
+        : pyFloat(round(Math.min(80, rng.exponential(18)), 2));
+      yield [
+        ids.mint(i),
+        orgId,
+        month,
+        pyFloat(subtotal),
+        credits,
+        pyFloat(round(subtotal * P.BILLING.taxRate, 2)),
+        written,
+        pyFloat(fx),
+      ];
       i++;
     }
   }
@@ -245,7 +295,10 @@ function* ticketRows(plan: GeneratorPlan, orgIds: readonly string[], counts: Qui
     ['interval', quirkRowCount(n, CSV_QUIRK_RATES.tickets_bad_interval)],
     ['csat', quirkRowCount(n, CSV_QUIRK_RATES.tickets_csat_out_of_range)],
   ]);
-  const created = window(plan, plan.startDay + P.WINDOWS.ticketCreated.fromStart, endDay(plan) + P.WINDOWS.ticketCreated.toEnd);
+  const created = dayRange(
+    plan.startDay + P.WINDOWS.ticketCreated.fromStart,
+    endDay(plan) + P.WINDOWS.ticketCreated.toEnd,
+  );
   for (let i = 0; i < n; i++) {
     const quirk = quirks.get(i);
     const createdDay = randomDay(rng, created);
@@ -277,7 +330,7 @@ function* ticketRows(plan: GeneratorPlan, orgIds: readonly string[], counts: Qui
 function* touchRows(plan: GeneratorPlan, orgIds: readonly string[]): Generator<string[]> {
   const rng = new Rng(plan.seed, 'table/marketing_touches');
   const ids = new IdMinter('mkt_', 4, new Rng(plan.seed, 'ids/touch'));
-  const days = window(plan, plan.startDay + P.WINDOWS.touch.fromStart, endDay(plan) + P.WINDOWS.touch.toEnd);
+  const days = dayRange(plan.startDay + P.WINDOWS.touch.fromStart, endDay(plan) + P.WINDOWS.touch.toEnd);
   for (let i = 0; i < plan.touches; i++) {
     yield [
       ids.mint(i),
@@ -293,7 +346,7 @@ function* touchRows(plan: GeneratorPlan, orgIds: readonly string[]): Generator<s
 
 function* surveyRows(plan: GeneratorPlan, orgIds: readonly string[], counts: QuirkCounts): Generator<string[]> {
   const rng = new Rng(plan.seed, 'table/nps_surveys');
-  const days = window(plan, plan.startDay + P.WINDOWS.survey.fromStart, endDay(plan) + P.WINDOWS.survey.toEnd);
+  const days = dayRange(plan.startDay + P.WINDOWS.survey.fromStart, endDay(plan) + P.WINDOWS.survey.toEnd);
   // (org_id, survey_date) is the key: draw until unique so the file has no duplicate_key rows.
   const taken = new Set<string>();
   const surveys: Array<{ org: number; day: number }> = [];

@@ -181,7 +181,6 @@ function dropRequiredField(rng: Rng, e: EventDraft): void {
 export interface EventFile {
   /** File content; characters above 0x7f only occur in garbage lines, so it is written as latin1 bytes. */
   readonly text: string;
-  readonly lines: number;
 }
 
 export interface EventStreamTotals {
@@ -264,7 +263,7 @@ export class EventStream {
     this.previousMax = fileMax;
     this.addToDuplicatePool(rng, cleanLines);
     this.totals.linesWritten += n;
-    return { text: lines.length > 0 ? `${lines.join('\n')}\n` : '', lines: n };
+    return { text: lines.length > 0 ? `${lines.join('\n')}\n` : '' };
   }
 
   /**

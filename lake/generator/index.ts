@@ -62,8 +62,20 @@ export interface GeneratorReport {
   distinct_event_ids: number;
   /** Data rows (header excluded) per CSV, duplicates included. */
   csv_rows: Record<CsvTable, number>;
-  /** Exact number of records carrying each quirk; an event carries at most one. */
+  /**
+   * Exact number of records carrying each quirk; an event carries at most one. `late_events`: non-duplicate events
+   * whose timestamp is more than 2 h older than the maximum timestamp of all earlier files (file-name order).
+   * `duplicate_event_id`: lines whose event_id appeared on an earlier line (exact copies of clean events).
+   */
   quirks: QuirkCounts;
+}
+
+/** Validates options with one readable line per problem (the CLI prints it as the exit reason). */
+function parseOptions(opts: GenerateOptions): z.output<typeof optionsSchema> {
+  const parsed = optionsSchema.safeParse(opts);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'options'}: ${issue.message}`);
+  throw new Error(`invalid generator options: ${problems.join('; ')}`);
 }
 
 /** Refuses to mix with another run's events: stale extra part files would silently join the dataset. */
@@ -80,7 +92,7 @@ async function assertNoForeignEventFiles(eventsDir: string, expected: ReadonlySe
 
 /** Generates all sources into `opts.out` (created if missing) and returns the report it also writes there. */
 export async function generate(opts: GenerateOptions): Promise<GeneratorReport> {
-  const { scale, seed, out, startDate, days } = optionsSchema.parse(opts);
+  const { scale, seed, out, startDate, days } = parseOptions(opts);
   const plan = makePlan(scale, seed, startDate, days);
   const eventsDir = path.join(out, EVENTS_DIR);
   await fsp.mkdir(eventsDir, { recursive: true });
@@ -97,7 +109,6 @@ export async function generate(opts: GenerateOptions): Promise<GeneratorReport> 
     await pipeline.write(path.join(eventsDir, name), Buffer.from(file.text, 'latin1'));
     opts.onProgress?.(stream.totals.linesWritten, plan.events);
   }
-  await pipeline.drain();
 
   const report: GeneratorReport = {
     scale,
@@ -112,7 +123,9 @@ export async function generate(opts: GenerateOptions): Promise<GeneratorReport> 
     csv_rows: { ...batch.rows },
     quirks: counts,
   };
-  // Written last: its presence marks a complete dataset.
-  await fsp.writeFile(path.join(out, REPORT_FILE), `${JSON.stringify(report, null, 2)}\n`);
+  // Written after every other file is in place (and atomically, like them): its presence marks a complete dataset.
+  await pipeline.drain();
+  await pipeline.write(path.join(out, REPORT_FILE), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
+  await pipeline.drain();
   return report;
 }

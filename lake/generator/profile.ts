@@ -34,7 +34,18 @@ export const REFERENCE = {
 } as const;
 
 // --- customers_orgs.csv ---
-export const ORG_NAME_WORDS = ['Gamma', 'Zenith', 'Vertex', 'Omega', 'Nimbus', 'Delta', 'Nova', 'Alpha', 'Beta', 'Apex'];
+export const ORG_NAME_WORDS = [
+  'Gamma',
+  'Zenith',
+  'Vertex',
+  'Omega',
+  'Nimbus',
+  'Delta',
+  'Nova',
+  'Alpha',
+  'Beta',
+  'Apex',
+];
 export const ORG_NAME_SUFFIXES = ['Cloud', 'Tech', 'Labs', 'Data', 'Digital', 'AI'];
 export const INDUSTRIES = weighted([
   ['Gaming', 12],

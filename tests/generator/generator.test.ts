@@ -25,7 +25,11 @@ afterAll(async () => {
   await fsp.rm(workDir, { recursive: true, force: true });
 });
 
-async function generateInto(name: string, scale: number, seed: number): Promise<{ dir: string; report: GeneratorReport }> {
+async function generateInto(
+  name: string,
+  scale: number,
+  seed: number,
+): Promise<{ dir: string; report: GeneratorReport }> {
   const dir = path.join(workDir, name);
   const report = await generate({ scale, seed, out: dir });
   return { dir, report };
@@ -42,7 +46,12 @@ async function listFiles(dir: string): Promise<string[]> {
 async function hashTree(dir: string): Promise<Map<string, string>> {
   const hashes = new Map<string, string>();
   for (const file of await listFiles(dir)) {
-    hashes.set(file, createHash('sha256').update(await fsp.readFile(path.join(dir, file))).digest('hex'));
+    hashes.set(
+      file,
+      createHash('sha256')
+        .update(await fsp.readFile(path.join(dir, file)))
+        .digest('hex'),
+    );
   }
   return hashes;
 }
@@ -71,9 +80,7 @@ describe('determinism', () => {
   it('leaves no temporary files and refuses to mix with another run', async () => {
     const files = await listFiles(path.join(workDir, 'det-a'));
     expect(files.filter((f) => path.basename(f).startsWith('.'))).toEqual([]);
-    await expect(generate({ scale: 0.01, seed: 7, out: path.join(workDir, 'det-a') })).rejects.toThrow(
-      /another run/,
-    );
+    await expect(generate({ scale: 0.01, seed: 7, out: path.join(workDir, 'det-a') })).rejects.toThrow(/another run/);
   });
 });
 
@@ -242,7 +249,9 @@ async function recountEvents(
       else if ((cost as number) < -0.01) quirks.push('negative_cost');
       if (cost !== undefined && cost < 0 && cost >= -0.01) quirks.push('small_negative_cost');
       if (typeof e.value === 'string') {
-        quirks.push(e.value.trim() !== '' && Number.isFinite(Number(e.value)) ? 'value_numeric_string' : 'value_cast_failed');
+        quirks.push(
+          e.value.trim() !== '' && Number.isFinite(Number(e.value)) ? 'value_numeric_string' : 'value_cast_failed',
+        );
       }
       if (e.unit === null && typeof e.value === 'number') quirks.push('unit_imputed');
       if (service !== undefined && e.service !== service) quirks.push('service_variant_spelling');
@@ -284,7 +293,8 @@ async function recountCsv(dir: string): Promise<Counts> {
     billing_negative_subtotal: count(billing, (r) => Number(r.subtotal) < 0),
     billing_fx_corrected: count(
       billing,
-      (r) => Number(r.subtotal) >= 0 && r.currency?.trim().toUpperCase() === 'USD' && Number(r.exchange_rate_to_usd) !== 1,
+      (r) =>
+        Number(r.subtotal) >= 0 && r.currency?.trim().toUpperCase() === 'USD' && Number(r.exchange_rate_to_usd) !== 1,
     ),
     billing_currency_lowercase: count(billing, (r) => r.currency !== r.currency?.toUpperCase()),
     tickets_bad_interval: count(tickets, (r) => r.resolved_at !== '' && (r.resolved_at ?? '') < (r.created_at ?? '')),
@@ -322,7 +332,9 @@ describe('quirk report', () => {
 
   it('counts exactly what the CSV files contain', async () => {
     const recount = await recountCsv(dir);
-    const reported = Object.fromEntries(Object.keys(recount).map((k) => [k, report.quirks[k as keyof typeof report.quirks]]));
+    const reported = Object.fromEntries(
+      Object.keys(recount).map((k) => [k, report.quirks[k as keyof typeof report.quirks]]),
+    );
     expect(recount).toEqual(reported);
     expect(recount.orgs_duplicate_key).toBeGreaterThan(0);
     expect(recount.billing_fx_corrected).toBeGreaterThan(0);

@@ -19,6 +19,15 @@ monthly as (
     group by org_id, billing_month
 ),
 
+rounded as (
+    select
+        *,
+        gross_exact::decimal(18, 6) as gross_revenue_usd,
+        credits_exact::decimal(18, 6) as credits_usd,
+        taxes_exact::decimal(18, 6) as taxes_usd
+    from monthly
+),
+
 final as (
     select
         m.org_id,
@@ -32,13 +41,14 @@ final as (
             when m.subtotal_sum <> 0 then round((m.gross_exact / m.subtotal_sum)::double, 6)
             else round(m.first_fx::double, 6)
         end as fx_rate,
-        m.gross_exact::decimal(18, 6) as gross_revenue_usd,
-        m.credits_exact::decimal(18, 6) as credits_usd,
-        m.taxes_exact::decimal(18, 6) as taxes_usd,
-        (m.gross_exact - m.credits_exact)::decimal(18, 6) as net_revenue_usd,
-        (m.gross_exact - m.credits_exact + m.taxes_exact)::decimal(18, 6) as total_billed_usd,
+        m.gross_revenue_usd,
+        m.credits_usd,
+        m.taxes_usd,
+        -- from the rounded columns, so every row reads consistently: net = gross − credits, total = net + taxes
+        (m.gross_revenue_usd - m.credits_usd)::decimal(18, 6) as net_revenue_usd,
+        (m.gross_revenue_usd - m.credits_usd + m.taxes_usd)::decimal(18, 6) as total_billed_usd,
         m.invoice_count
-    from monthly as m
+    from rounded as m
     left join silver_orgs as o on o.org_id = m.org_id
 )
 

@@ -532,9 +532,13 @@ def derive(landing):
         e['orphan_resource'] = not blank(e['resource_id']) and e['resource_id'] not in resource_ids
         kept.append(e)
 
+    # decisions.md: event-level statistics within (org_id, service, metric) by default; the spec's literal
+    # (org_id, service) grouping when CPA_ANOMALY_EVENT_BY_METRIC=false.
+    by_metric = os.environ.get('CPA_ANOMALY_EVENT_BY_METRIC', 'true').lower() in ('1', 'true', 'yes', 'on')
     by_os = defaultdict(list)
     for e in kept:
-        by_os[(e['org_id'], e['service'])].append(e)
+        m = (e['metric'] or '').strip().lower() if by_metric else ''
+        by_os[(e['org_id'], e['service'], m)].append(e)
     for evs in by_os.values():
         st = series_stats([float(e['cost']) for e in evs])
         for e in evs:

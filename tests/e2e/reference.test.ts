@@ -1,0 +1,118 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { GOLD_COLUMNS } from '../../config/contracts';
+import { manifestFiles, readManifest } from '../../lake/catalog';
+import { LocalStorage } from '../../lake/storage';
+import { goldRow, lakeFigures } from '../support/figures';
+import type { Figures } from '../support/figures';
+import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
+
+/**
+ * End to end over the real reference dataset: `cpa run` through an embedded Temporal dev server, then every figure
+ * compared with tests/e2e/reference/expected.json — computed by derive.py, an independent pure-Python
+ * implementation of SPEC §3–§6 (see tests/e2e/reference/README.md), not by reading the pipeline's output back.
+ */
+const expected = JSON.parse(fs.readFileSync(path.join(__dirname, 'reference', 'expected.json'), 'utf8')) as Figures & {
+  spot_checks: Array<{ mart: string; key: Record<string, string>; row: Record<string, unknown> }>;
+};
+
+/** Decimal strings and counts must match exactly; rounded doubles within 1e-3 over a whole column's sum. */
+export function expectFiguresEqual(actual: Figures, want: Figures): void {
+  expect(actual.bronze).toEqual(want.bronze);
+  expect(actual.quarantine).toEqual(want.quarantine);
+  expect(actual.silver).toEqual(want.silver);
+  for (const [mart, fig] of Object.entries(want.gold)) {
+    for (const [k, v] of Object.entries(fig)) {
+      const got = actual.gold[mart]?.[k];
+      if (typeof v === 'number' && !Number.isInteger(v)) expect({ mart, k, diff: Math.abs(Number(got) - v) < 1e-3 }).toEqual({ mart, k, diff: true });
+      else expect({ mart, k, v: got }).toEqual({ mart, k, v });
+    }
+  }
+}
+
+async function goldDigest(lake: string): Promise<Record<string, string>> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  const out: Record<string, string> = {};
+  for (const mart of Object.keys(GOLD_COLUMNS)) {
+    const m = await readManifest(new LocalStorage(), lake, 'gold', mart);
+    const files = manifestFiles(lake, m!);
+    const r = (await conn.runAndReadAll(
+      `select count(*)::varchar || ':' || sum(hash(t))::varchar as h from read_parquet([${files.map((f) => `'${f}'`).join(',')}]) t`,
+    )).getRowObjectsJson();
+    out[mart] = String(r[0].h);
+  }
+  conn.closeSync();
+  db.closeSync();
+  return out;
+}
+
+describe('cpa run over the reference dataset', () => {
+  const lake = tmpDir('ref-lake');
+  let first: ReturnType<typeof cpa>;
+
+  beforeAll(() => {
+    first = cpa(['run', '--landing', REFERENCE_LANDING, '--lake', lake]);
+  });
+
+  it('exits 0 via the dailyPipeline workflow and prints the run summary', () => {
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('daily-pipeline/all succeeded');
+    expect(first.stdout).toContain('gold.org_service_cost_summary');
+  });
+
+  it('writes the six gold marts with their exact names and columns', async () => {
+    const db = await DuckDBInstance.create(':memory:');
+    const conn = await db.connect();
+    for (const [mart, cols] of Object.entries(GOLD_COLUMNS)) {
+      expect(fs.existsSync(path.join(lake, 'gold', mart))).toBe(true);
+      const files = manifestFiles(lake, (await readManifest(new LocalStorage(), lake, 'gold', mart))!);
+      const desc = (await conn.runAndReadAll(`describe select * from read_parquet('${files[0]}')`)).getRowObjectsJson();
+      expect(desc.map((d) => d.column_name)).toEqual(cols);
+    }
+    conn.closeSync();
+    db.closeSync();
+  });
+
+  it('matches the independent computation: row counts, totals, quarantine per rule, anomaly counts', async () => {
+    expectFiguresEqual(await lakeFigures(lake), expected);
+  });
+
+  it('matches the independently computed spot-check rows column by column', async () => {
+    for (const spot of expected.spot_checks) {
+      const row = await goldRow(lake, spot.mart, spot.key);
+      expect({ mart: spot.mart, key: spot.key, found: row !== undefined }).toEqual({ mart: spot.mart, key: spot.key, found: true });
+      for (const [col, want] of Object.entries(spot.row)) {
+        const got = row![col];
+        if (typeof want === 'number' && !Number.isInteger(want)) expect(Math.abs(Number(got) - want)).toBeLessThan(2e-6);
+        else if (typeof want === 'number') expect(Number(got)).toBe(want);
+        else expect({ col, got }).toEqual({ col, got: want });
+      }
+    }
+  });
+
+  it('is idempotent: a second run rewrites nothing, gold is identical and bronze has no duplicate event_id', async () => {
+    const before = await goldDigest(lake);
+    const second = cpa(['run', '--landing', REFERENCE_LANDING, '--lake', lake, '--json']);
+    expect({ code: second.code, stderr: second.stderr }).toEqual({ code: 0, stderr: '' });
+    const summary = JSON.parse(second.stdout) as { steps: Array<{ step: string; partitionsWritten: number }> };
+    expect(summary.steps.filter((s) => s.partitionsWritten > 0)).toEqual([]);
+    expect(await goldDigest(lake)).toEqual(before);
+    const fig = await lakeFigures(lake);
+    expect(fig.bronze.usage_events.rows).toBe(fig.bronze.usage_events.distinct_event_ids);
+  });
+
+  it('reports the run through cpa status and cpa quality', () => {
+    const status = cpa(['status', '--lake', lake, '--json']);
+    expect(status.code).toBe(0);
+    const runs = JSON.parse(status.stdout) as Array<{ workflowId: string; status: string }>;
+    expect(runs.length).toBe(2);
+    expect(runs.every((r) => r.workflowId === 'daily-pipeline/all' && r.status === 'succeeded')).toBe(true);
+    const quality = cpa(['quality', '--lake', lake, '--json']);
+    expect(quality.code).toBe(0);
+    const report = JSON.parse(quality.stdout) as { steps: Array<{ step: string; quarantined: Record<string, number> }> };
+    expect(report.steps.find((s) => s.step === 'silver.usage_events')?.quarantined).toEqual({ negative_cost: 211 });
+  });
+});

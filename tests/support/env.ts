@@ -1,0 +1,44 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const REPO = path.resolve(__dirname, '..', '..');
+export const REFERENCE_LANDING = path.resolve(REPO, '..', 'shared', 'datasets', 'reference', 'landing');
+const CACHE = process.env.CPA_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'cpa');
+
+/** The `temporal` CLI installed by `scripts/tools.sh temporal` (or TEMPORAL_CLI_PATH). Tests never download it. */
+export function temporalCli(): string {
+  const candidates = [process.env.TEMPORAL_CLI_PATH, path.join(CACHE, 'pybin', 'bin', 'temporal')];
+  const found = candidates.find((p) => p && fs.existsSync(p));
+  if (!found) throw new Error('temporal CLI not found: run `bash scripts/tools.sh temporal` (or set TEMPORAL_CLI_PATH)');
+  return found;
+}
+
+export function tmpDir(label: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `cpa-test-${label}-`));
+}
+
+/** Runs the real CLI (`node bin/cpa.js …`) and returns its exit code, stdout and stderr. */
+export function cpa(args: string[], env: Record<string, string> = {}, timeoutMs = 240_000): { code: number; stdout: string; stderr: string } {
+  try {
+    const stdout = execFileSync(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), ...args], {
+      cwd: REPO,
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: '',
+        TEMPORAL_CLI_PATH: temporalCli(),
+        // Never attach to a developer's `cpa dev` server from tests.
+        CPA_DEV_PORT: '1',
+        ...env,
+      },
+      encoding: 'utf8',
+      timeout: timeoutMs,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return { code: 0, stdout, stderr: '' };
+  } catch (e) {
+    const err = e as { status?: number; stdout?: string; stderr?: string };
+    return { code: err.status ?? 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
+}

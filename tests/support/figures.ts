@@ -1,0 +1,103 @@
+import { DuckDBInstance } from '@duckdb/node-api';
+import { loadConfig } from '../../config/env';
+import { manifestFiles, readManifest } from '../../lake/catalog';
+import { LocalStorage } from '../../lake/storage';
+
+/**
+ * Reads the figures that `tests/e2e/reference/derive.py` computes independently (same JSON shape) back out of a
+ * lake, with plain SQL over the published Parquet files. The pipeline code is not involved beyond the files it wrote.
+ */
+export async function lakeFigures(lake: string): Promise<Figures> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  const storage = new LocalStorage();
+  const q = async (sql: string): Promise<Record<string, unknown>[]> =>
+    (await conn.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
+  const view = async (layer: string, table: string): Promise<string> => {
+    const m = await readManifest(storage, lake, layer, table);
+    const files = m ? manifestFiles(lake, m) : [];
+    if (files.length === 0) return `(select null as rule where false)`;
+    return `read_parquet([${files.map((f) => `'${f}'`).join(',')}])`;
+  };
+  const out: Figures = { bronze: {}, quarantine: {}, silver: {}, gold: {} };
+  for (const t of ['usage_events', 'orgs', 'users', 'resources', 'billing', 'tickets', 'marketing_touches', 'nps_surveys']) {
+    const [b] = await q(`select count(*)::bigint as "rows", count(distinct event_id)::bigint d from ${await view('bronze', t)}`.replace(
+      'count(distinct event_id)::bigint d', t === 'usage_events' ? 'count(distinct event_id)::bigint d' : '0 d',
+    ));
+    out.bronze[t] = t === 'usage_events' ? { rows: Number(b.rows), distinct_event_ids: Number(b.d) } : { rows: Number(b.rows) };
+    const qrows = await q(`select rule, count(*)::bigint n from ${await view('quarantine', t)} group by rule order by rule`);
+    out.quarantine[t] = Object.fromEntries(qrows.map((r) => [String(r.rule), Number(r.n)]));
+    const [s] = await q(`select count(*)::bigint as "rows" from ${await view('silver', t)}`);
+    out.silver[t] = { rows: Number(s.rows) };
+  }
+  const [se] = await q(`select
+      count(*) filter (where value_cast_failed) value_cast_failed, count(*) filter (where unit_imputed) unit_imputed,
+      count(*) filter (where region_unknown) region_unknown, count(*) filter (where orphan_org) orphan_org,
+      count(*) filter (where orphan_resource) orphan_resource, count(*) filter (where zscore_flag) anomaly_zscore,
+      count(*) filter (where mad_flag) anomaly_mad, count(*) filter (where pctl_flag) anomaly_pctl,
+      count(*) filter (where is_anomaly) anomaly_any
+    from ${await view('silver', 'usage_events')}`);
+  Object.assign(out.silver.usage_events, numbers(se));
+  const g = async (mart: string, sql: string): Promise<void> => {
+    const [r] = await q(sql.replace('$T', await view('gold', mart)));
+    out.gold[mart] = r;
+  };
+  await g('org_daily_usage_by_service', `select count(*)::bigint as "rows", sum(total_cost_usd)::varchar sum_total_cost_usd,
+      sum(total_requests)::varchar sum_total_requests, sum(cpu_hours)::varchar sum_cpu_hours,
+      sum(storage_gb_hours)::varchar sum_storage_gb_hours, sum(genai_tokens)::bigint sum_genai_tokens,
+      sum(carbon_kg)::varchar sum_carbon_kg, count(*) filter (where carbon_kg is null) null_carbon_rows,
+      sum(event_count)::bigint sum_event_count, count(*) filter (where avg_cost_per_request is null) null_avg_cost_per_request_rows,
+      round(sum(avg_cost_per_request), 6) sum_avg_cost_per_request, sum(anomaly_event_count)::bigint sum_anomaly_event_count from $T`);
+  await g('cost_anomaly_mart', `select count(*)::bigint as "rows", sum(total_cost_usd)::varchar sum_total_cost_usd,
+      count(*) filter (where zscore_flag) zscore_flag, count(*) filter (where mad_flag) mad_flag,
+      count(*) filter (where pctl_flag) pctl_flag, count(*) filter (where is_anomaly) is_anomaly,
+      round(sum(abs(zscore)), 6) sum_abs_zscore, round(sum(abs(robust_z)), 6) sum_abs_robust_z,
+      count(*) filter (where zscore is null) null_zscore_rows, sum(anomaly_event_count)::bigint sum_anomaly_event_count from $T`);
+  await g('revenue_by_org_month', `select count(*)::bigint as "rows", sum(gross_revenue_usd)::varchar sum_gross_revenue_usd,
+      sum(credits_usd)::varchar sum_credits_usd, sum(taxes_usd)::varchar sum_taxes_usd,
+      sum(net_revenue_usd)::varchar sum_net_revenue_usd, sum(total_billed_usd)::varchar sum_total_billed_usd,
+      sum(invoice_count)::bigint sum_invoice_count, count(*) filter (where currency_original = 'MIXED') mixed_currency_rows from $T`);
+  await g('tickets_by_org_date', `select count(*)::bigint as "rows", sum(total_tickets)::bigint sum_total_tickets,
+      sum(open_tickets)::bigint sum_open_tickets, sum(sla_breach_count)::bigint sum_sla_breach_count,
+      round(sum(sla_breach_rate), 6) sum_sla_breach_rate, count(*) filter (where avg_csat is null) null_avg_csat_rows,
+      round(sum(avg_csat), 6) sum_avg_csat, round(sum(avg_resolution_days), 6) sum_avg_resolution_days from $T`);
+  await g('genai_tokens_by_org_date', `select count(*)::bigint as "rows", sum(total_tokens)::bigint sum_total_tokens,
+      sum(genai_events)::bigint sum_genai_events, sum(total_cost_usd)::varchar sum_total_cost_usd,
+      round(sum(est_cost_per_1k_tokens), 6) sum_est_cost_per_1k_tokens from $T`);
+  await g('org_service_cost_summary', `select count(*)::bigint as "rows", sum(cost_1d)::varchar sum_cost_1d,
+      sum(cost_7d)::varchar sum_cost_7d, sum(cost_14d)::varchar sum_cost_14d,
+      count(*) filter (where rank_14d = 1) rank1_rows from $T`);
+  for (const mart of Object.keys(out.gold)) out.gold[mart] = numbers(out.gold[mart]);
+  conn.closeSync();
+  db.closeSync();
+  void loadConfig;
+  return out;
+}
+
+/** One gold row by key, as JSON-safe values (decimals as strings), for spot checks. */
+export async function goldRow(lake: string, mart: string, key: Record<string, string>): Promise<Record<string, unknown> | undefined> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  const m = await readManifest(new LocalStorage(), lake, 'gold', mart);
+  const files = manifestFiles(lake, m!);
+  const where = Object.keys(key).map((k, i) => `cast("${k}" as varchar) = $p${i}`).join(' and ');
+  const params = Object.fromEntries(Object.values(key).map((v, i) => [`p${i}`, v]));
+  const rows = (await conn.runAndReadAll(`select * from read_parquet([${files.map((f) => `'${f}'`).join(',')}]) where ${where}`, params)).getRowObjectsJson();
+  conn.closeSync();
+  db.closeSync();
+  return rows[0] as Record<string, unknown> | undefined;
+}
+
+export interface Figures {
+  bronze: Record<string, Record<string, number>>;
+  quarantine: Record<string, Record<string, number>>;
+  silver: Record<string, Record<string, number>>;
+  gold: Record<string, Record<string, unknown>>;
+}
+
+function numbers(r: Record<string, unknown>): Record<string, number> & Record<string, unknown> {
+  // Counts come back as strings (BIGINT); decimals stay strings so they compare exactly.
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(r)) o[k] = typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v;
+  return o as Record<string, number> & Record<string, unknown>;
+}
