@@ -17,7 +17,6 @@ const bool = z
 
 const positiveInt = z.coerce.number().int().positive();
 const rate = z.coerce.number().min(0).max(1);
-const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be YYYY-MM-DD');
 
 /** A lake or landing location: a local path (made absolute) or an s3://bucket/prefix URI. */
 export const lakeUri = z
@@ -101,7 +100,6 @@ const schema = z.object({
   CPA_CASSANDRA_TLS: bool.default(false),
   CPA_CASSANDRA_REPLICATION: z.string().default("{'class': 'SimpleStrategy', 'replication_factor': 1}"),
   CPA_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-  CPA_RUN_DATE: isoDate.optional(),
 });
 
 export type RawEnv = z.infer<typeof schema>;

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import type { DuckDBValue } from '@duckdb/node-api';
+import { DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBValue , DuckDBConnection} from '@duckdb/node-api';
 import type { Config } from '../config/env';
 import { isS3 } from './storage';
 
@@ -68,7 +68,7 @@ export async function exec(conn: DuckDBConnection, sql: string, params?: Params)
  * Inputs are lake paths built by the program from validated keys; control characters are refused outright.
  */
 export function sqlString(s: string): string {
-  // eslint-disable-next-line no-control-regex
+   
   if (/[\u0000-\u001f]/.test(s)) throw new Error(`refusing a control character in a SQL literal: ${JSON.stringify(s)}`);
   return `'${s.replace(/'/g, "''")}'`;
 }

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import Table from 'cli-table3';
@@ -249,7 +250,7 @@ program
   .description('generate data at scale S (if needed), run the pipeline embedded, print per-step seconds, events/s, peak RSS')
   .requiredOption('--scale <S>', 'scale factor', positiveNumber)
   .option('--seed <N>', 'seed', integer, 42)
-  .option('--dir <dir>', 'working directory for data and lake', path.join(require('node:os').tmpdir(), 'cpa-bench'))
+  .option('--dir <dir>', 'working directory for data and lake', path.join(os.tmpdir(), 'cpa-bench'))
   .option('--json', 'JSON output')
   .action(async (opts: { scale: number; seed: number; dir: string; json?: boolean }) => {
     await runBench(config(), opts);

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Client } from '@temporalio/client';
@@ -21,7 +22,7 @@ export function dailyWorkflowId(runDate?: string | null): string {
 /** Where `cpa dev` keeps the dev server's SQLite state: under the lake's _meta/ when the lake is local. */
 export function devDbFile(config: Config): string {
   if (!isS3(config.lakeRoot)) return path.join(config.lakeRoot, '_meta', 'temporal', 'dev.db');
-  return path.join(process.env.CPA_CACHE_DIR ?? path.join(require('node:os').homedir(), '.cache', 'cpa'), 'dev.db');
+  return path.join(process.env.CPA_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'cpa'), 'dev.db');
 }
 
 export interface Session {

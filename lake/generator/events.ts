@@ -5,7 +5,7 @@
  * and its lines are in random time order within the slice. Lines are rendered by hand rather than with
  * JSON.stringify because the reference was written by Python (`", "` / `": "` separators, `124.0`, `8.9e-05`).
  */
-import { MinuteClock, pyFixed, round } from './format';
+import * as format from './format';
 import { IdMinter, ORPHAN_ID_OFFSET } from './ids';
 import type { ResourceRef } from './batch';
 import type { GeneratorPlan } from './plan';
@@ -26,8 +26,9 @@ import {
   type QuirkCounts,
 } from './quirks';
 
-// Module-level copies of the profile: the hot loop then reads plain bindings instead of the getters that
-// CommonJS transpilers put on imported names (measured at ~7 % of generation time).
+// Module-level copies of imported names: the hot loop then reads plain bindings instead of the getters that
+// CommonJS transpilers (tsx, swc) put on every imported name — measured at ~7 % of generation time.
+const { MinuteClock, pyFixed, round } = format;
 const {
   CARBON_PER_UNIT,
   COST_NOISE,
@@ -193,7 +194,7 @@ export interface EventStreamTotals {
  * relative to the files already emitted (previous maximum timestamp, earlier clean lines).
  */
 export class EventStream {
-  private readonly clock: MinuteClock;
+  private readonly clock: format.MinuteClock;
   private readonly eventIds: IdMinter;
   private readonly orphanResources: IdMinter;
   private readonly orphanOrgIds: readonly string[];

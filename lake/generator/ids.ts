@@ -5,7 +5,7 @@
  * Instead an id is a keyed permutation (Feistel network) of a sequence number: distinct numbers always give
  * distinct ids, nothing is remembered, and ids still look like the reference's `org_xaji0y6d`.
  */
-import { Rng } from './prng';
+import type { Rng } from './prng';
 
 const ROUNDS = 4;
 

@@ -1,0 +1,142 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { ApplicationFailure } from '@temporalio/common';
+import { ActivityFailure } from '@temporalio/common';
+import { loadConfig } from '../../config/env';
+import { createActivities } from '../../activities';
+import type { RunSummary } from '../../activities';
+import { createDuckDb } from '../../lake/duckdb';
+import { readManifest } from '../../lake/catalog';
+import { LocalStorage } from '../../lake/storage';
+import { dailyPipeline } from '../../workflows';
+import { REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
+
+/**
+ * dailyPipeline on a real Temporal dev server (the local `temporal` binary, never a download) with the real
+ * activities, plus injected faults: a transient one that a retry absorbs, and a contract violation that must fail
+ * the run at once with a message naming file, line and column.
+ */
+describe('dailyPipeline workflow', () => {
+  let env: TestWorkflowEnvironment;
+  const taskQueue = 'test-daily-pipeline';
+  const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
+
+  beforeAll(async () => {
+    env = await TestWorkflowEnvironment.createLocal({
+      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
+    });
+  });
+
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  async function withWorker<T>(activities: object, fn: () => Promise<T>): Promise<T> {
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowsPath: require.resolve('../../workflows'),
+      activities,
+    });
+    return worker.runUntil(fn());
+  }
+
+  function copyReference(dir: string): void {
+    fs.cpSync(REFERENCE_LANDING, dir, { recursive: true });
+  }
+
+  it('runs landing → bronze → silver → gate → gold and returns every step’s metrics', async () => {
+    const lake = tmpDir('wf-lake');
+    const db = await createDuckDb(config);
+    const activities = createActivities({ config, db });
+    const summary = await withWorker(activities, () =>
+      env.client.workflow.execute(dailyPipeline, {
+        taskQueue,
+        workflowId: 'daily-pipeline/2025-08-31',
+        args: [{ runDate: '2025-08-31', lake, landing: REFERENCE_LANDING }],
+      }),
+    );
+    expect(summary.status).toBe('succeeded');
+    expect(summary.logicalDate).toBe('2025-08-31');
+    const steps = Object.fromEntries(summary.steps.map((s) => [s.step, s]));
+    expect(Object.keys(steps)).toHaveLength(8 + 8 + 6);
+    expect(steps['bronze.usage_events'].rowsOut).toBe(43200);
+    expect(steps['silver.usage_events'].quarantined).toEqual({ negative_cost: 211 });
+    expect(steps['gold.org_daily_usage_by_service'].rowsOut).toBe(11050);
+    expect(summary.gate?.passed).toBe(true);
+    // The run record is persisted for `cpa status`.
+    expect(fs.existsSync(path.join(lake, '_meta', 'runs', `${summary.runId}.json`))).toBe(true);
+    db.closeSync();
+  });
+
+  it('retries a transient activity failure and then succeeds', async () => {
+    const lake = tmpDir('wf-retry');
+    const db = await createDuckDb(config);
+    const real = createActivities({ config, db });
+    let orgAttempts = 0;
+    const activities = {
+      ...real,
+      ingestCsvSource: async (input: Parameters<typeof real.ingestCsvSource>[0]) => {
+        if (input.table === 'orgs' && ++orgAttempts === 1) throw new Error('ECONNRESET: storage briefly unavailable');
+        return real.ingestCsvSource(input);
+      },
+    };
+    const summary: RunSummary = await withWorker(activities, () =>
+      env.client.workflow.execute(dailyPipeline, {
+        taskQueue,
+        workflowId: 'daily-pipeline/retry-test',
+        args: [{ runDate: null, lake, landing: REFERENCE_LANDING }],
+      }),
+    );
+    expect(orgAttempts).toBe(2);
+    expect(summary.status).toBe('succeeded');
+    expect(summary.steps.find((s) => s.step === 'bronze.orgs')?.rowsOut).toBe(80);
+    db.closeSync();
+  });
+
+  it('fails the run, without retrying, on a CSV that breaks its contract, naming file, line and column', async () => {
+    const landing = tmpDir('wf-bad-landing');
+    const lake = tmpDir('wf-bad-lake');
+    copyReference(landing);
+    const billing = path.join(landing, 'billing_monthly.csv');
+    const lines = fs.readFileSync(billing, 'utf8').split('\n');
+    lines[5] = lines[5].replace(/^([^,]*,[^,]*,[^,]*),[^,]*/, '$1,not-a-number');
+    fs.writeFileSync(billing, lines.join('\n'));
+    const db = await createDuckDb(config);
+    const real = createActivities({ config, db });
+    let billingAttempts = 0;
+    const activities = {
+      ...real,
+      ingestCsvSource: async (input: Parameters<typeof real.ingestCsvSource>[0]) => {
+        if (input.table === 'billing') billingAttempts++;
+        return real.ingestCsvSource(input);
+      },
+    };
+    const err = await withWorker(activities, () =>
+      env.client.workflow
+        .execute(dailyPipeline, { taskQueue, workflowId: 'daily-pipeline/bad-input', args: [{ runDate: null, lake, landing }] })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const activityFailure = (err as WorkflowFailedError).cause;
+    expect(activityFailure).toBeInstanceOf(ActivityFailure);
+    const app = (activityFailure as ActivityFailure).cause as ApplicationFailure;
+    expect(app.type).toBe('ContractViolation');
+    expect(app.nonRetryable).toBe(true);
+    expect(app.message).toMatch(/^billing_monthly\.csv line 6 column 4 \(subtotal\): .*not-a-number/);
+    expect(billingAttempts).toBe(1);
+    // Nothing of the rejected file was written, and the failed run is recorded with its reason.
+    expect(await readManifest(new LocalStorage(), lake, 'bronze', 'billing')).toBeUndefined();
+    const runs = fs.readdirSync(path.join(lake, '_meta', 'runs'));
+    const record = JSON.parse(fs.readFileSync(path.join(lake, '_meta', 'runs', runs[0]), 'utf8')) as RunSummary;
+    expect(record.status).toBe('failed');
+    expect(record.error).toContain('billing_monthly.csv line 6 column 4');
+    db.closeSync();
+  });
+});
