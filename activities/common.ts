@@ -35,6 +35,8 @@ export interface StepMetrics {
   partitionsUnchanged: number;
   durationMs: number;
   extra: Record<string, number>;
+  /** Partition values this step rewrote or deleted (e.g. usage_date values); serving reloads exactly these. */
+  changedPartitions?: string[];
 }
 
 export const ErrorTypes = {

@@ -118,6 +118,7 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
       );
     }
     const pub = await publishTable(ctx, { layer: 'gold', table: model.table, source: '_mart', partitionBy: model.partitionBy });
+    metrics.changedPartitions = [...pub.written, ...pub.deleted].sort();
     metrics.rowsOut = pub.rows;
     metrics.partitionsWritten = pub.written.length;
     metrics.partitionsUnchanged = pub.unchanged;

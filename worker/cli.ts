@@ -67,6 +67,28 @@ function progressPrinter(json: boolean): ((running: string[]) => void) | undefin
   };
 }
 
+/** What a command module gets to register its commands with the shared parsers and config loader. */
+export interface CommandKit {
+  config: (overrides?: Partial<RawEnv>) => Config;
+  isoDate: (v: string) => string;
+  integer: (v: string) => number;
+  positiveNumber: (v: string) => number;
+}
+
+export type RegisterCommands = (program: Command, kit: CommandKit) => void;
+
+/** Command modules under worker/commands/ (each exports `register`). */
+function commandModules(): RegisterCommands[] {
+  const dir = path.join(__dirname, 'commands');
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+    .sort()
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- modules are discovered at run time
+    .map((f) => (require(path.join(dir, f)) as { register: RegisterCommands }).register);
+}
+
 const program = new Command();
 program
   .name('cpa')
@@ -284,6 +306,9 @@ program
   });
 
 program.addOption(new Option('--verbose', 'print stack traces on failure').hideHelp());
+
+// Feature areas register their own sub-commands (serving/queries, streaming, schedule/backfill): one module each.
+for (const register of commandModules()) register(program, { config, isoDate, integer, positiveNumber });
 
 program.parseAsync(process.argv).then(
   () => process.exit(0),
