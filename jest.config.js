@@ -4,7 +4,6 @@ module.exports = {
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' } }] },
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '<rootDir>/tests/stack/'],
-  setupFiles: ['<rootDir>/tests/support/setup.ts'],
   testTimeout: 120000,
   maxWorkers: 2,
 };

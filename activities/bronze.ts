@@ -8,7 +8,7 @@ import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../conf
 import type { CsvContract } from '../config/contracts';
 import { publishTable, registerView } from '../lake/catalog';
 import { loadSql, queryRows, sqlString } from '../lake/duckdb';
-import { resolveLandingKey, scratchDir, storageFor } from '../lake/storage';
+import { isNotFound, resolveLandingKey, scratchDir, storageFor } from '../lake/storage';
 import type { Storage, StoredObject } from '../lake/storage';
 import {
   classify,
@@ -33,6 +33,11 @@ export interface ManifestEntry {
   rows: number;
   ingestedAt: string;
   runId: string;
+  /**
+   * Events files: the usage_date partitions of bronze that can hold this file's rows (those of its parsed lines, a
+   * superset of where its first-seen rows went). The speed layer reads only these to find the file's rows.
+   */
+  partitions?: string[];
 }
 
 type EventManifest = Record<string, ManifestEntry>;
@@ -266,7 +271,7 @@ export async function ingestEventFiles(
     let filesSkipped = 0;
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
-      await ingestEventBatch(ctx, input, batch, metrics);
+      const filePartitions = await ingestEventBatch(ctx, input, batch, metrics);
       for (const p of batch) {
         manifest[p.key] = {
           key: p.key,
@@ -276,6 +281,7 @@ export async function ingestEventFiles(
           rows: p.lines,
           ingestedAt: new Date().toISOString(),
           runId: input.runId,
+          partitions: filePartitionsOf(manifest[p.key], filePartitions.get(p.key)),
         };
       }
       await storage.writeBytes(eventManifestUri(input.lake), JSON.stringify(manifest));
@@ -284,12 +290,15 @@ export async function ingestEventFiles(
       heartbeat({ filesDone: metrics.extra.files_ingested });
     };
     let i = 0;
-    for (const c of candidates) {
-      const prev = manifest[c.key];
-      const bytes = await landingStorage.readBytes(c.uri).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT') throw contractViolation(`file ${c.key} does not exist under the landing root`);
+    const read = readAhead(candidates, landingStorage.kind === 's3' ? S3_READ_AHEAD : 1, (c) =>
+      landingStorage.readBytes(c.uri).catch((e: unknown) => {
+        if (isNotFound(e)) throw contractViolation(`file ${c.key} does not exist under the landing root`);
         throw e;
-      });
+      }),
+    );
+    for (const [k, c] of candidates.entries()) {
+      const prev = manifest[c.key];
+      const bytes = await read(k);
       const sha = sha256(bytes);
       if (prev && prev.sha256 === sha) {
         filesSkipped++;
@@ -320,6 +329,37 @@ export async function ingestEventFiles(
   }
 }
 
+/**
+ * Partitions of a (re-)ingested file: a changed file keeps the rows of its earlier versions, so the union with what the
+ * manifest knew; unknown (undefined) when an earlier version was recorded without them.
+ */
+function filePartitionsOf(prev: ManifestEntry | undefined, now: string[] | undefined): string[] | undefined {
+  if (prev && !prev.partitions) return undefined;
+  return [...new Set([...(prev?.partitions ?? []), ...(now ?? [])])].sort();
+}
+
+/** Landing files fetched ahead of use on S3, where each GET is a round trip (files are read one at a time locally). */
+const S3_READ_AHEAD = 4;
+
+/**
+ * `read(k)` resolves item k's bytes, having started the reads of the next `ahead - 1` items. Reads started ahead are
+ * marked handled, so a failure surfaces when (and only if) its item is awaited.
+ */
+function readAhead<T>(items: T[], ahead: number, fetch: (item: T) => Promise<Buffer>): (k: number) => Promise<Buffer> {
+  const pending = new Map<number, Promise<Buffer>>();
+  return (k) => {
+    for (let j = k; j < Math.min(items.length, k + ahead); j++) {
+      if (pending.has(j)) continue;
+      const p = fetch(items[j]);
+      p.catch(() => undefined);
+      pending.set(j, p);
+    }
+    const p = pending.get(k)!;
+    pending.delete(k);
+    return p;
+  };
+}
+
 function sanitizeUtf8(b: Buffer): Buffer {
   const out: Buffer[] = [];
   let start = 0;
@@ -339,7 +379,7 @@ async function ingestEventBatch(
   input: RunTarget,
   batch: Array<{ key: string; path: string }>,
   metrics: StepMetrics,
-): Promise<void> {
+): Promise<Map<string, string[]>> {
   const { conn } = ctx;
   await conn.run(`create or replace temp table _event_files (path varchar, source_file varchar)`);
   const app = await conn.createAppender('_event_files', 'main', 'temp');
@@ -352,6 +392,14 @@ async function ingestEventBatch(
   await conn.run(`set variable event_paths = (select list(path order by source_file) from _event_files)`);
   await conn.run(`set variable ingest_ts = $ts`, { ts: new Date().toISOString() });
   await conn.run(`create or replace temp table _parsed as ${loadSql('bronze/usage_events.sql')}`);
+  const filePartitions = new Map<string, string[]>();
+  for (const r of await queryRows(
+    conn,
+    `select source_file, array_sort(list(distinct coalesce(cast(usage_date as varchar), '__HIVE_DEFAULT_PARTITION__'))) as ps
+     from _parsed where _rule is null group by source_file`,
+  )) {
+    filePartitions.set(String(r.source_file), (r.ps as string[]).map(String));
+  }
 
   // Existing bronze: event ids (for dedup across runs) and malformed lines (to merge quarantine).
   await registerView(ctx, 'bronze', 'usage_events', 'bronze_existing', BRONZE_EVENT_COLUMNS);
@@ -423,4 +471,5 @@ async function ingestEventBatch(
     });
   }
   await conn.run(`drop table if exists _parsed; drop table if exists _new_events; drop table if exists _bronze_out`);
+  return filePartitions;
 }

@@ -4,8 +4,8 @@ import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
 import { aliasRows, normToken } from '../config/aliases';
-import { queryRows, sqlIdent } from '../lake/duckdb';
-import { storageFor } from '../lake/storage';
+import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/duckdb';
+import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
 import type { LakeContext } from '../lake/catalog';
 
@@ -13,6 +13,8 @@ import type { LakeContext } from '../lake/catalog';
 export interface ActivityDeps {
   config: Config;
   db: DuckDBInstance;
+  /** Custom search attribute names of the worker's namespace (the worker asks its connection); absent = none. */
+  listSearchAttributes?: () => Promise<string[]>;
 }
 
 /** The lake a run works on. Part of every activity input so a run can target another lake than the worker default. */
@@ -59,6 +61,8 @@ export function contractViolation(message: string, details?: Record<string, unkn
  */
 export function classify(err: unknown, what: string): unknown {
   if (err instanceof ApplicationFailure) return err;
+  // A file key outside the landing root is bad input, not a transient fault.
+  if (err instanceof UnsafeKeyError) return contractViolation(err.message);
   const msg = err instanceof Error ? err.message : String(err);
   if (/^(Parser|Binder|Catalog|Conversion|Invalid Input) Error/i.test(msg)) {
     return ApplicationFailure.nonRetryable(`${what}: ${msg.split('\n')[0]}`, ErrorTypes.SqlError);
@@ -72,6 +76,26 @@ export function heartbeat(details?: unknown): void {
     Context.current().heartbeat(details);
   } catch {
     /* not in an activity context */
+  }
+}
+
+/**
+ * Runs `fn` heartbeating every `everyMs` (a no-op outside an activity): the heartbeat says "this worker is alive",
+ * so a short heartbeatTimeout detects a killed worker quickly even while one long DuckDB statement runs.
+ */
+export async function withKeepalive<T>(fn: () => Promise<T>, everyMs = 3000): Promise<T> {
+  let inActivity = true;
+  try {
+    Context.current();
+  } catch {
+    inActivity = false;
+  }
+  if (!inActivity) return fn();
+  const timer = setInterval(() => heartbeat(), everyMs);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
   }
 }
 
@@ -94,6 +118,14 @@ export function onCancel(conn: DuckDBConnection): () => void {
 
 /** Opens a connection prepared for the models: UTC, alias table and helper macros, run variables. */
 export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<LakeContext & { storage: Storage }> {
+  // A run may target an S3 lake or landing the worker was not started with: DuckDB gets httpfs on first use.
+  if (isS3(target.lake) || isS3(target.landing)) {
+    await ensureS3(deps.db, deps.config).catch((e: unknown) => {
+      // A missing extension does not come back by retrying: fail the run with the message that says what to do.
+      if (e instanceof HttpfsUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
+      throw e;
+    });
+  }
   const conn = await deps.db.connect();
   await conn.run(`set TimeZone = 'UTC'`);
   await conn.run(`create or replace temp table _aliases (kind varchar, token varchar, canonical varchar)`);
@@ -105,6 +137,7 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
     app.endRow();
   }
   app.closeSync();
+  await conn.run(`create or replace temp macro blank(s) as s is null or regexp_full_match(s, '\\s*')`);
   // norm_token mirrors normToken() in config/aliases.ts.
   await conn.run(`create or replace temp macro norm_token(s) as replace(replace(lower(trim(s)), '_', '-'), ' ', '-')`);
   await conn.run(

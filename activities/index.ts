@@ -1,22 +1,40 @@
 import { ingestCsvSource, ingestEventFiles } from './bronze';
+import { withKeepalive } from './common';
 import type { ActivityDeps, RunTarget } from './common';
 import { buildGold, buildSilver } from './models';
 import { qualityGate, recordRun } from './quality';
 import type { RunSummary } from './quality';
+import { loadServing, recordServingRun } from './serving';
+import type { LoadServingInput } from './serving';
+import { acquireLakeLease, releaseLakeLease, renewLakeLease, searchAttributeProbe } from './runs';
+import type { LeaseInput } from './runs';
+import { notifyAlerts, updateSpeedLayer } from './speed';
+import type { SpeedAlert, SpeedUpdateInput } from './speed';
 
 export type { ActivityDeps, RunTarget, StepMetrics } from './common';
 export type { GateResult, RunSummary } from './quality';
+export type { LoadServingInput } from './serving';
+export type { LeaseGrant, LeaseInput } from './runs';
+export type { SpeedAlert, SpeedUpdateInput, SpeedUpdateResult } from './speed';
 
 /**
  * The worker calls this once with its dependencies; workflows import only the type of the result. Retries,
  * timeouts and heartbeats are set where the workflow proxies these functions.
  */
 export function createActivities(deps: ActivityDeps) {
+  const knownSearchAttributes = searchAttributeProbe(deps);
   return {
     /** Bronze: one CSV snapshot, contract-checked; skipped when unchanged. */
     ingestCsvSource: (input: RunTarget & { table: string }) => ingestCsvSource(deps, input),
-    /** Bronze: pending (or the given) events files, deduplicated by event_id. Heartbeats per batch. */
-    ingestEventFiles: (input: RunTarget & { keys?: string[] }) => ingestEventFiles(deps, input),
+    /**
+     * Bronze: pending (or the given) events files, deduplicated by event_id. Events queue only (single writer);
+     * heartbeats per batch and every few seconds (keepalive).
+     */
+    ingestEventFiles: (input: RunTarget & { keys?: string[] }) => withKeepalive(() => ingestEventFiles(deps, input)),
+    /** Speed layer: one file's windows, late events and alerts. Events queue only; keepalive heartbeats. */
+    updateSpeedLayer: (input: SpeedUpdateInput) => withKeepalive(() => updateSpeedLayer(deps, input)),
+    /** Alert delivery: log line + optional webhook POST (at least once, Idempotency-Key = alert id). */
+    notifyAlerts: (input: { alerts: SpeedAlert[] }) => notifyAlerts(deps, input),
     /** Silver: one conformed table plus its quarantine. */
     buildSilver: (input: RunTarget & { table: string }) => buildSilver(deps, input),
     /** Gold: one mart, checked against its column contract. */
@@ -25,6 +43,16 @@ export function createActivities(deps: ActivityDeps) {
     qualityGate: (input: Parameters<typeof qualityGate>[1]) => qualityGate(deps, input),
     /** Run record under _meta/runs. */
     recordRun: (summary: RunSummary) => recordRun(deps, summary),
+    /** Serving: upsert the changed gold partitions into Cassandra and reconcile; keepalive heartbeats. */
+    loadServing: (input: LoadServingInput) => withKeepalive(() => loadServing(deps, input)),
+    /** Serving: the run summary into Cassandra's pipeline_runs (upsert by run id). */
+    recordServingRun: (summary: RunSummary) => recordServingRun(deps, summary),
+    /** Lake write lease: acquire (retryable `LakeLocked` while another run holds it), renew, release. */
+    acquireLakeLease: (input: LeaseInput) => acquireLakeLease(deps, input),
+    renewLakeLease: (input: LeaseInput) => renewLakeLease(deps, input),
+    releaseLakeLease: (input: LeaseInput) => releaseLakeLease(deps, input),
+    /** Which of the given custom search attributes the namespace has registered (cached a minute; never fails). */
+    knownSearchAttributes: (names: string[]) => knownSearchAttributes(names),
   };
 }
 

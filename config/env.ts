@@ -100,6 +100,23 @@ const schema = z.object({
   CPA_CASSANDRA_TLS: bool.default(false),
   CPA_CASSANDRA_REPLICATION: z.string().default("{'class': 'SimpleStrategy', 'replication_factor': 1}"),
   CPA_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  CPA_SCHEDULE_TIMEZONE: z
+    .string()
+    .trim()
+    .default('UTC')
+    .refine((tz) => isTimeZone(tz), 'must be an IANA time zone such as UTC or Europe/Madrid'),
+  CPA_LAKE_LEASE_SECONDS: z.coerce.number().int().min(10).max(86400).default(300),
+  CPA_WATCH_ENABLED: bool.default(true),
+  CPA_WATCH_INTERVAL_SECONDS: z.coerce.number().positive().max(3600).default(1),
+  CPA_WATCH_CONCURRENCY: positiveInt.max(64).default(4),
+  CPA_SPEED_WATERMARK_LAG_MINUTES: z.coerce.number().int().min(0).max(10080).default(120),
+  CPA_ALERT_COST_5MIN_USD: z.coerce.number().positive().optional(),
+  CPA_ALERT_WEBHOOK_URL: z
+    .string()
+    .trim()
+    .url()
+    .refine((u) => /^https?:\/\//i.test(u), 'must be an http(s) URL')
+    .optional(),
 });
 
 export type RawEnv = z.infer<typeof schema>;
@@ -135,6 +152,21 @@ export interface Config {
     replication: string;
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** The daily schedule (worker/schedules.ts): 02:00 in this IANA time zone. */
+  schedule: { timeZone: string };
+  /** Lake write lease (lake/lease.ts): TTL of `_meta/locks/lake.json`; the holder renews it every third of it. */
+  lakeLease: { ttlSeconds: number };
+  /** Streaming ingestion and the speed layer (worker/watcher.ts, activities/speed.ts; SPEC §7). */
+  streaming: {
+    watchEnabled: boolean;
+    watchIntervalMs: number;
+    watchConcurrency: number;
+    watermarkLagMinutes: number;
+    /** Org cost in one 5-minute window above which an alert is raised; undefined = no alerts. */
+    alertCost5minUsd?: number;
+    /** Secret (may carry a token): never printed. */
+    alertWebhookUrl?: string;
+  };
 }
 
 /** Thrown when the environment does not validate; the message lists every bad variable, one per line. */
@@ -217,6 +249,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     },
     cassandra,
     logLevel: e.CPA_LOG_LEVEL,
+    schedule: { timeZone: e.CPA_SCHEDULE_TIMEZONE },
+    lakeLease: { ttlSeconds: e.CPA_LAKE_LEASE_SECONDS },
+    streaming: {
+      watchEnabled: e.CPA_WATCH_ENABLED,
+      watchIntervalMs: Math.round(e.CPA_WATCH_INTERVAL_SECONDS * 1000),
+      watchConcurrency: e.CPA_WATCH_CONCURRENCY,
+      watermarkLagMinutes: e.CPA_SPEED_WATERMARK_LAG_MINUTES,
+      alertCost5minUsd: e.CPA_ALERT_COST_5MIN_USD,
+      alertWebhookUrl: e.CPA_ALERT_WEBHOOK_URL,
+    },
   };
 }
 
@@ -224,6 +266,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
 export function joinUri(root: string, ...parts: string[]): string {
   const cleaned = parts.filter((p) => p !== '').map((p) => p.replace(/^\/+|\/+$/g, ''));
   return [root.replace(/\/+$/, ''), ...cleaned].join('/');
+}
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function stripEmpty(env: NodeJS.ProcessEnv): Record<string, string> {

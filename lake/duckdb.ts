@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import type { DuckDBValue , DuckDBConnection} from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
 import type { Config } from '../config/env';
 import { isS3 } from './storage';
 
@@ -13,6 +13,8 @@ export type Params = Record<string, DuckDBValue>;
  * One DuckDB instance per process with explicit settings: threads and memory limit from config, a temp directory
  * for spilling, insertion order not preserved (big Parquet I/O; every model that needs an order says ORDER BY).
  * DuckDB is stateless compute here: Parquet in the lake is the truth, the instance is in memory.
+ * S3 access (httpfs + a secret from config) is set up here when the configured lake or landing is on S3, and
+ * lazily by {@link ensureS3} when a run targets an S3 lake the worker was not started with.
  */
 export async function createDuckDb(config: Config, opts: { needS3?: boolean } = {}): Promise<DuckDBInstance> {
   const tempDir = config.duckdb.tempDir ?? path.join(os.tmpdir(), 'cpa-duckdb-spill');
@@ -30,14 +32,57 @@ export async function createDuckDb(config: Config, opts: { needS3?: boolean } = 
   }
   const instance = await DuckDBInstance.create(':memory:', settings);
   const needS3 = opts.needS3 ?? (isS3(config.lakeRoot) || isS3(config.landingRoot));
-  if (needS3) await configureS3(instance, config);
+  if (needS3) await ensureS3(instance, config);
   return instance;
+}
+
+/** Thrown when DuckDB cannot get the httpfs extension; the message says how to provide it. */
+export class HttpfsUnavailableError extends Error {
+  override name = 'HttpfsUnavailableError';
+}
+
+const s3Ready = new WeakMap<DuckDBInstance, Promise<void>>();
+
+/** Loads httpfs and creates the S3 secret from config, once per instance (idempotent, safe to call per activity). */
+export function ensureS3(instance: DuckDBInstance, config: Config): Promise<void> {
+  let ready = s3Ready.get(instance);
+  if (!ready) {
+    ready = configureS3(instance, config);
+    // A failed attempt is not cached: the next activity (a Temporal retry) tries again.
+    ready.catch(() => s3Ready.delete(instance));
+    s3Ready.set(instance, ready);
+  }
+  return ready;
+}
+
+async function loadHttpfs(conn: DuckDBConnection, config: Config): Promise<void> {
+  try {
+    await conn.run('LOAD httpfs');
+    return;
+  } catch (e) {
+    if (config.duckdb.extensionDir) {
+      throw new HttpfsUnavailableError(
+        `DuckDB extension httpfs not found under CPA_DUCKDB_EXTENSION_DIR=${config.duckdb.extensionDir} ` +
+          `(run \`bash scripts/tools.sh httpfs\`): ${firstLine(e)}`,
+      );
+    }
+  }
+  // Online machines: DuckDB downloads the signed extension from its repository once, then loads it from ~/.duckdb.
+  try {
+    await conn.run('INSTALL httpfs');
+    await conn.run('LOAD httpfs');
+  } catch (e) {
+    throw new HttpfsUnavailableError(
+      `DuckDB extension httpfs could not be installed (offline? set CPA_DUCKDB_EXTENSION_DIR, see ` +
+        `\`bash scripts/tools.sh paths\`): ${firstLine(e)}`,
+    );
+  }
 }
 
 async function configureS3(instance: DuckDBInstance, config: Config): Promise<void> {
   const conn = await instance.connect();
   try {
-    await conn.run('LOAD httpfs');
+    await loadHttpfs(conn, config);
     const { endpoint, region, accessKeyId, secretAccessKey, urlStyle } = config.s3;
     const parts = [`TYPE s3`, `REGION ${sqlString(region)}`, `URL_STYLE ${sqlString(urlStyle)}`];
     if (accessKeyId && secretAccessKey) {
@@ -48,9 +93,17 @@ async function configureS3(instance: DuckDBInstance, config: Config): Promise<vo
       parts.push(`ENDPOINT ${sqlString(u.host)}`, `USE_SSL ${u.protocol === 'https:' ? 'true' : 'false'}`);
     }
     await conn.run(`CREATE OR REPLACE SECRET cpa_s3 (${parts.join(', ')})`);
+    // DuckDB sizes each multipart-upload buffer as max file size / 10,000 parts: 80 MB at the 800 GB default, held
+    // per open file, so a partitioned COPY of 60 days ran out of memory at 4 GB. 50 GB (the minimum) gives 5 MB parts
+    // and still allows 50 GB per partition file.
+    await conn.run(`SET GLOBAL s3_uploader_max_filesize = '50GB'`);
   } finally {
     conn.closeSync();
   }
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }
 
 /** Runs a query with named parameters ($name) and returns JSON-safe row objects. */
@@ -68,7 +121,6 @@ export async function exec(conn: DuckDBConnection, sql: string, params?: Params)
  * Inputs are lake paths built by the program from validated keys; control characters are refused outright.
  */
 export function sqlString(s: string): string {
-   
   if (/[\u0000-\u001f]/.test(s)) throw new Error(`refusing a control character in a SQL literal: ${JSON.stringify(s)}`);
   return `'${s.replace(/'/g, "''")}'`;
 }

@@ -4,10 +4,12 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  AbortMultipartUploadCommand,
   CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -19,6 +21,8 @@ export interface StoredObject {
   key: string;
   uri: string;
   size: number;
+  /** S3 only: the ETag without quotes (the MD5 of the content for single-part uploads). */
+  etag?: string;
 }
 
 /**
@@ -31,12 +35,21 @@ export interface Storage {
   /** Recursively lists objects under `prefixUri`, sorted by key. */
   list(prefixUri: string): Promise<StoredObject[]>;
   exists(uri: string): Promise<boolean>;
+  /** The object's bytes; a missing object rejects with an error {@link isNotFound} recognises. */
   readBytes(uri: string): Promise<Buffer>;
   /** Atomically creates or replaces an object. */
   writeBytes(uri: string, data: Buffer | string): Promise<void>;
+  /** Atomically creates or replaces `dstUri` with the content of `srcUri` (which stays). */
+  copy(srcUri: string, dstUri: string): Promise<void>;
   /** Atomically replaces `dstUri` with `srcUri` and removes the source. */
   move(srcUri: string, dstUri: string): Promise<void>;
-  deletePrefix(prefixUri: string): Promise<void>;
+  /** Deletes objects; missing ones are ignored. */
+  delete(uris: string[]): Promise<void>;
+  /**
+   * Deletes everything under a directory-like prefix (on S3 also aborts unfinished multipart uploads there) and
+   * returns how many objects and uploads it removed.
+   */
+  deletePrefix(prefixUri: string): Promise<number>;
   /** Makes sure a directory-like prefix can be written into (mkdir -p locally; nothing to do on S3). */
   prepareDir(prefixUri: string): Promise<void>;
   /** A local file path with the object's content (the file itself when local, a downloaded copy on S3). */
@@ -47,9 +60,29 @@ export function isS3(uri: string): boolean {
   return uri.startsWith('s3://');
 }
 
-/** Storage for a URI: local for paths, S3 for s3:// (client configured from config). */
+/** True for "no such file/object" from either backend (a missing bucket is an error, not an empty table). */
+export function isNotFound(e: unknown): boolean {
+  const err = e as { code?: string; name?: string; $metadata?: { httpStatusCode?: number } };
+  if (err?.name === 'NoSuchBucket') return false;
+  return (
+    err?.code === 'ENOENT' ||
+    err?.name === 'NoSuchKey' ||
+    err?.name === 'NotFound' ||
+    err?.$metadata?.httpStatusCode === 404
+  );
+}
+
+const s3Storages = new WeakMap<Config, S3Storage>();
+
+/** Storage for a URI: local for paths, S3 for s3:// (one client per config, so connections are reused). */
 export function storageFor(uri: string, config: Config): Storage {
-  return isS3(uri) ? new S3Storage(config) : new LocalStorage();
+  if (!isS3(uri)) return new LocalStorage();
+  let s3 = s3Storages.get(config);
+  if (!s3) {
+    s3 = new S3Storage(config);
+    s3Storages.set(config, s3);
+  }
+  return s3;
 }
 
 export class LocalStorage implements Storage {
@@ -93,14 +126,28 @@ export class LocalStorage implements Storage {
     await fsp.rename(tmp, uri);
   }
 
+  async copy(srcUri: string, dstUri: string): Promise<void> {
+    await fsp.mkdir(path.dirname(dstUri), { recursive: true });
+    const tmp = `${dstUri}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+    // A hard link costs nothing and lake files are never modified in place; another filesystem falls back to a copy.
+    await fsp.link(srcUri, tmp).catch(() => fsp.copyFile(srcUri, tmp));
+    await fsp.rename(tmp, dstUri);
+  }
+
   async move(srcUri: string, dstUri: string): Promise<void> {
     await fsp.mkdir(path.dirname(dstUri), { recursive: true });
     // rename(2) replaces the destination atomically on the same filesystem.
     await fsp.rename(srcUri, dstUri);
   }
 
-  async deletePrefix(prefixUri: string): Promise<void> {
+  async delete(uris: string[]): Promise<void> {
+    for (const uri of uris) await fsp.rm(uri, { force: true });
+  }
+
+  async deletePrefix(prefixUri: string): Promise<number> {
+    const n = (await this.list(prefixUri)).length;
     await fsp.rm(prefixUri, { recursive: true, force: true });
+    return n;
   }
 
   async prepareDir(prefixUri: string): Promise<void> {
@@ -118,8 +165,18 @@ export function parseS3Uri(uri: string): { bucket: string; key: string } {
   return { bucket: m[1], key: m[2] };
 }
 
-export function makeS3Client(config: Config): S3Client {
+/** Client options for short, single-attempt probes (the preflight check) on top of the normal ones. */
+export interface S3ClientOptions {
+  maxAttempts?: number;
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+}
+
+export function makeS3Client(config: Config, opts: S3ClientOptions = {}): S3Client {
   const { endpoint, region, accessKeyId, secretAccessKey, urlStyle } = config.s3;
+  // The SDK warns on every start that a future release will need Node 22; the project supports Node 20, and the
+  // warning would land in every CLI's stderr.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     endpoint,
     region,
@@ -128,13 +185,24 @@ export function makeS3Client(config: Config): S3Client {
     // MinIO and older S3-compatible servers reject the SDK's default CRC32 trailers.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    maxAttempts: 5,
+    maxAttempts: opts.maxAttempts ?? 5,
+    requestHandler: {
+      connectionTimeout: opts.connectionTimeoutMs ?? 10_000,
+      requestTimeout: opts.requestTimeoutMs ?? 120_000,
+      // Fail (and retry) a request that got no answer instead of only logging a warning.
+      throwOnRequestTimeout: true,
+    },
   });
+}
+
+/** `bucket/key` as CopyObject wants it: every path segment URL-encoded. */
+function copySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
 }
 
 export class S3Storage implements Storage {
   readonly kind = 's3' as const;
-  private readonly client: S3Client;
+  readonly client: S3Client;
 
   constructor(config: Config) {
     this.client = makeS3Client(config);
@@ -151,7 +219,12 @@ export class S3Storage implements Storage {
       );
       for (const o of res.Contents ?? []) {
         if (!o.Key) continue;
-        out.push({ key: o.Key.slice(prefix.length), uri: `s3://${bucket}/${o.Key}`, size: o.Size ?? 0 });
+        out.push({
+          key: o.Key.slice(prefix.length),
+          uri: `s3://${bucket}/${o.Key}`,
+          size: o.Size ?? 0,
+          etag: o.ETag?.replace(/"/g, ''),
+        });
       }
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (token);
@@ -164,8 +237,7 @@ export class S3Storage implements Storage {
       await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
       return true;
     } catch (e) {
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 404) return false;
+      if (isNotFound(e)) return false;
       throw e;
     }
   }
@@ -182,22 +254,82 @@ export class S3Storage implements Storage {
     await this.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: data }));
   }
 
-  async move(srcUri: string, dstUri: string): Promise<void> {
+  async copy(srcUri: string, dstUri: string): Promise<void> {
     const src = parseS3Uri(srcUri);
     const dst = parseS3Uri(dstUri);
+    // A server-side CopyObject is atomic like a PUT (one request, up to 5 GB per object).
     await this.client.send(
-      new CopyObjectCommand({ Bucket: dst.bucket, Key: dst.key, CopySource: `${src.bucket}/${encodeURI(src.key)}` }),
+      new CopyObjectCommand({ Bucket: dst.bucket, Key: dst.key, CopySource: copySource(src.bucket, src.key) }),
     );
-    await this.client.send(new DeleteObjectsCommand({ Bucket: src.bucket, Delete: { Objects: [{ Key: src.key }] } }));
   }
 
-  async deletePrefix(prefixUri: string): Promise<void> {
-    const objects = await this.list(prefixUri);
-    const { bucket } = parseS3Uri(prefixUri);
-    for (let i = 0; i < objects.length; i += 1000) {
-      const batch = objects.slice(i, i + 1000).map((o) => ({ Key: parseS3Uri(o.uri).key }));
-      await this.client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch } }));
+  async move(srcUri: string, dstUri: string): Promise<void> {
+    await this.copy(srcUri, dstUri);
+    await this.delete([srcUri]);
+  }
+
+  async delete(uris: string[]): Promise<void> {
+    const byBucket = new Map<string, string[]>();
+    for (const uri of uris) {
+      const { bucket, key } = parseS3Uri(uri);
+      byBucket.set(bucket, [...(byBucket.get(bucket) ?? []), key]);
     }
+    for (const [bucket, keys] of byBucket) {
+      for (let i = 0; i < keys.length; i += 1000) {
+        const res = await this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: bucket,
+            Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
+          }),
+        );
+        const failed = (res.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+        if (failed.length > 0) {
+          throw new Error(`S3 delete failed for ${failed.length} object(s), e.g. ${failed[0].Key}: ${failed[0].Code}`);
+        }
+      }
+    }
+  }
+
+  async deletePrefix(prefixUri: string): Promise<number> {
+    // A writer killed during a multipart upload leaves it open: invisible to readers, but it holds storage. Aborting
+    // is housekeeping (MinIO and lifecycle rules expire them too), so a key without the right to list them skips it.
+    const uploads = await this.listUploads(prefixUri).catch((e: unknown) => {
+      const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (err?.name === 'AccessDenied' || err?.$metadata?.httpStatusCode === 403) return [];
+      throw e;
+    });
+    for (const u of uploads) {
+      await this.client
+        .send(new AbortMultipartUploadCommand({ Bucket: u.bucket, Key: u.key, UploadId: u.uploadId }))
+        .catch((e: unknown) => {
+          if (!isNotFound(e) && (e as { name?: string }).name !== 'NoSuchUpload') throw e;
+        });
+    }
+    const objects = await this.list(prefixUri);
+    await this.delete(objects.map((o) => o.uri));
+    return uploads.length + objects.length;
+  }
+
+  /** Unfinished multipart uploads under a directory-like prefix. */
+  async listUploads(prefixUri: string): Promise<Array<{ bucket: string; key: string; uploadId: string }>> {
+    const { bucket, key } = parseS3Uri(prefixUri);
+    const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
+    const out: Array<{ bucket: string; key: string; uploadId: string }> = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      // MinIO answers a Prefix only with uploads of exactly that key, so list the bucket's uploads and filter here
+      // (normally a handful: uploads finish in seconds and MinIO expires stale ones after 24 h).
+      const res = await this.client.send(
+        new ListMultipartUploadsCommand({ Bucket: bucket, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+      );
+      for (const u of res.Uploads ?? []) {
+        if (u.Key?.startsWith(prefix) && u.UploadId) out.push({ bucket, key: u.Key, uploadId: u.UploadId });
+      }
+      keyMarker = res.IsTruncated ? res.NextKeyMarker : undefined;
+      uploadIdMarker = res.IsTruncated ? res.NextUploadIdMarker : undefined;
+    } while (keyMarker);
+    return out;
   }
 
   async prepareDir(): Promise<void> {

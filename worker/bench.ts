@@ -5,25 +5,53 @@ import Table from 'cli-table3';
 import { loadConfig } from '../config/env';
 import type { Config } from '../config/env';
 import { generate } from '../lake/generator';
+import { checkS3Access } from '../lake/s3-check';
+import { storageFor } from '../lake/storage';
+import { uploadDirectory } from '../lake/upload';
 import { openSession, runDaily } from './run';
 
 /**
  * `cpa bench`: generates data at scale S once (cached by scale and seed), then runs the full pipeline embedded on a
  * fresh lake and reports wall time from workflow start (service start-up excluded), per-step seconds, events/s and
- * the process's peak RSS. A second run over the same lake measures the no-op re-run.
+ * the process's peak RSS. A second run over the same lake measures the no-op re-run. `--landing` benchmarks an
+ * existing local landing directory (e.g. the reference dataset) instead; `--s3 s3://bucket/prefix` puts landing
+ * (uploaded once, idempotently, not timed) and lake on S3.
  */
-export async function runBench(base: Config, opts: { scale: number; seed: number; dir: string; json?: boolean }): Promise<void> {
-  const landing = path.join(opts.dir, `landing-s${opts.scale}-seed${opts.seed}`);
-  const lake = path.join(opts.dir, `lake-s${opts.scale}`);
-  if (!fs.existsSync(path.join(landing, '_generator_report.json'))) {
+export async function runBench(
+  base: Config,
+  opts: { scale: number; seed: number; dir: string; json?: boolean; landing?: string; s3?: string },
+): Promise<void> {
+  const localLanding = opts.landing
+    ? path.resolve(opts.landing)
+    : path.join(opts.dir, `landing-s${opts.scale}-seed${opts.seed}`);
+  const name = opts.landing
+    ? path.basename(path.dirname(localLanding)) || 'landing'
+    : `s${opts.scale}-seed${opts.seed}`;
+  const landing = opts.s3 ? `${opts.s3.replace(/\/+$/, '')}/landing-${name}` : localLanding;
+  const lake = opts.s3 ? `${opts.s3.replace(/\/+$/, '')}/lake-${name}` : path.join(opts.dir, `lake-s${opts.scale}`);
+  if (!opts.landing && !fs.existsSync(path.join(localLanding, '_generator_report.json'))) {
     const t0 = Date.now();
-    process.stderr.write(`generating S=${opts.scale} into ${landing}\n`);
-    await generate({ scale: opts.scale, seed: opts.seed, out: landing });
+    process.stderr.write(`generating S=${opts.scale} into ${localLanding}\n`);
+    await generate({ scale: opts.scale, seed: opts.seed, out: localLanding });
     process.stderr.write(`generated in ${((Date.now() - t0) / 1000).toFixed(1)}s\n`);
   }
-  fs.rmSync(lake, { recursive: true, force: true });
-  const report = JSON.parse(fs.readFileSync(path.join(landing, '_generator_report.json'), 'utf8')) as { events_written: number };
-  const cfg = loadConfig({ ...process.env, CPA_LAKE_ROOT: lake, CPA_LANDING_ROOT: landing });
+  const reportFile = path.join(localLanding, '_generator_report.json');
+  const report = fs.existsSync(reportFile)
+    ? (JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { events_written: number })
+    : undefined;
+  // Temporal from the environment only (embedded unless TEMPORAL_ADDRESS is exported), as before; S3 settings and the
+  // httpfs location as the CLI resolved them (environment, else the stack's .cpa-stack.env).
+  const cfg: Config = {
+    ...loadConfig({ ...process.env, CPA_LAKE_ROOT: lake, CPA_LANDING_ROOT: landing }),
+    s3: base.s3,
+  };
+  cfg.duckdb.extensionDir ??= base.duckdb.extensionDir;
+  if (opts.s3) {
+    await checkS3Access(lake, cfg, { write: true });
+    const up = await uploadDirectory(localLanding, landing, storageFor(landing, cfg));
+    if (up.uploaded > 0) process.stderr.write(`uploaded ${up.uploaded} landing files to ${landing}\n`);
+  }
+  await storageFor(lake, cfg).deletePrefix(lake);
   const tStart = Date.now();
   const session = await openSession(cfg);
   const startup = Date.now() - tStart;
@@ -35,6 +63,7 @@ export async function runBench(base: Config, opts: { scale: number; seed: number
     const t1 = Date.now();
     const first = await runDaily(session, cfg, { runDate: null, lake, landing, kind: 'manual' });
     const fullMs = Date.now() - t1;
+    const events = report?.events_written ?? first.steps.find((s) => s.step === 'bronze.usage_events')?.rowsIn ?? 0;
     const t2 = Date.now();
     await runDaily(session, cfg, { runDate: null, lake, landing, kind: 'manual' });
     const rerunMs = Date.now() - t2;
@@ -42,11 +71,12 @@ export async function runBench(base: Config, opts: { scale: number; seed: number
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     const result = {
       scale: opts.scale,
-      events: report.events_written,
+      lake,
+      events,
       startupSeconds: startup / 1000,
       fullPipelineSeconds: fullMs / 1000,
       rerunSeconds: rerunMs / 1000,
-      eventsPerSecond: Math.round(report.events_written / (fullMs / 1000)),
+      eventsPerSecond: Math.round(events / (fullMs / 1000)),
       peakRssMiB: Math.round(peakRss / 1024 / 1024),
       machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.cpus()[0]?.model ?? ''}`,
       date: new Date().toISOString().slice(0, 10),
@@ -58,7 +88,7 @@ export async function runBench(base: Config, opts: { scale: number; seed: number
       for (const s of result.steps) t.push([s.step, s.rowsOut, s.seconds.toFixed(2)]);
       console.log(t.toString());
       console.log(
-        `S=${result.scale}: ${result.events.toLocaleString()} events, full pipeline ${result.fullPipelineSeconds.toFixed(2)}s ` +
+        `S=${result.scale} (${lake}): ${result.events.toLocaleString()} events, full pipeline ${result.fullPipelineSeconds.toFixed(2)}s ` +
           `(${result.eventsPerSecond.toLocaleString()} events/s), no-op re-run ${result.rerunSeconds.toFixed(2)}s, ` +
           `peak RSS ${result.peakRssMiB} MiB, service start-up ${result.startupSeconds.toFixed(2)}s`,
       );

@@ -7,14 +7,20 @@ import { ConfigError, loadConfig, readEnvFile } from '../config/env';
 import type { Config, RawEnv } from '../config/env';
 import type { RunSummary, StepMetrics } from '../activities';
 import { generate } from '../lake/generator';
-import { openSession, PipelineFailed, devDbFile, localRuns, rootMessage, runDaily } from './run';
+import { isS3 } from '../lake/storage';
+import { checkS3Access } from '../lake/s3-check';
+import { openSession, PipelineFailed, devDbFile, rootMessage, runDaily } from './run';
 import { nativeConnectionFor, startDevServer, isServerUp } from './temporal';
 import { createWorker, installRuntime } from './main';
-import { qualityReport } from './report';
+import { listRuns, qualityReport } from './report';
 import { runBench } from './bench';
+import { startWatcher } from './watcher';
 
-/** The git-ignored env file `npm run stack:up` writes; read under the real environment, never over it. */
-const STACK_ENV = path.join(__dirname, '..', '.cpa-stack.env');
+/**
+ * The git-ignored env file `npm run stack:up` writes; read under the real environment, never over it.
+ * CPA_STACK_ENV_FILE points elsewhere (tests point it at nothing to stay hermetic while a stack is up).
+ */
+const STACK_ENV = process.env.CPA_STACK_ENV_FILE || path.join(__dirname, '..', '.cpa-stack.env');
 
 function config(overrides: Partial<RawEnv> = {}): Config {
   const fileEnv = readEnvFile(STACK_ENV);
@@ -67,9 +73,20 @@ function progressPrinter(json: boolean): ((running: string[]) => void) | undefin
   };
 }
 
+/**
+ * Preflight of the storage a command opens: an s3:// lake (and landing) is listed, and written when the command
+ * writes, with a short timeout, so bad S3 settings end in one line (`cpa: S3 endpoint … unreachable`), not a trace.
+ */
+async function checkStorage(cfg: Config, opts: { landing?: boolean; write?: boolean } = {}): Promise<void> {
+  await checkS3Access(cfg.lakeRoot, cfg, { write: opts.write });
+  if (opts.landing) await checkS3Access(cfg.landingRoot, cfg);
+}
+
 /** What a command module gets to register its commands with the shared parsers and config loader. */
 export interface CommandKit {
   config: (overrides?: Partial<RawEnv>) => Config;
+  /** Preflight for commands that open the lake (and landing) from `cfg`; a no-op for local paths. */
+  checkStorage: (cfg: Config, opts?: { landing?: boolean; write?: boolean }) => Promise<void>;
   isoDate: (v: string) => string;
   integer: (v: string) => number;
   positiveNumber: (v: string) => number;
@@ -104,6 +121,11 @@ program
   .option('--start <date>', 'first event day', isoDate)
   .option('--days <n>', 'days of events', integer)
   .action(async (opts: { scale: number; seed: number; out: string; start?: string; days?: number }) => {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(opts.out)) {
+      throw new PipelineFailed(
+        `generate writes a local directory only (got ${opts.out}); generate locally, then \`cpa landing upload <dir> ${isS3(opts.out) ? opts.out : 's3://bucket/prefix'}\``,
+      );
+    }
     let last = 0;
     const report = await generate({
       scale: opts.scale,
@@ -130,11 +152,12 @@ program
   .option('--date <YYYY-MM-DD>', 'logical date of the run (default: everything landed)', isoDate)
   .option('--landing <dir>', 'landing root (path or s3://bucket/prefix)')
   .option('--lake <dir>', 'lake root (path or s3://bucket/prefix)')
-  .option('--with-worker', 'also run an in-process worker when TEMPORAL_ADDRESS is set')
+  .option('--no-worker', 'do not run an in-process worker (a `cpa worker` elsewhere does the work)')
   .option('--json', 'print the run summary as JSON')
-  .action(async (opts: { date?: string; landing?: string; lake?: string; withWorker?: boolean; json?: boolean }) => {
+  .action(async (opts: { date?: string; landing?: string; lake?: string; worker: boolean; json?: boolean }) => {
     const cfg = config(lakeOverrides(opts));
-    const session = await openSession(cfg, { withWorker: opts.withWorker });
+    await checkStorage(cfg, { landing: true, write: true });
+    const session = await openSession(cfg, { withWorker: opts.worker ? undefined : false });
     try {
       const summary = await runDaily(
         session,
@@ -161,13 +184,17 @@ program
   .description('run a pipeline worker against TEMPORAL_ADDRESS (or the local dev server)')
   .action(async () => {
     const cfg = config();
+    await checkStorage(cfg, { landing: true, write: true });
     installRuntime(cfg.logLevel);
     const address = cfg.temporal.address ?? `127.0.0.1:${cfg.temporal.devPort}`;
     if (!(await isServerUp(cfg, address, 3000))) throw new PipelineFailed(`no Temporal server answers at ${address}`);
     const conn = await nativeConnectionFor(cfg, address);
     const { worker } = await createWorker(cfg, conn);
     console.log(`worker polling task queue ${cfg.temporal.taskQueue} on ${address} (Ctrl-C to stop)`);
+    // The landing watcher (CPA_WATCH_ENABLED): one ingestEventFile per new events file, SPEC §7/§9.
+    const watcher = cfg.streaming.watchEnabled ? await startWatcher(cfg, address) : undefined;
     await worker.run();
+    await watcher?.stop();
     await conn.close();
   });
 
@@ -176,6 +203,7 @@ program
   .description('keep a local Temporal dev server (Web UI at :8233, state under the lake) and a worker running')
   .action(async () => {
     const cfg = config();
+    await checkStorage(cfg, { landing: true, write: true });
     installRuntime(cfg.logLevel);
     const address = `127.0.0.1:${cfg.temporal.devPort}`;
     let endpoint;
@@ -209,9 +237,10 @@ program
   .option('--lake <dir>', 'lake root')
   .option('--limit <n>', 'runs to show', integer, 10)
   .option('--json', 'JSON output')
-  .action((opts: { lake?: string; limit: number; json?: boolean }) => {
+  .action(async (opts: { lake?: string; limit: number; json?: boolean }) => {
     const cfg = config(lakeOverrides(opts));
-    const runs = localRuns(cfg).slice(0, opts.limit);
+    await checkStorage(cfg);
+    const runs = (await listRuns(cfg)).slice(0, opts.limit);
     if (opts.json) {
       console.log(JSON.stringify(runs.map(({ steps, ...r }) => ({ ...r, steps: steps.length })), null, 2));
       return;
@@ -242,6 +271,7 @@ program
   .option('--json', 'JSON output')
   .action(async (opts: { lake?: string; run?: string; json?: boolean }) => {
     const cfg = config(lakeOverrides(opts));
+    await checkStorage(cfg);
     const report = await qualityReport(cfg, opts.run);
     if (opts.json) {
       console.log(JSON.stringify(report, null, 2));
@@ -273,8 +303,11 @@ program
   .requiredOption('--scale <S>', 'scale factor', positiveNumber)
   .option('--seed <N>', 'seed', integer, 42)
   .option('--dir <dir>', 'working directory for data and lake', path.join(os.tmpdir(), 'cpa-bench'))
+  .option('--landing <dir>', 'benchmark this local landing directory (e.g. the reference dataset) instead of generating')
+  .option('--s3 <uri>', 'put landing and lake under s3://bucket/prefix (landing uploaded once, not timed)')
   .option('--json', 'JSON output')
-  .action(async (opts: { scale: number; seed: number; dir: string; json?: boolean }) => {
+  .action(async (opts: { scale: number; seed: number; dir: string; json?: boolean; landing?: string; s3?: string }) => {
+    if (opts.s3 && !isS3(opts.s3)) throw new InvalidArgumentError('--s3 expects s3://bucket/prefix');
     await runBench(config(), opts);
   });
 
@@ -308,7 +341,7 @@ program
 program.addOption(new Option('--verbose', 'print stack traces on failure').hideHelp());
 
 // Feature areas register their own sub-commands (serving/queries, streaming, schedule/backfill): one module each.
-for (const register of commandModules()) register(program, { config, isoDate, integer, positiveNumber });
+for (const register of commandModules()) register(program, { config, checkStorage, isoDate, integer, positiveNumber });
 
 program.parseAsync(process.argv).then(
   () => process.exit(0),

@@ -1,16 +1,14 @@
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Client } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../config/env';
-import { joinUri } from '../config/env';
 import { isS3 } from '../lake/storage';
 import type { RunSummary } from '../activities';
 import type { DailyPipelineInput } from '../workflows';
 import { createWorker, installRuntime } from './main';
+import type { PipelineWorkers } from './main';
 import { clientFor, isServerUp, nativeConnectionFor, startDevServer } from './temporal';
 import type { TemporalEndpoint } from './temporal';
 
@@ -28,14 +26,14 @@ export function devDbFile(config: Config): string {
 export interface Session {
   client: Client;
   endpoint: TemporalEndpoint;
-  worker?: Worker;
+  worker?: PipelineWorkers;
   db?: DuckDBInstance;
   close(): Promise<void>;
 }
 
 /**
  * Connects to Temporal the way the embedded default promises: TEMPORAL_ADDRESS when set (a remote worker does
- * the work unless `withWorker`); else a running `cpa dev` server on the dev port; else an ephemeral dev server
+ * the work unless `withWorker`; on a loopback address an in-process worker runs by default); else a running `cpa dev` server on the dev port; else an ephemeral dev server
  * started here. Outside the remote case an in-process worker runs the activities.
  */
 export async function openSession(config: Config, opts: { withWorker?: boolean } = {}): Promise<Session> {
@@ -44,6 +42,8 @@ export async function openSession(config: Config, opts: { withWorker?: boolean }
   let wantWorker = opts.withWorker ?? false;
   if (config.temporal.address) {
     endpoint = { address: config.temporal.address, started: false, stop: async () => undefined };
+    // A server on this machine (`npm run stack:up`) has no worker of its own: run one here unless told not to.
+    wantWorker = opts.withWorker ?? /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/.test(config.temporal.address);
   } else {
     const devAddress = `127.0.0.1:${config.temporal.devPort}`;
     if (await isServerUp(config, devAddress, 800)) {
@@ -54,13 +54,21 @@ export async function openSession(config: Config, opts: { withWorker?: boolean }
     wantWorker = opts.withWorker ?? true;
   }
   const { client, close: closeClient } = await clientFor(config, endpoint.address);
-  let worker: Worker | undefined;
+  let worker: PipelineWorkers | undefined;
   let db: DuckDBInstance | undefined;
   let workerRun: Promise<void> | undefined;
   let nativeConn: Awaited<ReturnType<typeof nativeConnectionFor>> | undefined;
   if (wantWorker) {
-    nativeConn = await nativeConnectionFor(config, endpoint.address);
-    ({ worker, db } = await createWorker(config, nativeConn));
+    try {
+      nativeConn = await nativeConnectionFor(config, endpoint.address);
+      ({ worker, db } = await createWorker(config, nativeConn));
+    } catch (e) {
+      // E.g. DuckDB cannot load httpfs for an S3 lake: stop what was started, or the dev server outlives the CLI.
+      await nativeConn?.close().catch(() => undefined);
+      await closeClient().catch(() => undefined);
+      await endpoint.stop();
+      throw e;
+    }
     workerRun = worker.run();
   }
   return {
@@ -101,7 +109,8 @@ export async function runDaily(
     handle = await session.client.workflow.start('dailyPipeline', {
       taskQueue: config.temporal.taskQueue,
       workflowId,
-      args: [input],
+      // Serving (Cassandra) is loaded when this CLI is configured for it, unless the caller decided explicitly.
+      args: [{ ...input, serve: input.serve ?? Boolean(config.cassandra) }],
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       memo: { logicalDate: input.runDate ?? 'all', kind: input.kind ?? 'manual' },
@@ -148,16 +157,4 @@ export function rootMessage(e: unknown): string {
   let cur: unknown = e;
   while (cur instanceof Error && (cur as { cause?: unknown }).cause) cur = (cur as { cause?: unknown }).cause;
   return cur instanceof Error ? cur.message : String(cur);
-}
-
-/** Reads run records from `_meta/runs/` (local lakes), newest first. */
-export function localRuns(config: Config): RunSummary[] {
-  if (isS3(config.lakeRoot)) return [];
-  const dir = joinUri(config.lakeRoot, '_meta', 'runs');
-  if (!fs.existsSync(dir)) return [];
-  return fs
-    .readdirSync(dir)
-    .filter((f) => f.endsWith('.json'))
-    .map((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as RunSummary)
-    .sort((a, b) => (a.startedAt < b.startedAt ? 1 : -1));
 }

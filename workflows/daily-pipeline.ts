@@ -1,6 +1,9 @@
-import { ApplicationFailure, proxyActivities, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, proxyActivities, upsertMemo, workflowInfo } from '@temporalio/workflow';
 import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
+import { withLakeLease } from './lake-lease';
+import { makeFindable, resolveRun, RunStatuses } from './run-context';
+import { eventsTaskQueue } from './task-queues';
 
 /** Input of {@link dailyPipeline}. `lake`/`landing` are URIs (local path or s3://); runDate is the logical date. */
 export interface DailyPipelineInput {
@@ -8,6 +11,10 @@ export interface DailyPipelineInput {
   lake: string;
   landing: string;
   kind?: 'manual' | 'scheduled' | 'backfill';
+  /** The schedule's IANA time zone: without runDate, a scheduled run processes the local day before its start. */
+  timeZone?: string;
+  /** Load the serving layer (Cassandra) after gold; the CLI sets it when CPA_CASSANDRA_CONTACT_POINTS is configured. */
+  serve?: boolean;
 }
 
 // Non-retryable types: contract violations, failed gates and SQL defects fail the run at once with their message.
@@ -20,6 +27,19 @@ const transform = proxyActivities<Activities>({
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
 });
 
+/**
+ * Bronze events writes go to the single-writer events queue (task-queues.ts) so they never overlap with streaming
+ * ingestion (ingestEventFile); same timeouts and retries as the transforms.
+ */
+function eventsWriter(taskQueue: string) {
+  return proxyActivities<Activities>({
+    taskQueue: eventsTaskQueue(taskQueue),
+    startToCloseTimeout: '2 hours',
+    heartbeatTimeout: '5 minutes',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
+  });
+}
+
 /** Bookkeeping: quick, retried more often. */
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
@@ -27,12 +47,56 @@ const quick = proxyActivities<Activities>({
 });
 
 /**
+ * Serving load: Cassandra may be down for a while, so more attempts with a longer ceiling; a missing Cassandra config,
+ * a refused statement or a reconciliation mismatch fail at once (non-retryable). Keepalive heartbeats.
+ */
+const serving = proxyActivities<Activities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '2 minutes',
+  retry: {
+    initialInterval: '2s',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: [
+      ...nonRetryableErrorTypes,
+      'ServingNotConfigured',
+      'CassandraRejected',
+      'ReconciliationFailed',
+    ],
+  },
+});
+
+/**
+ * Entry point: resolves the logical date (explicit runDate; for a scheduled run the day before the scheduled start's
+ * local date, see run-context.ts), makes the run findable (CpaLogicalDate / CpaRunKind / CpaStatus + memo), and runs
+ * the pipeline holding the lake lease, so concurrent runs on one lake (schedule, backfill, manual) take turns.
+ */
+export async function dailyPipeline(input: DailyPipelineInput): Promise<RunSummary> {
+  const run = resolveRun(input);
+  const mark = await makeFindable({
+    logicalDate: run.logicalDate ?? 'all',
+    kind: run.kind,
+    memo: { lake: input.lake, ...(run.scheduledAt ? { scheduledAt: run.scheduledAt.toISOString() } : {}) },
+  });
+  try {
+    const resolved = { ...input, runDate: run.logicalDate, kind: run.kind };
+    const summary = await withLakeLease(input.lake, () => pipeline(resolved));
+    mark(RunStatuses.succeeded);
+    return summary;
+  } catch (err) {
+    mark(RunStatuses.failed, { error: failureMessage(err) });
+    throw err;
+  }
+}
+
+/**
  * The batch layer, SPEC §9: bronze (CSV snapshots ∥ pending events files) → silver (waves from the table
  * registry) → quality gate → gold marts in parallel → run record. Every step returns its metrics, which end up in
  * the returned summary and in the UI history. Idempotent: re-running over the same landing files rewrites nothing,
  * because every output is a pure function of bronze and only changed partitions are published.
  */
-export async function dailyPipeline(input: DailyPipelineInput): Promise<RunSummary> {
+async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
   const info = workflowInfo();
   const target = { lake: input.lake, landing: input.landing, runId: info.runId };
   const startedAt = new Date().toISOString();
@@ -51,7 +115,7 @@ export async function dailyPipeline(input: DailyPipelineInput): Promise<RunSumma
   try {
     const bronze = await Promise.all([
       ...CSV_BRONZE_TABLES.map((table) => transform.ingestCsvSource({ ...target, table })),
-      transform.ingestEventFiles({ ...target }),
+      eventsWriter(info.taskQueue).ingestEventFiles({ ...target }),
     ]);
     steps.push(...bronze);
 
@@ -66,6 +130,11 @@ export async function dailyPipeline(input: DailyPipelineInput): Promise<RunSumma
     for (const wave of waves(GOLD_MARTS)) {
       steps.push(...(await Promise.all(wave.map((m) => transform.buildGold({ ...target, mart: m.table })))));
     }
+
+    // Serving reloads exactly the partitions gold rewrote (changedPartitions), then reconciles with gold.
+    if (input.serve) {
+      steps.push(await serving.loadServing({ ...target, gold: steps.filter((s) => s.layer === 'gold') }));
+    }
   } catch (err) {
     const summary: RunSummary = {
       ...base,
@@ -76,13 +145,24 @@ export async function dailyPipeline(input: DailyPipelineInput): Promise<RunSumma
       error: failureMessage(err),
     };
     await quick.recordRun(summary);
+    if (input.serve) await recordServingRun(summary);
     upsertMemo({ status: 'failed' });
     throw err;
   }
   const summary: RunSummary = { ...base, status: 'succeeded', finishedAt: new Date().toISOString(), steps, gate };
   await quick.recordRun(summary);
+  if (input.serve) await recordServingRun(summary);
   upsertMemo({ status: 'succeeded' });
   return summary;
+}
+
+/** pipeline_runs mirrors the lake's run record; once its retries are spent it is skipped (the lake record is the truth). */
+async function recordServingRun(summary: RunSummary): Promise<void> {
+  try {
+    await quick.recordServingRun(summary);
+  } catch (err) {
+    log.warn('run summary not written to pipeline_runs', { runId: summary.runId, error: failureMessage(err) });
+  }
 }
 
 function failureMessage(err: unknown): string {

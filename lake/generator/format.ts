@@ -43,8 +43,8 @@ export function pyFixed(x: number, dp: number): string {
 
 /** Rounds half away from zero to `dp` decimals (the shortest repr then prints at most `dp` decimals). */
 export function round(x: number, dp: number): number {
-  const f = 10 ** dp;
-  return Math.sign(x) * (Math.round(Math.abs(x) * f) / f);
+  const f = POWERS_OF_TEN[dp] ?? 10 ** dp; // table lookup: `**` showed up in the events profile
+  return x < 0 ? -Math.round(-x * f) / f : Math.round(x * f) / f;
 }
 
 export function pyBool(b: boolean): 'True' | 'False' {

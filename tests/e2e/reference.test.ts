@@ -4,7 +4,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { GOLD_COLUMNS } from '../../config/contracts';
 import { manifestFiles, readManifest } from '../../lake/catalog';
 import { LocalStorage } from '../../lake/storage';
-import { goldRow, lakeFigures } from '../support/figures';
+import { expectFiguresEqual, goldRow, lakeFigures } from '../support/figures';
 import type { Figures } from '../support/figures';
 import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
 
@@ -16,20 +16,6 @@ import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
 const expected = JSON.parse(fs.readFileSync(path.join(__dirname, 'reference', 'expected.json'), 'utf8')) as Figures & {
   spot_checks: Array<{ mart: string; key: Record<string, string>; row: Record<string, unknown> }>;
 };
-
-/** Decimal strings and counts must match exactly; rounded doubles within 1e-3 over a whole column's sum. */
-export function expectFiguresEqual(actual: Figures, want: Figures): void {
-  expect(actual.bronze).toEqual(want.bronze);
-  expect(actual.quarantine).toEqual(want.quarantine);
-  expect(actual.silver).toEqual(want.silver);
-  for (const [mart, fig] of Object.entries(want.gold)) {
-    for (const [k, v] of Object.entries(fig)) {
-      const got = actual.gold[mart]?.[k];
-      if (typeof v === 'number' && !Number.isInteger(v)) expect({ mart, k, diff: Math.abs(Number(got) - v) < 1e-3 }).toEqual({ mart, k, diff: true });
-      else expect({ mart, k, v: got }).toEqual({ mart, k, v });
-    }
-  }
-}
 
 async function goldDigest(lake: string): Promise<Record<string, string>> {
   const db = await DuckDBInstance.create(':memory:');

@@ -15,6 +15,18 @@ export function temporalCli(): string {
   return found;
 }
 
+/** The time-skipping test server from `scripts/tools.sh temporal` (or TEMPORAL_TEST_SERVER_PATH). Never downloaded. */
+export function temporalTestServer(): string {
+  const candidates = [process.env.TEMPORAL_TEST_SERVER_PATH, path.join(CACHE, 'pybin', 'bin', 'temporal-test-server')];
+  const found = candidates.find((p) => p && fs.existsSync(p));
+  if (!found) {
+    throw new Error(
+      'temporal-test-server not found: run `bash scripts/tools.sh temporal` (or set TEMPORAL_TEST_SERVER_PATH)',
+    );
+  }
+  return found;
+}
+
 export function tmpDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `cpa-test-${label}-`));
 }
@@ -28,8 +40,11 @@ export function cpa(args: string[], env: Record<string, string> = {}, timeoutMs 
         ...process.env,
         TEMPORAL_ADDRESS: '',
         TEMPORAL_CLI_PATH: temporalCli(),
-        // Never attach to a developer's `cpa dev` server from tests.
+        // Never attach to a developer's `cpa dev` server or a running local stack from tests.
         CPA_DEV_PORT: '1',
+        CPA_STACK_ENV_FILE: '/nonexistent/cpa-stack.env',
+        // Serving stays off unless a test opts in (the stack env file would otherwise switch it on for every run).
+        CPA_CASSANDRA_CONTACT_POINTS: '',
         ...env,
       },
       encoding: 'utf8',

@@ -1,16 +1,35 @@
 import { DuckDBInstance } from '@duckdb/node-api';
-import { loadConfig } from '../../config/env';
+import type { Config } from '../../config/env';
 import { manifestFiles, readManifest } from '../../lake/catalog';
-import { LocalStorage } from '../../lake/storage';
+import { ensureS3 } from '../../lake/duckdb';
+import { isS3, LocalStorage, storageFor } from '../../lake/storage';
+import type { Storage } from '../../lake/storage';
+
+/**
+ * A DuckDB instance and storage able to read `lake`: plain for a local lake; for an s3:// lake, httpfs with the S3
+ * settings of `config` (the stack's MinIO in stack tests).
+ */
+async function openReader(lake: string, config?: Config): Promise<{ db: DuckDBInstance; storage: Storage }> {
+  const ext = config?.duckdb.extensionDir;
+  const db = await DuckDBInstance.create(
+    ':memory:',
+    ext ? { extension_directory: ext, autoinstall_known_extensions: 'false' } : {},
+  );
+  if (!isS3(lake)) return { db, storage: new LocalStorage() };
+  if (!config) throw new Error(`reading ${lake} needs the S3 config`);
+  await ensureS3(db, config);
+  return { db, storage: storageFor(lake, config) };
+}
 
 /**
  * Reads the figures that `tests/e2e/reference/derive.py` computes independently (same JSON shape) back out of a
- * lake, with plain SQL over the published Parquet files. The pipeline code is not involved beyond the files it wrote.
+ * lake, with plain SQL over the published Parquet files. The pipeline code is not involved beyond the files it wrote
+ * (and the manifests that say which files are committed). `lake` is a local path, or an s3:// URI read through
+ * DuckDB httpfs with `config`'s S3 settings.
  */
-export async function lakeFigures(lake: string): Promise<Figures> {
-  const db = await DuckDBInstance.create(':memory:');
+export async function lakeFigures(lake: string, config?: Config): Promise<Figures> {
+  const { db, storage } = await openReader(lake, config);
   const conn = await db.connect();
-  const storage = new LocalStorage();
   const q = async (sql: string): Promise<Record<string, unknown>[]> =>
     (await conn.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
   const view = async (layer: string, table: string): Promise<string> => {
@@ -70,15 +89,19 @@ export async function lakeFigures(lake: string): Promise<Figures> {
   for (const mart of Object.keys(out.gold)) out.gold[mart] = numbers(out.gold[mart]);
   conn.closeSync();
   db.closeSync();
-  void loadConfig;
   return out;
 }
 
 /** One gold row by key, as JSON-safe values (decimals as strings), for spot checks. */
-export async function goldRow(lake: string, mart: string, key: Record<string, string>): Promise<Record<string, unknown> | undefined> {
-  const db = await DuckDBInstance.create(':memory:');
+export async function goldRow(
+  lake: string,
+  mart: string,
+  key: Record<string, string>,
+  config?: Config,
+): Promise<Record<string, unknown> | undefined> {
+  const { db, storage } = await openReader(lake, config);
   const conn = await db.connect();
-  const m = await readManifest(new LocalStorage(), lake, 'gold', mart);
+  const m = await readManifest(storage, lake, 'gold', mart);
   const files = manifestFiles(lake, m!);
   const where = Object.keys(key).map((k, i) => `cast("${k}" as varchar) = $p${i}`).join(' and ');
   const params = Object.fromEntries(Object.values(key).map((v, i) => [`p${i}`, v]));
@@ -101,3 +124,18 @@ function numbers(r: Record<string, unknown>): Record<string, number> & Record<st
   for (const [k, v] of Object.entries(r)) o[k] = typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v;
   return o as Record<string, number> & Record<string, unknown>;
 }
+
+/** Decimal strings and counts must match exactly; rounded doubles within 1e-3 over a whole column's sum. */
+export function expectFiguresEqual(actual: Figures, want: Figures): void {
+  expect(actual.bronze).toEqual(want.bronze);
+  expect(actual.quarantine).toEqual(want.quarantine);
+  expect(actual.silver).toEqual(want.silver);
+  for (const [mart, fig] of Object.entries(want.gold)) {
+    for (const [k, v] of Object.entries(fig)) {
+      const got = actual.gold[mart]?.[k];
+      if (typeof v === 'number' && !Number.isInteger(v)) expect({ mart, k, diff: Math.abs(Number(got) - v) < 1e-3 }).toEqual({ mart, k, diff: true });
+      else expect({ mart, k, v: got }).toEqual({ mart, k, v });
+    }
+  }
+}
+

@@ -12,6 +12,8 @@ import { createDuckDb } from '../../lake/duckdb';
 import { readManifest } from '../../lake/catalog';
 import { LocalStorage } from '../../lake/storage';
 import { dailyPipeline } from '../../workflows';
+import { eventsTaskQueue } from '../../workflows/task-queues';
+import { PipelineWorkers } from '../../worker/main';
 import { REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
 
 /**
@@ -41,7 +43,14 @@ describe('dailyPipeline workflow', () => {
       workflowsPath: require.resolve('../../workflows'),
       activities,
     });
-    return worker.runUntil(fn());
+    // Bronze events writes run on the single-writer events queue (workflows/task-queues.ts).
+    const events = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: eventsTaskQueue(taskQueue),
+      activities,
+      maxConcurrentActivityTaskExecutions: 1,
+    });
+    return new PipelineWorkers(worker, events).runUntil(fn());
   }
 
   function copyReference(dir: string): void {

@@ -14,16 +14,20 @@ lines as (
     from files
 ),
 
-non_empty as (
-    select source_file, source_line::integer as source_line, rtrim(line, chr(13)) as line
+cleaned as (
+    -- CRLF line endings and a UTF-8 byte-order mark are not part of the record
+    select source_file, source_line::integer as source_line, regexp_replace(rtrim(line, chr(13)), '^\x{FEFF}', '') as line
     from lines
-    where trim(rtrim(line, chr(13))) <> ''
+),
+
+non_empty as (
+    select * from cleaned where not regexp_full_match(line, '\s*')
 ),
 
 classified as (
     select
         *,
-        json_valid(line) and json_type(line::json) = 'OBJECT' as is_object
+        coalesce(case when json_valid(line) then json_type(line::json) = 'OBJECT' end, false) as is_object
     from non_empty
 ),
 
@@ -44,7 +48,9 @@ typed as (
     select
         nullif(f[1], '') as event_id,
         f[2] as timestamp_raw,
-        try_cast(f[2] as timestamptz)::timestamp as event_ts,
+        -- ISO-8601 only: YYYY-MM-DDTHH:MM[:SS[.fff]] with Z, an offset or no zone (= UTC); DuckDB's cast alone is laxer
+        case when regexp_full_match(f[2], '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?')
+            then try_cast(f[2] as timestamptz)::timestamp end as event_ts,
         nullif(f[3], '') as org_id,
         nullif(f[4], '') as resource_id,
         f[5] as service,

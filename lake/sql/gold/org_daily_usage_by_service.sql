@@ -9,9 +9,9 @@ daily as (
         usage_date,
         service,
         sum(cost_usd_increment)::decimal(18, 6) as total_cost_usd,
-        coalesce(sum(value::decimal(18, 6)) filter (where metric = 'requests'), 0)::decimal(18, 6) as total_requests,
-        coalesce(sum(value::decimal(18, 6)) filter (where metric = 'cpu_hours'), 0)::decimal(18, 6) as cpu_hours,
-        coalesce(sum(value::decimal(18, 6)) filter (where metric = 'storage_gb_hours'), 0)::decimal(18, 6) as storage_gb_hours,
+        coalesce(sum(try_cast(value as decimal(18, 6))) filter (where metric = 'requests'), 0)::decimal(18, 6) as total_requests,
+        coalesce(sum(try_cast(value as decimal(18, 6))) filter (where metric = 'cpu_hours'), 0)::decimal(18, 6) as cpu_hours,
+        coalesce(sum(try_cast(value as decimal(18, 6))) filter (where metric = 'storage_gb_hours'), 0)::decimal(18, 6) as storage_gb_hours,
         coalesce(sum(genai_tokens), 0)::bigint as genai_tokens,
         -- unknown is not zero: NULL when the day has no v2 event
         case when count(*) filter (where schema_version >= 2) > 0

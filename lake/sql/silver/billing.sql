@@ -36,14 +36,14 @@ final as (
         source_line,
         ingest_ts,
         case
-            when invoice_id is null or trim(invoice_id) = '' then 'missing_required'
+            when blank(invoice_id) then 'missing_required'
             when dup_rank > 1 then 'duplicate_key'
             when subtotal < 0 then 'negative_subtotal'
             when currency_code is null or not list_contains(getvariable('currencies'), currency_code) then 'unknown_currency'
             when currency_code <> 'USD' and (exchange_rate_to_usd is null or exchange_rate_to_usd <= 0) then 'bad_fx'
         end as _rule,
         case
-            when invoice_id is null or trim(invoice_id) = '' then 'invoice_id is empty'
+            when blank(invoice_id) then 'invoice_id is empty'
             when dup_rank > 1 then 'invoice_id ' || invoice_id || ' already seen earlier in the file'
             when subtotal < 0 then 'subtotal ' || subtotal::varchar || ' < 0'
             when currency_code is null or not list_contains(getvariable('currencies'), currency_code)

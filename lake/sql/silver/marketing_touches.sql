@@ -23,11 +23,11 @@ final as (
         source_line,
         ingest_ts,
         case
-            when touch_id is null or trim(touch_id) = '' then 'missing_required'
+            when blank(touch_id) then 'missing_required'
             when dup_rank > 1 then 'duplicate_key'
         end as _rule,
         case
-            when touch_id is null or trim(touch_id) = '' then 'touch_id is empty'
+            when blank(touch_id) then 'touch_id is empty'
             when dup_rank > 1 then 'touch_id ' || touch_id || ' already seen earlier in the file'
         end as _detail,
         raw as _raw

@@ -19,13 +19,13 @@ final as (
         source_line,
         ingest_ts,
         case
-            when org_id is null or trim(org_id) = '' or survey_date is null then 'missing_required'
+            when blank(org_id) or survey_date is null then 'missing_required'
             when dup_rank > 1 then 'duplicate_key'
             when nps_score is null then 'missing_score'
             when nps_score not between -100 and 100 then 'out_of_range'
         end as _rule,
         case
-            when org_id is null or trim(org_id) = '' or survey_date is null then 'org_id and survey_date are required'
+            when blank(org_id) or survey_date is null then 'org_id and survey_date are required'
             when dup_rank > 1 then 'survey for this org and date already seen earlier in the file'
             when nps_score is null then 'nps_score is empty'
             when nps_score not between -100 and 100 then 'nps_score ' || nps_score::varchar || ' outside [-100, 100]'

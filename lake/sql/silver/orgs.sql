@@ -26,11 +26,11 @@ final as (
         source_line,
         ingest_ts,
         case
-            when org_id is null or trim(org_id) = '' then 'missing_required'
+            when blank(org_id) then 'missing_required'
             when dup_rank > 1 then 'duplicate_key'
         end as _rule,
         case
-            when org_id is null or trim(org_id) = '' then 'org_id is empty'
+            when blank(org_id) then 'org_id is empty'
             when dup_rank > 1 then 'org_id ' || org_id || ' already seen earlier in the file'
         end as _detail,
         raw as _raw

@@ -22,11 +22,11 @@ final as (
         source_line,
         ingest_ts,
         case
-            when resource_id is null or trim(resource_id) = '' then 'missing_required'
+            when blank(resource_id) then 'missing_required'
             when dup_rank > 1 then 'duplicate_key'
         end as _rule,
         case
-            when resource_id is null or trim(resource_id) = '' then 'resource_id is empty'
+            when blank(resource_id) then 'resource_id is empty'
             when dup_rank > 1 then 'resource_id ' || resource_id || ' already seen earlier in the file'
         end as _detail,
         raw as _raw

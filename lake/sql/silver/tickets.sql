@@ -25,12 +25,12 @@ final as (
         source_line,
         ingest_ts,
         case
-            when ticket_id is null or trim(ticket_id) = '' then 'missing_required'
+            when blank(ticket_id) then 'missing_required'
             when dup_rank > 1 then 'duplicate_key'
             when resolved_at < created_at then 'bad_interval'
         end as _rule,
         case
-            when ticket_id is null or trim(ticket_id) = '' then 'ticket_id is empty'
+            when blank(ticket_id) then 'ticket_id is empty'
             when dup_rank > 1 then 'ticket_id ' || ticket_id || ' already seen earlier in the file'
             when resolved_at < created_at then 'resolved_at ' || resolved_at::varchar || ' < created_at ' || created_at::varchar
         end as _detail,

@@ -9,7 +9,9 @@ conformed as (
         s.*,
         sa.canonical as service_canonical,
         ra.canonical as region_canonical,
-        try_cast(s.value as double) as value_double,
+        -- plain decimal numbers only: 'NaN', 'Infinity', '1_000' are cast failures, not values
+        case when regexp_full_match(trim(s.value), '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
+            then try_cast(trim(s.value) as double) end as value_double,
         lower(trim(s.metric)) as metric_clean,
         to_json(s)::varchar as raw
     from source as s
@@ -21,8 +23,7 @@ ruled as (
     select
         *,
         case
-            when event_id is null or trim(event_id) = '' or timestamp_raw is null or trim(timestamp_raw) = ''
-                or org_id is null or trim(org_id) = '' or service is null or trim(service) = ''
+            when blank(event_id) or blank(timestamp_raw) or blank(org_id) or blank(service)
                 or cost_usd_increment is null then 'missing_required'
             when event_ts is null then 'bad_timestamp'
             when service_canonical is null then 'unknown_service'
@@ -36,10 +37,10 @@ explained as (
         *,
         case _rule
             when 'missing_required' then 'missing or empty: ' || concat_ws(', ',
-                case when event_id is null or trim(event_id) = '' then 'event_id' end,
-                case when timestamp_raw is null or trim(timestamp_raw) = '' then 'timestamp' end,
-                case when org_id is null or trim(org_id) = '' then 'org_id' end,
-                case when service is null or trim(service) = '' then 'service' end,
+                case when blank(event_id) then 'event_id' end,
+                case when blank(timestamp_raw) then 'timestamp' end,
+                case when blank(org_id) then 'org_id' end,
+                case when blank(service) then 'service' end,
                 case when cost_usd_increment is null then
                     case when cast_errors like '%cost_usd_increment%' then 'cost_usd_increment (not numeric)'
                     else 'cost_usd_increment' end end)

@@ -25,12 +25,12 @@ final as (
         source_line,
         ingest_ts,
         case
-            when user_id is null or trim(user_id) = '' then 'missing_required'
+            when blank(user_id) then 'missing_required'
             when dup_rank > 1 then 'duplicate_key'
             when email is null or not regexp_full_match(trim(email), '[^@\s]+@[^@\s]+\.[^@\s]+') then 'invalid_email'
         end as _rule,
         case
-            when user_id is null or trim(user_id) = '' then 'user_id is empty'
+            when blank(user_id) then 'user_id is empty'
             when dup_rank > 1 then 'user_id ' || user_id || ' already seen earlier in the file'
             when email is null then 'email is empty'
             when not regexp_full_match(trim(email), '[^@\s]+@[^@\s]+\.[^@\s]+') then 'email is not a valid address'

@@ -1,0 +1,386 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { BRONZE_EVENT_COLUMNS } from '../config/contracts';
+import type { ColumnDef } from '../lake/catalog';
+import { publishTable, readManifest } from '../lake/catalog';
+import { loadSql, queryRows, sqlIdent } from '../lake/duckdb';
+import {
+  ALERT_COLUMNS,
+  fileVersionId,
+  LATE_EVENT_COLUMNS,
+  partitionView,
+  readSpeedState,
+  SPEED_LAYER,
+  SPEED_TABLES,
+  SPEED_WINDOW_COLUMNS,
+  WINDOW_SIZES,
+  writeSpeedState,
+} from '../lake/speed';
+import type { SpeedAlert, SpeedFileEntry } from '../lake/speed';
+import { readEventManifest } from './bronze';
+import { classify, contractViolation, emptyMetrics, onCancel, openLake, persistMetrics } from './common';
+import type { ActivityDeps, RunTarget, StepMetrics } from './common';
+import { upsertSpeedServing } from './speed-serving';
+
+export type { SpeedAlert } from '../lake/speed';
+
+/** Input of {@link updateSpeedLayer}: one events file, already in bronze. */
+export interface SpeedUpdateInput extends RunTarget {
+  fileKey: string;
+}
+
+export interface SpeedUpdateResult {
+  metrics: StepMetrics;
+  /** The watermark the file was judged against (DuckDB timestamp text), null for the first file. */
+  watermark: string | null;
+  /** Alerts this file version raised (also when an earlier attempt already recorded them). */
+  alerts: SpeedAlert[];
+}
+
+/** Columns of silver orgs/resources the silver usage_events model joins, for when silver was never built. */
+const ENRICHMENT_FALLBACK: Record<string, ColumnDef[]> = {
+  orgs: ['org_id', 'org_name', 'industry', 'plan_tier', 'hq_region'].map((name) => ({ name, type: 'VARCHAR' })),
+  resources: ['resource_id', 'state'].map((name) => ({ name, type: 'VARCHAR' })),
+};
+
+const windowsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
+const lateRef = { layer: SPEED_LAYER, table: SPEED_TABLES.lateEvents };
+const alertsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.alerts };
+
+/** DuckDB timestamp text for SQL parameters ('-infinity' = no watermark yet). */
+const tsParam = (ts: string | null): string => ts ?? '-infinity';
+
+/**
+ * The speed layer (SPEC §7) for one events file, after its bronze ingest. Runs on the events queue (single writer).
+ *
+ * 1. The file's rows = bronze rows whose source_file is the key (first seen wins, so duplicates of earlier files are
+ *    not counted twice), read from the bronze partitions the file manifest names.
+ * 2. The silver usage_events model itself runs over those rows (empty enrichment views): only events that pass the
+ *    silver rules, canonicalised the same way, feed the windows.
+ * 3. Watermark = max event time over earlier files − lag, fixed per key at first processing. Events older than it
+ *    are late: recorded in `_meta/speed/late_events`, counted, and applied to no window (the batch layer has them).
+ * 4. The file's contribution to the 5 min / 15 min / 1 h windows replaces its earlier one (rows keyed by
+ *    source_file), so a retry or re-processing never double-counts; alerts for org 5-minute windows over the
+ *    threshold are recorded once per window; Cassandra gets the touched windows when configured.
+ *
+ * Idempotent: a file version already done is skipped; a crash mid-way re-runs to the same content. No heartbeat
+ * details: the worker wraps it in a keepalive (activities/index.ts).
+ */
+export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInput): Promise<SpeedUpdateResult> {
+  const started = Date.now();
+  const metrics = emptyMetrics('speed.windows', 'serving', 'speed_windows');
+  const ctx = await openLake(deps, input);
+  const { conn, storage } = ctx;
+  const done = onCancel(conn);
+  const key = input.fileKey;
+  const lag = deps.config.streaming.watermarkLagMinutes;
+  try {
+    const fileEntry = (await readEventManifest(storage, input.lake))[key];
+    if (!fileEntry) throw contractViolation(`file ${key} is not in bronze usage_events (ingest it first)`);
+    const version = fileVersionId(key, fileEntry.sha256);
+    const state = await readSpeedState(storage, input.lake);
+    const prev = state.files[key];
+    if (prev && prev.sha256 === fileEntry.sha256 && prev.status === 'done') {
+      metrics.extra.files_skipped = 1;
+      return finish(metrics, prev.watermark, []);
+    }
+
+    // The watermark is decided once per key and written down before any output, so a retry judges alike.
+    let watermark = prev ? prev.watermark : null;
+    if (!prev && state.maxEventTs) {
+      const [w] = await queryRows(
+        conn,
+        `select (cast($m as timestamp) - to_minutes(cast($lag as bigint)))::varchar as w`,
+        {
+          m: state.maxEventTs,
+          lag,
+        },
+      );
+      watermark = String(w.w);
+    }
+    const entry: SpeedFileEntry = {
+      sha256: fileEntry.sha256,
+      version,
+      watermark,
+      status: 'pending',
+      windowPartitions: prev?.windowPartitions ?? [],
+      latePartitions: prev?.latePartitions ?? [],
+      onTime: 0,
+      late: 0,
+      alerts: 0,
+      maxEventTs: null,
+      processedAt: new Date().toISOString(),
+      runId: input.runId,
+    };
+    state.files[key] = entry;
+    await writeSpeedState(storage, input.lake, state);
+
+    // 1–2: the file's first-seen bronze rows through the silver model.
+    const hint = fileEntry.partitions;
+    await partitionView(
+      conn,
+      storage,
+      input.lake,
+      { layer: 'bronze', table: 'usage_events' },
+      '_speed_bronze',
+      BRONZE_EVENT_COLUMNS,
+      (p) => (hint ? hint.includes(p) : true),
+    );
+    await conn.run(`create or replace temp table _speed_rows as select * from _speed_bronze where source_file = $key`, {
+      key,
+    });
+    await conn.run(`create or replace temp view bronze_usage_events as select * from _speed_rows`);
+    for (const t of ['orgs', 'resources']) {
+      const cols = (await readManifest(storage, input.lake, 'silver', t))?.columns ?? ENRICHMENT_FALLBACK[t];
+      const body = cols.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
+      await conn.run(`create or replace temp view ${sqlIdent(`silver_${t}`)} as select ${body} where false`);
+    }
+    await conn.run(`create or replace temp table _speed_silver as ${loadSql('silver/usage_events.sql')}`);
+    await conn.run(
+      `create or replace temp table _speed_events as
+       select event_id, event_ts, usage_date, org_id, service, metric, value, cost_usd_increment, source_file, source_line,
+              event_ts < cast($wm as timestamp) as is_late
+       from _speed_silver where _rule is null`,
+      { wm: tsParam(watermark) },
+    );
+    const [counts] = await queryRows(
+      conn,
+      `select (select count(*) from _speed_rows)::bigint as rows_in,
+              count(*) filter (where not is_late)::bigint as on_time, count(*) filter (where is_late)::bigint as late,
+              max(event_ts)::varchar as max_ts
+       from _speed_events`,
+    );
+    metrics.rowsIn = Number(counts.rows_in);
+    for (const r of await queryRows(
+      conn,
+      `select _rule as rule, count(*)::bigint as n from _speed_silver where _rule is not null group by 1`,
+    )) {
+      metrics.quarantined[String(r.rule)] = Number(r.n);
+    }
+    entry.onTime = Number(counts.on_time);
+    entry.late = Number(counts.late);
+    entry.maxEventTs = counts.max_ts === null ? null : String(counts.max_ts);
+
+    // 4: this file's contribution to every window size, columns in SPEED_WINDOW_COLUMNS order.
+    const sizes = Object.entries(WINDOW_SIZES)
+      .map(([name, minutes]) => `('${name}', ${minutes})`)
+      .join(', ');
+    await conn.run(
+      `create or replace temp table _speed_contrib as
+       with sizes as (select * from (values ${sizes}) as v(window_size, minutes)),
+       bucketed as (
+           select s.window_size, time_bucket(to_minutes(s.minutes::bigint), e.event_ts) as window_start,
+                  time_bucket(to_minutes(s.minutes::bigint), e.event_ts) + to_minutes(s.minutes::bigint) as window_end,
+                  e.org_id, e.service, e.metric, e.value, e.cost_usd_increment
+           from _speed_events as e cross join sizes as s
+           where not e.is_late
+       )
+       select window_size, window_start, window_end, org_id, service,
+              sum(cost_usd_increment)::decimal(18, 6) as cost_usd,
+              coalesce(sum(value::decimal(18, 6)) filter (where metric = 'requests'), 0)::decimal(18, 6) as requests,
+              count(*)::bigint as events,
+              $key::varchar as source_file,
+              window_start::date as window_date
+       from bucketed
+       group by window_size, window_start, window_end, org_id, service`,
+      { key },
+    );
+    const winParts = await distinct(conn, `select distinct window_date::varchar as p from _speed_contrib`);
+    const winAffected = new Set([...winParts, ...entry.windowPartitions]);
+    await conn.run(`create or replace temp table _speed_windows_out as select * from _speed_contrib where false`);
+    if (winAffected.size > 0) {
+      await partitionView(conn, storage, input.lake, windowsRef, '_speed_windows_prev', SPEED_WINDOW_COLUMNS, (p) =>
+        winAffected.has(p),
+      );
+      await conn.run(
+        `create or replace temp table _speed_windows_out as
+         select * from _speed_windows_prev where source_file <> $key
+         union all by name
+         select * from _speed_contrib`,
+        { key },
+      );
+      const pub = await publishTable(ctx, {
+        ...windowsRef,
+        source: '_speed_windows_out',
+        partitionBy: 'window_date',
+        owns: (p) => winAffected.has(p),
+      });
+      metrics.partitionsWritten += pub.written.length + pub.deleted.length;
+      metrics.changedPartitions = [...pub.written, ...pub.deleted].sort();
+    }
+    const [contrib] = await queryRows(conn, `select count(*)::bigint as n from _speed_contrib`);
+    metrics.rowsOut = Number(contrib.n);
+
+    // 3: late events, for audit (replacing this key's earlier record).
+    await conn.run(
+      `create or replace temp table _speed_late as
+       select event_id, event_ts, org_id, service, metric, value, cost_usd_increment::decimal(18, 6) as cost_usd,
+              source_file, source_line::integer as source_line, cast($wm as timestamp) as watermark, usage_date
+       from _speed_events where is_late`,
+      { wm: tsParam(watermark) },
+    );
+    const lateParts = await distinct(conn, `select distinct usage_date::varchar as p from _speed_late`);
+    const lateAffected = new Set([...lateParts, ...entry.latePartitions]);
+    if (lateAffected.size > 0) {
+      await partitionView(conn, storage, input.lake, lateRef, '_speed_late_prev', LATE_EVENT_COLUMNS, (p) =>
+        lateAffected.has(p),
+      );
+      await conn.run(
+        `create or replace temp table _speed_late_out as
+         select * from _speed_late_prev where source_file <> $key
+         union all by name
+         select * from _speed_late`,
+        { key },
+      );
+      await publishTable(ctx, {
+        ...lateRef,
+        source: '_speed_late_out',
+        partitionBy: 'usage_date',
+        owns: (p) => lateAffected.has(p),
+      });
+    }
+
+    // Alerts: org totals of the 5-minute windows this file touched, over the threshold, once per window.
+    const alerts = await raiseAlerts(ctx, deps, { key, version });
+    metrics.extra.alerts_raised = alerts.raised;
+
+    if (deps.config.cassandra) {
+      metrics.extra.serving_rows = await upsertSpeedServing(deps.config, conn, alerts.forVersion);
+    }
+
+    entry.windowPartitions = winParts;
+    entry.latePartitions = lateParts;
+    entry.alerts = alerts.forVersion.length;
+    entry.status = 'done';
+    entry.processedAt = new Date().toISOString();
+    if (entry.maxEventTs && (!state.maxEventTs || entry.maxEventTs > state.maxEventTs)) {
+      // Same DuckDB text format on both sides, so the string order is the time order.
+      state.maxEventTs = entry.maxEventTs;
+    }
+    await writeSpeedState(storage, input.lake, state);
+
+    metrics.extra.events_on_time = entry.onTime;
+    metrics.extra.events_late = entry.late;
+    metrics.extra.watermark_lag_minutes = lag;
+    metrics.durationMs = Date.now() - started;
+    await persistMetrics(storage, input, metrics);
+    return { metrics, watermark, alerts: alerts.forVersion };
+  } catch (e) {
+    throw classify(e, 'speed.windows');
+  } finally {
+    done();
+    await conn
+      .run(
+        `drop table if exists _speed_rows; drop table if exists _speed_silver; drop table if exists _speed_events;
+         drop table if exists _speed_contrib; drop table if exists _speed_windows_out; drop table if exists _speed_late;
+         drop table if exists _speed_late_out; drop table if exists _speed_alerts_out`,
+      )
+      .catch(() => undefined);
+    conn.closeSync();
+  }
+
+  function finish(m: StepMetrics, watermark: string | null, alerts: SpeedAlert[]): SpeedUpdateResult {
+    m.durationMs = Date.now() - started;
+    return { metrics: m, watermark, alerts };
+  }
+}
+
+async function distinct(conn: Awaited<ReturnType<typeof openLake>>['conn'], sql: string): Promise<string[]> {
+  return (await queryRows(conn, sql)).map((r) => String(r.p)).sort();
+}
+
+const ALERT_SELECT = `alert_id, org_id, strftime(window_start, '%Y-%m-%dT%H:%M:%SZ') as window_start,
+  strftime(window_end, '%Y-%m-%dT%H:%M:%SZ') as window_end, cost_usd::varchar as cost_usd,
+  threshold_usd::varchar as threshold_usd, raised_by, source_file, strftime(raised_at, '%Y-%m-%dT%H:%M:%S.%gZ') as raised_at`;
+
+/**
+ * Records an alert for every org 5-minute window this file touched whose cost (all services, all files) exceeds
+ * CPA_ALERT_COST_5MIN_USD and has no alert yet. Returns how many were new and every alert this file version raised
+ * (so a retry after a crash still hands them to notifyAlerts).
+ */
+async function raiseAlerts(
+  ctx: Awaited<ReturnType<typeof openLake>>,
+  deps: ActivityDeps,
+  file: { key: string; version: string },
+): Promise<{ raised: number; forVersion: SpeedAlert[] }> {
+  const threshold = deps.config.streaming.alertCost5minUsd;
+  if (threshold === undefined) return { raised: 0, forVersion: [] };
+  const { conn, storage, lakeRoot } = ctx;
+  await partitionView(conn, storage, lakeRoot, alertsRef, '_speed_alerts_prev', ALERT_COLUMNS);
+  await conn.run(
+    `create or replace temp table _speed_alerts_new as
+     with touched as (select distinct org_id, window_start from _speed_contrib where window_size = '5m'),
+     hits as (
+         select w.org_id, w.window_start, max(w.window_end) as window_end, sum(w.cost_usd)::decimal(18, 6) as cost_usd
+         from _speed_windows_out as w
+         join touched as t on t.org_id = w.org_id and t.window_start = w.window_start
+         where w.window_size = '5m'
+         group by w.org_id, w.window_start
+         having sum(w.cost_usd) > cast($threshold as decimal(18, 6))
+     ),
+     final as (
+         select '5m/' || org_id || '/' || strftime(window_start, '%Y-%m-%dT%H:%M:%SZ') as alert_id, org_id, window_start,
+                window_end, cost_usd, cast($threshold as decimal(18, 6)) as threshold_usd, $version::varchar as raised_by,
+                $key::varchar as source_file, cast($now as timestamp) as raised_at
+         from hits
+     )
+     select * from final where alert_id not in (select alert_id from _speed_alerts_prev)`,
+    {
+      threshold: String(threshold),
+      version: file.version,
+      key: file.key,
+      now: new Date().toISOString().replace('T', ' ').replace('Z', ''),
+    },
+  );
+  const [n] = await queryRows(conn, `select count(*)::bigint as n from _speed_alerts_new`);
+  const raised = Number(n.n);
+  await conn.run(
+    `create or replace temp table _speed_alerts_out as
+     select * from _speed_alerts_prev union all by name select * from _speed_alerts_new`,
+  );
+  if (raised > 0) await publishTable(ctx, { ...alertsRef, source: '_speed_alerts_out' });
+  const forVersion = (await queryRows(
+    conn,
+    `select ${ALERT_SELECT} from _speed_alerts_out where raised_by = $version order by window_start, org_id`,
+    { version: file.version },
+  )) as unknown as SpeedAlert[];
+  return { raised, forVersion };
+}
+
+/**
+ * Delivers alerts: one structured JSON log line each (stdout) and, when CPA_ALERT_WEBHOOK_URL is set, a JSON POST
+ * with an `Idempotency-Key` header (the alert id) so a receiver can drop the duplicates a retry may send.
+ * At-least-once. A 4xx answer (other than 408/429) is a non-retryable `WebhookRejected`; other failures retry.
+ */
+export async function notifyAlerts(
+  deps: ActivityDeps,
+  input: { alerts: SpeedAlert[] },
+): Promise<{ logged: number; posted: number }> {
+  const url = deps.config.streaming.alertWebhookUrl;
+  let posted = 0;
+  for (const a of input.alerts) {
+    process.stdout.write(`${JSON.stringify({ level: 'warn', event: 'cost_alert', ...a })}\n`);
+    if (!url) continue;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': a.alert_id },
+        body: JSON.stringify({ type: 'cpa.cost_alert', ...a }),
+        signal: AbortSignal.timeout(10_000),
+      });
+    } catch (e) {
+      // The URL may carry a token: never in a message.
+      throw new Error(`alert webhook unreachable: ${(e as Error).name}`);
+    }
+    await res.arrayBuffer().catch(() => undefined);
+    if (!res.ok) {
+      const msg = `alert webhook answered HTTP ${res.status} for ${a.alert_id}`;
+      if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
+        throw ApplicationFailure.nonRetryable(msg, 'WebhookRejected');
+      }
+      throw new Error(msg);
+    }
+    posted++;
+  }
+  return { logged: input.alerts.length, posted };
+}

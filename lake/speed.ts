@@ -1,0 +1,472 @@
+import crypto from 'node:crypto';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { joinUri } from '../config/env';
+import type { ColumnDef } from './catalog';
+import { NULL_PARTITION, readManifest, tableUri } from './catalog';
+import { queryRows, sqlIdent, sqlString } from './duckdb';
+import type { Row } from './duckdb';
+import type { Storage } from './storage';
+
+/**
+ * The speed layer's store in the lake (SPEC §7), under `_meta/speed/`: three catalog tables written through
+ * publishTable (atomic per partition) plus one JSON state object. Only the events-queue worker writes it
+ * (workflows/task-queues.ts); anyone reads it.
+ *
+ * - `windows`: tumbling-window aggregates per (window_size, window_start, org_id, service) *and source_file* —
+ *   every file's contribution is its own row, so re-processing a file replaces exactly its rows and never
+ *   double-counts. Readers sum over source_file. Hive-partitioned by window_date (UTC date of window_start).
+ * - `late_events`: the events that were older than the watermark when their file arrived (audit), by usage_date.
+ * - `alerts`: one row per (org, 5-minute window) whose cost crossed CPA_ALERT_COST_5MIN_USD.
+ * - `state.json`: max event time seen and, per file key, the watermark it was judged against, its status and the
+ *   partitions it touched.
+ */
+
+export const SPEED_LAYER = '_meta/speed';
+export const SPEED_TABLES = { windows: 'windows', lateEvents: 'late_events', alerts: 'alerts' } as const;
+
+/** Tumbling window sizes, in minutes. */
+export const WINDOW_SIZES = { '5m': 5, '15m': 15, '1h': 60 } as const;
+export type WindowSize = keyof typeof WINDOW_SIZES;
+
+const c = (name: string, type: string): ColumnDef => ({ name, type });
+
+export const SPEED_WINDOW_COLUMNS: ColumnDef[] = [
+  c('window_size', 'VARCHAR'),
+  c('window_start', 'TIMESTAMP'),
+  c('window_end', 'TIMESTAMP'),
+  c('org_id', 'VARCHAR'),
+  c('service', 'VARCHAR'),
+  c('cost_usd', 'DECIMAL(18,6)'),
+  c('requests', 'DECIMAL(18,6)'),
+  c('events', 'BIGINT'),
+  c('source_file', 'VARCHAR'),
+  c('window_date', 'DATE'),
+];
+
+export const LATE_EVENT_COLUMNS: ColumnDef[] = [
+  c('event_id', 'VARCHAR'),
+  c('event_ts', 'TIMESTAMP'),
+  c('org_id', 'VARCHAR'),
+  c('service', 'VARCHAR'),
+  c('metric', 'VARCHAR'),
+  c('value', 'DOUBLE'),
+  c('cost_usd', 'DECIMAL(18,6)'),
+  c('source_file', 'VARCHAR'),
+  c('source_line', 'INTEGER'),
+  c('watermark', 'TIMESTAMP'),
+  c('usage_date', 'DATE'),
+];
+
+export const ALERT_COLUMNS: ColumnDef[] = [
+  c('alert_id', 'VARCHAR'),
+  c('org_id', 'VARCHAR'),
+  c('window_start', 'TIMESTAMP'),
+  c('window_end', 'TIMESTAMP'),
+  c('cost_usd', 'DECIMAL(18,6)'),
+  c('threshold_usd', 'DECIMAL(18,6)'),
+  c('raised_by', 'VARCHAR'),
+  c('source_file', 'VARCHAR'),
+  c('raised_at', 'TIMESTAMP'),
+];
+
+/** What the speed layer knows of one events file (by key). */
+export interface SpeedFileEntry {
+  sha256: string;
+  /** fileVersionId(key, sha256): names the version in alert records (`raised_by`). */
+  version: string;
+  /**
+   * The watermark this key's events are judged against (DuckDB timestamp text), fixed the first time the key is
+   * processed so that a retry or a re-processing classifies the same events the same way. null = no history yet.
+   */
+  watermark: string | null;
+  status: 'pending' | 'done';
+  windowPartitions: string[];
+  latePartitions: string[];
+  onTime: number;
+  late: number;
+  alerts: number;
+  maxEventTs: string | null;
+  processedAt: string;
+  runId: string;
+}
+
+export interface SpeedState {
+  /** Max event time over the kept events of every processed file (DuckDB timestamp text). */
+  maxEventTs: string | null;
+  files: Record<string, SpeedFileEntry>;
+  updatedAt: string | null;
+}
+
+/** One alert as raised (and as handed to notifyAlerts). Money is decimal text. */
+export interface SpeedAlert {
+  alert_id: string;
+  org_id: string;
+  window_start: string;
+  window_end: string;
+  cost_usd: string;
+  threshold_usd: string;
+  raised_by: string;
+  source_file: string;
+  raised_at: string;
+}
+
+export function speedStateUri(lake: string): string {
+  return joinUri(lake, SPEED_LAYER, 'state.json');
+}
+
+export async function readSpeedState(storage: Storage, lake: string): Promise<SpeedState> {
+  const uri = speedStateUri(lake);
+  if (!(await storage.exists(uri))) return { maxEventTs: null, files: {}, updatedAt: null };
+  return JSON.parse((await storage.readBytes(uri)).toString('utf8')) as SpeedState;
+}
+
+export async function writeSpeedState(storage: Storage, lake: string, state: SpeedState): Promise<void> {
+  await storage.writeBytes(speedStateUri(lake), JSON.stringify({ ...state, updatedAt: new Date().toISOString() }));
+}
+
+/**
+ * Identity of one version of one landed file: sha256(key + '\n' + content sha256). The same bytes under the same
+ * key always give the same id (a re-drop is a no-op); changed bytes or another key give a new one.
+ */
+export function fileVersionId(key: string, contentSha256: string): string {
+  return crypto.createHash('sha256').update(`${key}\n${contentSha256}`).digest('hex');
+}
+
+/** DuckDB timestamp text ('2025-08-31 21:51:00') as epoch milliseconds. */
+export function tsMillis(ts: string): number {
+  return Date.parse(`${ts.replace(' ', 'T')}Z`);
+}
+
+/** The speed layer's current watermark (ISO), or null before the first file. */
+export function currentWatermark(state: SpeedState, lagMinutes: number): string | null {
+  return state.maxEventTs ? new Date(tsMillis(state.maxEventTs) - lagMinutes * 60_000).toISOString() : null;
+}
+
+/** The last day whose whole 24 h lie before `watermarkIso`: floor(watermark) − 1 day. */
+export function closedThroughDay(watermarkIso: string | null): string | null {
+  if (!watermarkIso) return null;
+  const day = Date.parse(`${watermarkIso.slice(0, 10)}T00:00:00Z`);
+  return new Date(day - 86_400_000).toISOString().slice(0, 10);
+}
+
+/**
+ * Creates a temp view over the committed files of a table, restricted to the partitions `keep` accepts; an empty
+ * view typed with `columns` when nothing matches. Returns how many files it reads.
+ */
+export async function partitionView(
+  conn: DuckDBConnection,
+  storage: Storage,
+  lake: string,
+  ref: { layer: string; table: string },
+  view: string,
+  columns: ColumnDef[],
+  keep: (partition: string) => boolean = () => true,
+): Promise<number> {
+  const m = await readManifest(storage, lake, ref.layer, ref.table);
+  const base = tableUri(lake, ref.layer, ref.table);
+  const files = Object.keys(m?.partitions ?? {})
+    .filter(keep)
+    .sort()
+    .flatMap((p) => m!.partitions[p].files.map((f) => joinUri(base, f)));
+  const body =
+    files.length > 0
+      ? `select * from read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = false)`
+      : `select ${columns.map((col) => `cast(null as ${col.type}) as ${sqlIdent(col.name)}`).join(', ')} where false`;
+  await conn.run(`create or replace temp view ${sqlIdent(view)} as ${body}`);
+  return files.length;
+}
+
+const inRange = (from?: string, to?: string) => (p: string) =>
+  p !== NULL_PARTITION && (!from || p >= from.slice(0, 10)) && (!to || p <= to.slice(0, 10));
+
+/** Adds one day to a YYYY-MM-DD date. */
+export function nextDay(day: string): string {
+  return new Date(Date.parse(`${day}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+}
+
+/** Bounds as timestamps: a bare date `to` includes its whole day. */
+function bounds(from?: string, to?: string): { from: string; to: string } {
+  return {
+    from: from ? from.replace('T', ' ').replace(/Z$/, '') : '-infinity',
+    to: to
+      ? /^\d{4}-\d{2}-\d{2}$/.test(to)
+        ? `${nextDay(to)} 00:00:00`
+        : to.replace('T', ' ').replace(/Z$/, '')
+      : 'infinity',
+  };
+}
+
+export interface SpeedWindowRow {
+  window_size: WindowSize;
+  window_start: string;
+  window_end: string;
+  org_id: string;
+  service: string;
+  cost_usd: string;
+  requests: string;
+  events: number;
+  /** The window ended before the watermark: no further event will change it. */
+  closed: boolean;
+}
+
+/**
+ * Speed-layer windows of one size, summed over the files that contributed, optionally for one org and a time range
+ * (`from` inclusive, `to` exclusive as a timestamp, inclusive as a date). Ordered by window, org, service.
+ */
+export async function readSpeedWindows(
+  conn: DuckDBConnection,
+  storage: Storage,
+  lake: string,
+  q: { window: WindowSize; org?: string; from?: string; to?: string; lagMinutes: number },
+): Promise<SpeedWindowRow[]> {
+  const state = await readSpeedState(storage, lake);
+  const wm = currentWatermark(state, q.lagMinutes);
+  const ref = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
+  // A window starting on the day before `from` cannot reach into it (windows are at most an hour, aligned to it).
+  await partitionView(conn, storage, lake, ref, '_speed_windows', SPEED_WINDOW_COLUMNS, inRange(q.from, q.to));
+  const b = bounds(q.from, q.to);
+  const rows = await queryRows(
+    conn,
+    `select window_size, strftime(window_start, '%Y-%m-%dT%H:%M:%SZ') as window_start,
+            strftime(any_value(window_end), '%Y-%m-%dT%H:%M:%SZ') as window_end, org_id, service,
+            sum(cost_usd)::decimal(18, 6)::varchar as cost_usd, sum(requests)::decimal(18, 6)::varchar as requests,
+            sum(events)::bigint as events,
+            coalesce(any_value(window_end) <= cast($wm as timestamp), false) as closed
+     from _speed_windows
+     where window_size = $size and window_start >= cast($from as timestamp) and window_start < cast($to as timestamp)
+       and ($org = '' or org_id = $org)
+     group by window_size, window_start, org_id, service
+     order by window_start, org_id, service`,
+    {
+      size: q.window,
+      from: b.from,
+      to: b.to,
+      org: q.org ?? '',
+      wm: wm ? wm.replace('T', ' ').replace(/Z$/, '') : '-infinity',
+    },
+  );
+  return rows.map((r) => ({ ...r, events: Number(r.events) })) as unknown as SpeedWindowRow[];
+}
+
+/** A day of Query 1 from the speed layer (its 1-hour windows): the measures the speed layer keeps. */
+export interface SpeedDailyRow {
+  org_id: string;
+  usage_date: string;
+  service: string;
+  total_cost_usd: string;
+  total_requests: string;
+  event_count: number;
+}
+
+/** Speed-layer daily totals per (org, date, service) from the 1-hour windows (which never straddle a day). */
+export async function readSpeedDaily(
+  conn: DuckDBConnection,
+  storage: Storage,
+  lake: string,
+  q: { org?: string; from?: string; to?: string },
+): Promise<SpeedDailyRow[]> {
+  const ref = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
+  await partitionView(conn, storage, lake, ref, '_speed_windows', SPEED_WINDOW_COLUMNS, inRange(q.from, q.to));
+  const rows = await queryRows(
+    conn,
+    `select org_id, window_date::varchar as usage_date, service, sum(cost_usd)::decimal(18, 6)::varchar as total_cost_usd,
+            sum(requests)::decimal(18, 6)::varchar as total_requests, sum(events)::bigint as event_count
+     from _speed_windows
+     where window_size = '1h' and ($org = '' or org_id = $org)
+       and ($from = '' or window_date >= cast($from as date)) and ($to = '' or window_date <= cast($to as date))
+     group by all order by usage_date, org_id, service`,
+    { org: q.org ?? '', from: q.from?.slice(0, 10) ?? '', to: q.to?.slice(0, 10) ?? '' },
+  );
+  return rows.map((r) => ({ ...r, event_count: Number(r.event_count) })) as unknown as SpeedDailyRow[];
+}
+
+/**
+ * The last day the batch layer has closed: the batch layer's own watermark (max event time in silver usage_events
+ * − the watermark lag) has passed the end of that day, so every on-time event of it was in the last batch run.
+ * null when silver has never been built.
+ */
+export async function batchClosedThrough(
+  conn: DuckDBConnection,
+  storage: Storage,
+  lake: string,
+  lagMinutes: number,
+): Promise<string | null> {
+  const m = await readManifest(storage, lake, 'silver', 'usage_events');
+  const parts = Object.keys(m?.partitions ?? {})
+    .filter((p) => p !== NULL_PARTITION && m!.partitions[p].rows > 0)
+    .sort();
+  if (parts.length === 0) return null;
+  const last = parts[parts.length - 1];
+  const files = m!.partitions[last].files.map((f) => joinUri(tableUri(lake, 'silver', 'usage_events'), f));
+  const [r] = await queryRows(
+    conn,
+    `select strftime(max(event_ts) - to_minutes(cast($lag as bigint)), '%Y-%m-%dT%H:%M:%SZ') as wm
+     from read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = false)`,
+    { lag: lagMinutes },
+  );
+  return closedThroughDay(r?.wm ? String(r.wm) : null);
+}
+
+/**
+ * Query 1 merge (SPEC §7 serving): batch rows for the days the batch layer has closed, speed rows after them. A day
+ * after `closedThrough` that the speed layer does not cover at all (not in `speedDays`, e.g. a batch-only
+ * deployment, or before the first streamed file) keeps its batch rows rather than showing nothing. Rows are tagged
+ * with their source; speed rows carry only the measures the speed layer keeps (cost, requests, events).
+ */
+export function mergeSpeedIntoDaily<T extends { usage_date: unknown }, S extends { usage_date: string }>(
+  batchRows: T[],
+  speedRows: S[],
+  closedThrough: string | null,
+  speedDays?: ReadonlySet<string>,
+): Array<(T & { source: 'batch' }) | (S & { source: 'speed' })> {
+  const day = (r: { usage_date: unknown }): string => String(r.usage_date).slice(0, 10);
+  const fromSpeed = (d: string): boolean =>
+    (closedThrough === null || d > closedThrough) && (!speedDays || speedDays.has(d));
+  const key = (r: { usage_date: unknown; org_id?: unknown; service?: unknown }): string =>
+    `${day(r)}|${String(r.org_id ?? '')}|${String(r.service ?? '')}`;
+  return [
+    ...batchRows.filter((r) => !fromSpeed(day(r))).map((r) => ({ ...r, source: 'batch' as const })),
+    ...speedRows.filter((r) => fromSpeed(day(r))).map((r) => ({ ...r, source: 'speed' as const })),
+  ].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+
+export interface DriftDay {
+  usage_date: string;
+  batch_cost_usd: string;
+  speed_cost_usd: string;
+  drift_cost_usd: string;
+  late_cost_usd: string;
+  /** drift − late: what late events do not explain (files the speed layer never saw, or a defect). */
+  unexplained_cost_usd: string;
+  batch_events: number;
+  speed_events: number;
+  late_events: number;
+  unexplained_events: number;
+}
+
+export interface DriftReport {
+  batchClosedThrough: string | null;
+  speedWatermark: string | null;
+  /** Days compared: closed by both layers. */
+  closedThrough: string | null;
+  days: DriftDay[];
+  totals: Omit<DriftDay, 'usage_date'>;
+  /** Events files in bronze that the speed layer has not processed (their events are batch-only). */
+  filesNotInSpeed: number;
+}
+
+/**
+ * Drift of the speed layer against the batch layer (gold org_daily_usage_by_service) for the days both layers have
+ * closed. With every file streamed, a day's drift is exactly its late events (batch-only by design); anything
+ * else shows up as unexplained.
+ */
+export async function driftReport(
+  conn: DuckDBConnection,
+  storage: Storage,
+  lake: string,
+  lagMinutes: number,
+  bronzeFiles: string[],
+): Promise<DriftReport> {
+  const state = await readSpeedState(storage, lake);
+  const speedWatermark = currentWatermark(state, lagMinutes);
+  const batchClosed = await batchClosedThrough(conn, storage, lake, lagMinutes);
+  const speedClosed = closedThroughDay(speedWatermark);
+  const closed = batchClosed && speedClosed ? (batchClosed < speedClosed ? batchClosed : speedClosed) : null;
+  const filesNotInSpeed = bronzeFiles.filter((k) => state.files[k]?.status !== 'done').length;
+  const empty = { batchClosedThrough: batchClosed, speedWatermark, closedThrough: closed, filesNotInSpeed };
+  const zero = {
+    batch_cost_usd: '0',
+    speed_cost_usd: '0',
+    drift_cost_usd: '0',
+    late_cost_usd: '0',
+    unexplained_cost_usd: '0',
+  };
+  const zeroCounts = { batch_events: 0, speed_events: 0, late_events: 0, unexplained_events: 0 };
+  if (!closed) return { ...empty, days: [], totals: { ...zero, ...zeroCounts } };
+  const upTo = (p: string): boolean => p !== NULL_PARTITION && p <= closed;
+  await partitionView(
+    conn,
+    storage,
+    lake,
+    { layer: 'gold', table: 'org_daily_usage_by_service' },
+    '_drift_gold',
+    [c('usage_date', 'DATE'), c('total_cost_usd', 'DECIMAL(18,6)'), c('event_count', 'BIGINT')],
+    upTo,
+  );
+  await partitionView(
+    conn,
+    storage,
+    lake,
+    { layer: SPEED_LAYER, table: SPEED_TABLES.windows },
+    '_drift_speed',
+    SPEED_WINDOW_COLUMNS,
+    upTo,
+  );
+  await partitionView(
+    conn,
+    storage,
+    lake,
+    { layer: SPEED_LAYER, table: SPEED_TABLES.lateEvents },
+    '_drift_late',
+    LATE_EVENT_COLUMNS,
+    upTo,
+  );
+  const rows = await queryRows(
+    conn,
+    `with b as (select usage_date, sum(total_cost_usd) as cost, sum(event_count) as n from _drift_gold group by 1),
+          s as (select window_date as usage_date, sum(cost_usd) as cost, sum(events) as n from _drift_speed
+                where window_size = '1h' group by 1),
+          l as (select usage_date, sum(cost_usd) as cost, count(*) as n from _drift_late group by 1),
+          d as (
+            select usage_date, coalesce(b.cost, 0)::decimal(18, 6) as bc, coalesce(s.cost, 0)::decimal(18, 6) as sc,
+                   coalesce(l.cost, 0)::decimal(18, 6) as lc, coalesce(b.n, 0)::bigint as bn, coalesce(s.n, 0)::bigint as sn,
+                   coalesce(l.n, 0)::bigint as ln
+            from b full outer join s using (usage_date) full outer join l using (usage_date)
+          )
+     select usage_date::varchar as usage_date, bc::varchar as batch_cost_usd, sc::varchar as speed_cost_usd,
+            (bc - sc)::decimal(18, 6)::varchar as drift_cost_usd, lc::varchar as late_cost_usd,
+            (bc - sc - lc)::decimal(18, 6)::varchar as unexplained_cost_usd,
+            bn as batch_events, sn as speed_events, ln as late_events, (bn - sn - ln)::bigint as unexplained_events
+     from d order by usage_date`,
+  );
+  const days = rows.map((r: Row) => ({
+    ...r,
+    batch_events: Number(r.batch_events),
+    speed_events: Number(r.speed_events),
+    late_events: Number(r.late_events),
+    unexplained_events: Number(r.unexplained_events),
+  })) as unknown as DriftDay[];
+  const sum = (k: keyof DriftDay): string => fixed6(days.reduce((a, d) => a + toMicros(String(d[k])), 0n));
+  const count = (k: keyof DriftDay): number => days.reduce((a, d) => a + Number(d[k]), 0);
+  return {
+    ...empty,
+    days,
+    totals: {
+      batch_cost_usd: sum('batch_cost_usd'),
+      speed_cost_usd: sum('speed_cost_usd'),
+      drift_cost_usd: sum('drift_cost_usd'),
+      late_cost_usd: sum('late_cost_usd'),
+      unexplained_cost_usd: sum('unexplained_cost_usd'),
+      batch_events: count('batch_events'),
+      speed_events: count('speed_events'),
+      late_events: count('late_events'),
+      unexplained_events: count('unexplained_events'),
+    },
+  };
+}
+
+/** Decimal text ('-12.5', '3.000001') as exact micro-units. */
+function toMicros(s: string): bigint {
+  const neg = s.startsWith('-');
+  const [int, frac = ''] = s.replace(/^[-+]/, '').split('.');
+  const v = BigInt(int || '0') * 1_000_000n + BigInt((frac + '000000').slice(0, 6));
+  return neg ? -v : v;
+}
+
+/** Micro-units (bigint) as decimal text with 6 places. */
+function fixed6(micros: bigint): string {
+  const neg = micros < 0n;
+  const abs = neg ? -micros : micros;
+  const s = abs.toString().padStart(7, '0');
+  return `${neg ? '-' : ''}${s.slice(0, -6)}.${s.slice(-6)}`;
+}

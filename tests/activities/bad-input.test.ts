@@ -1,0 +1,153 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import type { ApplicationFailure } from '@temporalio/common';
+import { loadConfig } from '../../config/env';
+import { createActivities } from '../../activities';
+import { createDuckDb } from '../../lake/duckdb';
+import { manifestFiles, readManifest } from '../../lake/catalog';
+import { LocalStorage } from '../../lake/storage';
+import { REFERENCE_LANDING, tmpDir } from '../support/env';
+
+/**
+ * Bad input never crashes a worker and never loses a good record (SPEC §3, §12): a CSV that breaks its contract
+ * is rejected whole with file, line and column and nothing written; bad event lines are quarantined with their
+ * line number and every good line of the same file is ingested.
+ */
+describe('bad input', () => {
+  const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
+  let db: DuckDBInstance;
+  let acts: ReturnType<typeof createActivities>;
+
+  beforeAll(async () => {
+    db = await createDuckDb(config);
+    acts = createActivities({ config, db });
+  });
+  afterAll(() => db.closeSync());
+
+  function target(landing: string): { lake: string; landing: string; runId: string } {
+    return { lake: tmpDir('bad-lake'), landing, runId: 'test-run' };
+  }
+
+  async function rows(lake: string, layer: string, table: string, sql = 'select * from t'): Promise<Record<string, unknown>[]> {
+    const m = await readManifest(new LocalStorage(), lake, layer, table);
+    if (!m || manifestFiles(lake, m).length === 0) return [];
+    const conn = await db.connect();
+    const files = manifestFiles(lake, m).map((f) => `'${f}'`).join(',');
+    const out = (await conn.runAndReadAll(`with t as (select * from read_parquet([${files}])) ${sql}`)).getRowObjectsJson();
+    conn.closeSync();
+    return out as Record<string, unknown>[];
+  }
+
+  async function rejection(p: Promise<unknown>): Promise<ApplicationFailure> {
+    return p.then(
+      () => {
+        throw new Error('expected a rejection');
+      },
+      (e: unknown) => e as ApplicationFailure,
+    );
+  }
+
+  it('rejects a CSV with a wrong header whole, naming file, line and column, and writes nothing', async () => {
+    const landing = tmpDir('bad-header');
+    fs.writeFileSync(
+      path.join(landing, 'users.csv'),
+      'user_id,org_id,e_mail,role,active,created_at,last_login\nuser_1,org_1,a@b.co,dev,True,2025-07-01,\n',
+    );
+    const t = target(landing);
+    const err = await rejection(acts.ingestCsvSource({ ...t, table: 'users' }));
+    expect(err.type).toBe('ContractViolation');
+    expect(err.nonRetryable).toBe(true);
+    expect(err.message).toBe("users.csv line 1 column 3: expected header 'email', found 'e_mail'");
+    expect(await readManifest(new LocalStorage(), t.lake, 'bronze', 'users')).toBeUndefined();
+    expect(fs.existsSync(path.join(t.lake, 'bronze', 'users'))).toBe(false);
+  });
+
+  it('rejects a CSV with a missing column or an extra one at the right column', async () => {
+    const landing = tmpDir('bad-cols');
+    fs.writeFileSync(path.join(landing, 'nps_surveys.csv'), 'org_id,survey_date,nps_score\norg_1,2025-07-01,5\n');
+    const err = await rejection(acts.ingestCsvSource({ ...target(landing), table: 'nps_surveys' }));
+    expect(err.message).toBe("nps_surveys.csv line 1 column 4: expected header 'comment', missing");
+  });
+
+  it('rejects a CSV whose value does not parse, with the data line and column, and keeps the previous bronze', async () => {
+    const landing = tmpDir('bad-value');
+    const t = target(landing);
+    fs.copyFileSync(path.join(REFERENCE_LANDING, 'support_tickets.csv'), path.join(landing, 'support_tickets.csv'));
+    await acts.ingestCsvSource({ ...t, table: 'tickets' });
+    const before = await rows(t.lake, 'bronze', 'tickets', 'select count(*)::int n from t');
+    const lines = fs.readFileSync(path.join(landing, 'support_tickets.csv'), 'utf8').split('\n');
+    lines[9] = lines[9].replace(/,(True|False)$/, ',sometimes');
+    fs.writeFileSync(path.join(landing, 'support_tickets.csv'), lines.join('\n'));
+    const err = await rejection(acts.ingestCsvSource({ ...t, table: 'tickets', runId: 'second' }));
+    expect(err.message).toMatch(/^support_tickets\.csv line 10 column 8 \(sla_breached\): .*"sometimes"/);
+    expect(await rows(t.lake, 'bronze', 'tickets', 'select count(*)::int n from t')).toEqual(before);
+  });
+
+  it('rejects an empty CSV and a CSV that is not UTF-8 with a clear message', async () => {
+    const landing = tmpDir('bad-empty');
+    fs.writeFileSync(path.join(landing, 'customers_orgs.csv'), '');
+    expect((await rejection(acts.ingestCsvSource({ ...target(landing), table: 'orgs' }))).message).toMatch(
+      /^customers_orgs\.csv line 1 column 1: empty file/,
+    );
+    fs.writeFileSync(path.join(landing, 'resources.csv'), Buffer.from([0x72, 0x65, 0x73, 0xff, 0xfe, 0x0a]));
+    expect((await rejection(acts.ingestCsvSource({ ...target(landing), table: 'resources' }))).message).toBe(
+      'resources.csv line 1 column 1: not valid UTF-8',
+    );
+  });
+
+  it('quarantines malformed, truncated, binary and non-object JSON lines with file and line, and ingests the rest', async () => {
+    const landing = tmpDir('bad-json');
+    const dir = path.join(landing, 'usage_events_stream');
+    fs.mkdirSync(dir);
+    const good = (id: string) =>
+      JSON.stringify({ event_id: id, timestamp: '2025-08-01T10:00:00Z', org_id: 'org_a', resource_id: 'res_a', service: 'compute', region: 'us-east', metric: 'requests', value: 5, unit: 'count', cost_usd_increment: 0.5, schema_version: 1 });
+    const content = Buffer.concat([
+      Buffer.from(`${good('e1')}\n{"event_id": "e2", "timestamp": \n`),
+      Buffer.from([0x00, 0xff, 0xfe, 0x41, 0x0a]),
+      Buffer.from(`[1,2,3]\n\n${good('e3')}\n${good('e4').slice(0, 40)}`),
+    ]);
+    fs.writeFileSync(path.join(dir, 'events_part_0000.jsonl'), content);
+    const t = target(landing);
+    const m = await acts.ingestEventFiles(t);
+    expect(m.quarantined).toEqual({ malformed_json: 4 });
+    const bronze = await rows(t.lake, 'bronze', 'usage_events', 'select event_id, source_line from t order by source_line');
+    expect(bronze).toEqual([
+      { event_id: 'e1', source_line: 1 },
+      { event_id: 'e3', source_line: 6 },
+    ]);
+    const q = await rows(t.lake, 'quarantine', 'usage_events', 'select rule, source_file, source_line from t order by source_line');
+    expect(q).toEqual([2, 3, 4, 7].map((line) => ({ rule: 'malformed_json', source_file: 'usage_events_stream/events_part_0000.jsonl', source_line: line })));
+  });
+
+  it('keeps one bronze row per event_id across files and across runs (first seen wins)', async () => {
+    const landing = tmpDir('dupes');
+    const dir = path.join(landing, 'usage_events_stream');
+    fs.mkdirSync(dir);
+    const ev = (id: string, cost: number) =>
+      JSON.stringify({ event_id: id, timestamp: '2025-08-01T10:00:00Z', org_id: 'o', service: 'compute', cost_usd_increment: cost, schema_version: 1 });
+    fs.writeFileSync(path.join(dir, 'events_part_0000.jsonl'), `${ev('a', 1)}\n${ev('b', 2)}\n`);
+    fs.writeFileSync(path.join(dir, 'events_part_0001.jsonl'), `${ev('b', 99)}\n${ev('c', 3)}\n`);
+    const t = target(landing);
+    const first = await acts.ingestEventFiles(t);
+    expect(first.extra.duplicates_dropped).toBe(1);
+    fs.writeFileSync(path.join(dir, 'events_part_0002.jsonl'), `${ev('a', 42)}\n${ev('d', 4)}\n`);
+    const second = await acts.ingestEventFiles({ ...t, runId: 'r2' });
+    expect(second.extra).toMatchObject({ files_ingested: 1, files_skipped: 2, duplicates_dropped: 1 });
+    const bronze = await rows(t.lake, 'bronze', 'usage_events', 'select event_id, cost_usd_increment::double c from t order by event_id');
+    expect(bronze).toEqual([
+      { event_id: 'a', c: 1 },
+      { event_id: 'b', c: 2 },
+      { event_id: 'c', c: 3 },
+      { event_id: 'd', c: 4 },
+    ]);
+  });
+
+  it('refuses file keys that escape the landing root', async () => {
+    const landing = tmpDir('traversal');
+    for (const key of ['../../etc/passwd', 'usage_events_stream/../../x.jsonl', '/etc/passwd']) {
+      const err = await rejection(acts.ingestEventFiles({ ...target(landing), keys: [key] }));
+      expect(err.message).toMatch(/outside the landing root|is not an events file/);
+    }
+  });
+});

@@ -1,0 +1,135 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadConfig } from '../../config/env';
+import { createActivities } from '../../activities';
+import { EVENTS_PREFIX } from '../../activities/bronze';
+import { closeSpeedServing, readSpeedServing } from '../../activities/speed-serving';
+import { connect } from '../../lake/cassandra';
+import { createDuckDb } from '../../lake/duckdb';
+import { generate } from '../../lake/generator';
+import { readSpeedWindows, speedStateUri } from '../../lake/speed';
+import type { SpeedWindowRow } from '../../lake/speed';
+import { LocalStorage } from '../../lake/storage';
+import { tmpDir } from '../support/env';
+import { modelStream } from '../streaming/support';
+
+/**
+ * The speed layer's serving copy on the real local Cassandra (scripts/stack.sh), in a keyspace of its own (dropped
+ * afterwards): every window the lake store has is in `speed_windows` with the same totals, every alert in
+ * `speed_alerts`, and re-processing a file re-upserts the same rows.
+ */
+const keyspace = `cpa_speed_${Date.now().toString(36)}_${process.pid}`;
+const cassEnv = {
+  CPA_CASSANDRA_CONTACT_POINTS: process.env.CPA_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042',
+  CPA_CASSANDRA_LOCAL_DC: process.env.CPA_CASSANDRA_LOCAL_DC ?? 'datacenter1',
+  CPA_CASSANDRA_KEYSPACE: keyspace,
+};
+
+describe('speed layer serving on Cassandra', () => {
+  const gen = tmpDir('speed-srv-gen');
+  const landing = tmpDir('speed-srv-landing');
+  const lake = tmpDir('speed-srv-lake');
+
+  afterAll(async () => {
+    const client = await connect(loadConfig(cassEnv).cassandra!);
+    await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+    await client.shutdown();
+  });
+
+  it('upserts the windows and alerts of each file, identical to the lake store, idempotently', async () => {
+    await generate({ scale: 0.05, seed: 5, out: gen });
+    const names = fs.readdirSync(path.join(gen, EVENTS_PREFIX)).sort();
+    const texts = names.map((n) => ({
+      key: `${EVENTS_PREFIX}/${n}`,
+      text: fs.readFileSync(path.join(gen, EVENTS_PREFIX, n), 'latin1'),
+    }));
+    const totals = [...modelStream(texts, { lagMinutes: 120 }).windows5m.values()].sort((a, b) =>
+      a > b ? -1 : a < b ? 1 : 0,
+    );
+    const threshold = Number(totals[4] + totals[5]) / 2 / 1e6;
+    const config = loadConfig({ ...cassEnv, CPA_LAKE_ROOT: lake, CPA_ALERT_COST_5MIN_USD: String(threshold) });
+    const db = await createDuckDb(config);
+    const acts = createActivities({ config, db });
+    fs.mkdirSync(path.join(landing, EVENTS_PREFIX), { recursive: true });
+    const target = { lake, landing, runId: 'speed-serving-test' };
+    try {
+      for (const n of names) {
+        fs.copyFileSync(path.join(gen, EVENTS_PREFIX, n), path.join(landing, EVENTS_PREFIX, n));
+        await acts.ingestEventFiles({ ...target, keys: [`${EVENTS_PREFIX}/${n}`] });
+        const r = await acts.updateSpeedLayer({ ...target, fileKey: `${EVENTS_PREFIX}/${n}` });
+        expect(r.metrics.extra.serving_rows).toBeGreaterThan(0);
+      }
+      const conn = await db.connect();
+      const lakeRows: SpeedWindowRow[] = [];
+      for (const window of ['5m', '15m', '1h'] as const) {
+        lakeRows.push(...(await readSpeedWindows(conn, new LocalStorage(), lake, { window, lagMinutes: 120 })));
+      }
+      conn.closeSync();
+      const partitions = new Set(lakeRows.map((r) => `${r.org_id}|${r.window_size}|${r.window_start.slice(0, 10)}`));
+      const served: string[] = [];
+      for (const p of partitions) {
+        const [org, window, day] = p.split('|');
+        for (const r of await readSpeedServing(config, { org, window, day })) {
+          served.push(
+            [
+              org,
+              window,
+              String(r.window_start).replace('.000Z', 'Z'),
+              r.service,
+              Number(r.cost_usd).toFixed(6),
+              Number(r.requests).toFixed(6),
+              r.events,
+            ].join(' '),
+          );
+        }
+      }
+      const expected = lakeRows.map((r) =>
+        [r.org_id, r.window_size, r.window_start, r.service, r.cost_usd, r.requests, r.events].join(' '),
+      );
+      expect(served.sort()).toEqual(expected.sort());
+
+      const client = await connect(config.cassandra!);
+      const days = [...new Set(lakeRows.map((r) => r.window_start.slice(0, 10)))];
+      const alertIds: string[] = [];
+      for (const d of days) {
+        const rs = await client.execute(`SELECT alert_id FROM ${keyspace}.speed_alerts WHERE alert_date = ?`, [d], {
+          prepare: true,
+        });
+        alertIds.push(...rs.rows.map((row) => String(row.get('alert_id'))));
+      }
+      await client.shutdown();
+      const model = modelStream(texts, { lagMinutes: 120, thresholdUsd: threshold });
+      expect(alertIds.sort()).toEqual(model.alerts);
+      expect(model.alerts.length).toBeGreaterThanOrEqual(5);
+
+      // Re-processing the last file after a "crash": the same rows again, nothing added.
+      const state = JSON.parse(fs.readFileSync(speedStateUri(lake), 'utf8')) as {
+        files: Record<string, { status: string }>;
+      };
+      state.files[texts[texts.length - 1].key].status = 'pending';
+      fs.writeFileSync(speedStateUri(lake), JSON.stringify(state));
+      await acts.updateSpeedLayer({ ...target, fileKey: texts[texts.length - 1].key });
+      const again: string[] = [];
+      for (const p of partitions) {
+        const [org, window, day] = p.split('|');
+        for (const r of await readSpeedServing(config, { org, window, day })) {
+          again.push(
+            [
+              org,
+              window,
+              String(r.window_start).replace('.000Z', 'Z'),
+              r.service,
+              Number(r.cost_usd).toFixed(6),
+              Number(r.requests).toFixed(6),
+              r.events,
+            ].join(' '),
+          );
+        }
+      }
+      expect(again.sort()).toEqual(served.sort());
+    } finally {
+      await closeSpeedServing(config);
+      db.closeSync();
+    }
+  }, 300_000);
+});

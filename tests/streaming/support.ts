@@ -1,0 +1,214 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { aliasRows, normToken } from '../../config/aliases';
+import { GOLD_COLUMNS } from '../../config/contracts';
+import { manifestFiles, readManifest } from '../../lake/catalog';
+import { SPEED_LAYER } from '../../lake/speed';
+import { LocalStorage } from '../../lake/storage';
+
+/**
+ * An independent model of what the speed layer must compute, written from SPEC §3/§4/§7 and docs/decisions.md
+ * over the raw JSONL lines (no SQL, no lake code): first-seen dedup by event_id, the four silver rules, the
+ * watermark (max kept event time of earlier files − lag), 5-minute org windows and the alerts they raise.
+ */
+export interface ModelFile {
+  key: string;
+  kept: number;
+  onTime: number;
+  late: number;
+  lateIds: string[];
+  /** Alert ids (`5m/<org>/<window start>`) this file raised. */
+  alerts: string[];
+}
+
+export interface StreamModel {
+  files: ModelFile[];
+  /** Org 5-minute window totals in micro-dollars after all files, keyed `org|windowStartMs`. */
+  windows5m: Map<string, bigint>;
+  alerts: string[];
+  late: number;
+  onTime: number;
+}
+
+const services = new Map(
+  aliasRows()
+    .filter((r) => r.kind === 'service')
+    .map((r) => [r.token, r.canonical]),
+);
+const ISO = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?$/;
+
+function parseTs(raw: unknown): number | undefined {
+  if (typeof raw !== 'string' || !ISO.test(raw.trim())) return undefined;
+  const s = raw.trim().replace(' ', 'T');
+  const ms = Date.parse(/(Z|[+-]\d{2}(:?\d{2})?)$/.test(s) ? s : `${s}Z`);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** Cost as exact micro-dollars, or undefined when absent/not numeric (→ missing_required). */
+function costMicros(raw: unknown): bigint | undefined {
+  if (raw === null || raw === undefined) return undefined;
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+  return Number.isFinite(n) ? BigInt(Math.round(n * 1e6)) : undefined;
+}
+
+const blank = (v: unknown): boolean => v === null || v === undefined || String(v).trim() === '';
+
+export function modelStream(
+  files: Array<{ key: string; text: string }>,
+  opts: { lagMinutes: number; thresholdUsd?: number },
+): StreamModel {
+  const seen = new Set<string>();
+  const windows = new Map<string, bigint>();
+  const alerted = new Set<string>();
+  const threshold = opts.thresholdUsd === undefined ? undefined : BigInt(Math.round(opts.thresholdUsd * 1e6));
+  let maxKept: number | undefined;
+  const out: ModelFile[] = [];
+  for (const f of files) {
+    const watermark = maxKept === undefined ? undefined : maxKept - opts.lagMinutes * 60_000;
+    const m: ModelFile = { key: f.key, kept: 0, onTime: 0, late: 0, lateIds: [], alerts: [] };
+    let fileMax: number | undefined;
+    const touched = new Set<string>();
+    for (const line of f.text.split('\n')) {
+      if (line.trim() === '') continue;
+      let e: Record<string, unknown>;
+      try {
+        e = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      if (e === null || typeof e !== 'object' || Array.isArray(e)) continue;
+      const id = e.event_id === null || e.event_id === undefined || e.event_id === '' ? undefined : String(e.event_id);
+      if (id !== undefined) {
+        if (seen.has(id)) continue;
+        seen.add(id);
+      }
+      const cost = costMicros(e.cost_usd_increment);
+      if (
+        id === undefined ||
+        blank(id) ||
+        blank(e.timestamp) ||
+        blank(e.org_id) ||
+        blank(e.service) ||
+        cost === undefined
+      )
+        continue;
+      const ts = parseTs(e.timestamp);
+      if (ts === undefined) continue;
+      if (!services.has(normToken(String(e.service)))) continue;
+      if (cost < -10_000n) continue;
+      m.kept++;
+      fileMax = fileMax === undefined ? ts : Math.max(fileMax, ts);
+      if (watermark !== undefined && ts < watermark) {
+        m.late++;
+        m.lateIds.push(id);
+        continue;
+      }
+      m.onTime++;
+      const k = `${String(e.org_id)}|${Math.floor(ts / 300_000) * 300_000}`;
+      windows.set(k, (windows.get(k) ?? 0n) + cost);
+      touched.add(k);
+    }
+    if (threshold !== undefined) {
+      for (const k of [...touched].sort()) {
+        if (alerted.has(k) || windows.get(k)! <= threshold) continue;
+        alerted.add(k);
+        const [org, start] = k.split('|');
+        m.alerts.push(`5m/${org}/${new Date(Number(start)).toISOString().replace('.000Z', 'Z')}`);
+      }
+    }
+    if (fileMax !== undefined) maxKept = maxKept === undefined ? fileMax : Math.max(maxKept, fileMax);
+    out.push(m);
+  }
+  return {
+    files: out,
+    windows5m: windows,
+    alerts: out.flatMap((f) => f.alerts).sort(),
+    late: out.reduce((a, f) => a + f.late, 0),
+    onTime: out.reduce((a, f) => a + f.onTime, 0),
+  };
+}
+
+/** Per-mart `count:sum(hash(row))` over the committed files, as tests/e2e/reference.test.ts does. */
+export async function goldDigest(lake: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  await withDb(async (q) => {
+    for (const mart of Object.keys(GOLD_COLUMNS)) {
+      const m = await readManifest(new LocalStorage(), lake, 'gold', mart);
+      const files = manifestFiles(lake, m!);
+      const [r] = await q(
+        `select count(*)::varchar || ':' || sum(hash(t))::varchar as h from read_parquet([${files.map((f) => `'${f}'`).join(',')}]) t`,
+      );
+      out[mart] = String(r.h);
+    }
+  });
+  return out;
+}
+
+export type Query = (sql: string) => Promise<Array<Record<string, unknown>>>;
+
+export async function withDb<T>(fn: (q: Query) => Promise<T>): Promise<T> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    await conn.run(`set TimeZone = 'UTC'`);
+    return await fn(
+      async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>,
+    );
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
+
+/** A `read_parquet([...])` over a table's committed files (or an empty relation when it has none). */
+export async function tableScan(lake: string, layer: string, table: string): Promise<string> {
+  const m = await readManifest(new LocalStorage(), lake, layer, table);
+  const files = m ? manifestFiles(lake, m) : [];
+  if (files.length === 0) return '(select 1 where false)';
+  return `read_parquet([${files.map((f) => `'${f}'`).join(',')}], hive_partitioning = false)`;
+}
+
+export async function bronzeStats(lake: string): Promise<{ rows: number; distinctIds: number; nullIds: number }> {
+  const scan = await tableScan(lake, 'bronze', 'usage_events');
+  return withDb(async (q) => {
+    const [r] = await q(
+      `select count(*)::integer as rows, count(distinct event_id)::integer as ids, count(*) filter (where event_id is null)::integer as nulls from ${scan}`,
+    );
+    return { rows: Number(r.rows), distinctIds: Number(r.ids), nullIds: Number(r.nulls) };
+  });
+}
+
+/** Σ events and Σ cost per window size over the speed windows (all files). */
+export async function speedTotals(lake: string): Promise<Record<string, { events: number; cost: string }>> {
+  const scan = await tableScan(lake, SPEED_LAYER, 'windows');
+  return withDb(async (q) => {
+    const rows = await q(
+      `select window_size, sum(events)::bigint as n, sum(cost_usd)::varchar as c from ${scan} group by 1`,
+    );
+    return Object.fromEntries(rows.map((r) => [String(r.window_size), { events: Number(r.n), cost: String(r.c) }]));
+  });
+}
+
+/** Copies one file into a landing dir atomically (temp name, rename), as a well-behaved landing writer does. */
+export function dropFile(from: string, landing: string, key: string): void {
+  const target = path.join(landing, key);
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.tmp`);
+  fs.copyFileSync(from, tmp);
+  fs.renameSync(tmp, target);
+}
+
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,123 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { loadConfig } from '../../config/env';
+import { createActivities } from '../../activities';
+import type { LeaseInput } from '../../activities';
+import { emptyMetrics } from '../../activities/common';
+import { PipelineWorkers, workflowBundle } from '../../worker/main';
+import { eventsTaskQueue } from '../../workflows/task-queues';
+import { temporalTestServer, tmpDir } from '../support/env';
+
+/**
+ * dailyPipeline's lease handling on the time-skipping server with fake steps: the lease is renewed on a timer while
+ * a long step runs, released at the end, and a lease found taken over stops the run with LakeLeaseLost.
+ */
+describe('dailyPipeline holds the lake lease', () => {
+  let env: TestWorkflowEnvironment;
+  const taskQueue = 'test-lake-lease';
+  const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
+
+  beforeAll(async () => {
+    env = await TestWorkflowEnvironment.createTimeSkipping({
+      server: { executable: { type: 'existing-path', path: temporalTestServer() } },
+    });
+  });
+
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  function activities(opts: { loseOnRenewal?: boolean }) {
+    const real = createActivities({ config, db: undefined as never });
+    const calls: string[] = [];
+    const step = (name: string) => async (): Promise<unknown> => {
+      // The one slow step: long enough for renewals (every 300 ms here) to fire while it runs.
+      if (name === 'buildGold') await new Promise((r) => setTimeout(r, 1500));
+      return name === 'recordRun' ? undefined : emptyMetrics(`fake.${name}`, 'gold', name);
+    };
+    const fakes = Object.fromEntries(
+      ['ingestCsvSource', 'ingestEventFiles', 'buildSilver', 'qualityGate', 'buildGold', 'recordRun'].map((n) => [
+        n,
+        step(n),
+      ]),
+    );
+    return {
+      calls,
+      activities: {
+        ...real,
+        ...fakes,
+        acquireLakeLease: async (input: LeaseInput) => {
+          calls.push('acquire');
+          return { ...(await real.acquireLakeLease(input)), renewEveryMs: 300 };
+        },
+        renewLakeLease: async (input: LeaseInput) => {
+          calls.push('renew');
+          if (opts.loseOnRenewal) {
+            throw ApplicationFailure.nonRetryable('lake lease was lost: now held by someone else', 'LakeLeaseLost');
+          }
+          return real.renewLakeLease(input);
+        },
+        releaseLakeLease: async (input: LeaseInput) => {
+          calls.push('release');
+          return real.releaseLakeLease(input);
+        },
+      },
+    };
+  }
+
+  async function run<T>(acts: object, fn: () => Promise<T>): Promise<T> {
+    const { code } = await workflowBundle();
+    const main = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: { code },
+      activities: acts,
+    });
+    const events = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: eventsTaskQueue(taskQueue),
+      activities: acts,
+    });
+    return new PipelineWorkers(main, events).runUntil(fn());
+  }
+
+  it('renews while a long step runs and releases at the end', async () => {
+    const lake = tmpDir('lease-renew');
+    const fake = activities({});
+    const summary = await run(fake.activities, () =>
+      env.client.workflow.execute('dailyPipeline', {
+        taskQueue,
+        workflowId: 'daily-pipeline/2025-08-01',
+        args: [{ runDate: '2025-08-01', lake, landing: '/nonexistent' }],
+      }),
+    );
+    expect(summary).toMatchObject({ status: 'succeeded', logicalDate: '2025-08-01' });
+    expect(fake.calls[0]).toBe('acquire');
+    expect(fake.calls.filter((c) => c === 'renew').length).toBeGreaterThan(0);
+    expect(fake.calls[fake.calls.length - 1]).toBe('release');
+  });
+
+  it('stops the run with LakeLeaseLost when a renewal finds the lease taken over', async () => {
+    const lake = tmpDir('lease-lost');
+    const fake = activities({ loseOnRenewal: true });
+    const err = await run(fake.activities, () =>
+      env.client.workflow
+        .execute('dailyPipeline', {
+          taskQueue,
+          workflowId: 'daily-pipeline/2025-08-02',
+          args: [{ runDate: '2025-08-02', lake, landing: '/nonexistent' }],
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
+    expect(cause.type).toBe('LakeLeaseLost');
+    expect(cause.message).toContain('lake lease was lost');
+    expect(fake.calls[fake.calls.length - 1]).toBe('release');
+  });
+});

@@ -1,0 +1,79 @@
+import { proxyActivities, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import type { Activities, StepMetrics } from '../activities';
+import { eventsTaskQueue } from './task-queues';
+
+/** Input of {@link ingestEventFile}: a key relative to the landing root (`usage_events_stream/….jsonl`). */
+export interface IngestEventFileInput {
+  fileKey: string;
+  lake: string;
+  landing: string;
+  /** sha256 of the content the starter saw (informational: the id is derived from it; bronze hashes again). */
+  contentSha256?: string;
+}
+
+export interface IngestEventFileResult {
+  fileKey: string;
+  bronze: StepMetrics;
+  speed: StepMetrics;
+  /** The watermark the file's events were judged against (null for the first file). */
+  watermark: string | null;
+  alerts: number;
+}
+
+const nonRetryableErrorTypes = ['ContractViolation', 'SqlError', 'ServingRejected', 'WebhookRejected'];
+
+/** Alert delivery: on the main queue, so a slow webhook never holds the single writer slot. */
+const notify = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: {
+    initialInterval: '2s',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes,
+  },
+});
+
+/**
+ * SPEC §7/§9: one workflow per landed events file, id `ingest-file/<sha256(lake + '\n' + key + '\n' + content
+ * sha256)>` (worker/watcher.ts ingestFileWorkflowId), started with a reuse policy that rejects a second run of a completed id — re-dropping the same
+ * bytes is a no-op, changed bytes under the same name are a new file.
+ *
+ * Steps: bronze ingest of exactly this file, then the speed-layer update, both on the single-writer events queue
+ * (task-queues.ts); then alert delivery. Retries: bounded, with backoff; the writer activities heartbeat every few
+ * seconds, so a killed worker is noticed within the 20 s heartbeat timeout and the activity re-runs elsewhere. Both
+ * writers are idempotent (bronze dedups by event_id against itself and skips a file whose sha256 it has; the speed
+ * layer replaces the file's contribution), so a re-run after a crash ends with the same outputs.
+ */
+export async function ingestEventFile(input: IngestEventFileInput): Promise<IngestEventFileResult> {
+  const info = workflowInfo();
+  const writer = proxyActivities<Activities>({
+    taskQueue: eventsTaskQueue(info.taskQueue),
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: '20 seconds',
+    retry: {
+      initialInterval: '1s',
+      backoffCoefficient: 2,
+      maximumInterval: '30s',
+      maximumAttempts: 10,
+      nonRetryableErrorTypes,
+    },
+  });
+  const target = { lake: input.lake, landing: input.landing, runId: info.runId };
+  upsertMemo({
+    fileKey: input.fileKey,
+    ...(input.contentSha256 ? { contentSha256: input.contentSha256 } : {}),
+    lake: input.lake,
+  });
+  const bronze = await writer.ingestEventFiles({ ...target, keys: [input.fileKey] });
+  const speed = await writer.updateSpeedLayer({ ...target, fileKey: input.fileKey });
+  if (speed.alerts.length > 0) await notify.notifyAlerts({ alerts: speed.alerts });
+  upsertMemo({ status: 'succeeded', lateEvents: speed.metrics.extra.events_late ?? 0 });
+  return {
+    fileKey: input.fileKey,
+    bronze,
+    speed: speed.metrics,
+    watermark: speed.watermark,
+    alerts: speed.alerts.length,
+  };
+}
