@@ -226,7 +226,9 @@ program
     const shutdown = (): void => worker.shutdown();
     process.once('SIGINT', shutdown);
     process.once('SIGTERM', shutdown);
+    const watcher = cfg.streaming.watchEnabled ? await startWatcher(cfg, endpoint.address) : undefined;
     await worker.run();
+    await watcher?.stop();
     await conn.close();
     await endpoint.stop();
   });

@@ -67,7 +67,17 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
   });
   const bronze = await writer.ingestEventFiles({ ...target, keys: [input.fileKey] });
   const speed = await writer.updateSpeedLayer({ ...target, fileKey: input.fileKey });
-  if (speed.alerts.length > 0) await notify.notifyAlerts({ alerts: speed.alerts });
+  let alertDeliveryError: string | undefined;
+  if (speed.alerts.length > 0) {
+    try {
+      await notify.notifyAlerts({ alerts: speed.alerts });
+    } catch (err) {
+      // The file is ingested and its alerts are recorded (lake, Cassandra, log lines): a webhook that keeps failing
+      // must not fail the ingestion. It shows in the result and the memo.
+      alertDeliveryError = rootMessage(err);
+      upsertMemo({ alertDeliveryError });
+    }
+  }
   upsertMemo({ status: 'succeeded', lateEvents: speed.metrics.extra.events_late ?? 0 });
   return {
     fileKey: input.fileKey,
@@ -75,5 +85,12 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
     speed: speed.metrics,
     watermark: speed.watermark,
     alerts: speed.alerts.length,
+    ...(alertDeliveryError ? { alertDeliveryError } : {}),
   };
+}
+
+function rootMessage(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && (e as { cause?: unknown }).cause) e = (e as { cause?: unknown }).cause;
+  return e instanceof Error ? e.message : String(e);
 }
