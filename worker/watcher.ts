@@ -276,7 +276,8 @@ export function describeOutcome(o: WatchOutcome): string {
   }
   return (
     `[watch] ${o.fileKey}: ${r.bronze.rowsIn} lines, ${r.speed.extra.events_on_time ?? 0} events into windows, ` +
-    `${r.speed.extra.events_late ?? 0} late, ${r.alerts} alerts in ${secs}s (${o.workflowId})`
+    `${r.speed.extra.events_late ?? 0} late, ${r.alerts} alerts in ${secs}s (${o.workflowId})` +
+    (r.alertDeliveryError ? `; alert delivery FAILED: ${r.alertDeliveryError}` : '')
   );
 }
 

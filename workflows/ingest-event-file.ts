@@ -18,6 +18,8 @@ export interface IngestEventFileResult {
   /** The watermark the file's events were judged against (null for the first file). */
   watermark: string | null;
   alerts: number;
+  /** Set when the alerts could not be delivered to the webhook (they are recorded all the same). */
+  alertDeliveryError?: string;
 }
 
 const nonRetryableErrorTypes = ['ContractViolation', 'SqlError', 'ServingRejected', 'WebhookRejected'];

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBInstance } from '@duckdb/node-api';
 import type { ApplicationFailure } from '@temporalio/common';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';

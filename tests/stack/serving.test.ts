@@ -260,9 +260,12 @@ describe('serving on Cassandra', () => {
         victim.get('service'),
       ],
     );
-    const bad = cpa(['serving', 'reconcile', '--lake', lake], cassEnv);
+    // --json: no progress lines on stderr, so stderr is exactly the one-line error; stdout has every table's figures.
+    const bad = cpa(['serving', 'reconcile', '--lake', lake, '--json'], cassEnv);
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    const figures = JSON.parse(bad.stdout) as { tables: Array<{ table: string; matched: boolean }> };
+    expect(figures.tables.filter((t) => !t.matched).map((t) => t.table)).toEqual(['finops_daily_usage']);
     expect(bad.stderr).toMatch(
       new RegExp(`^cpa: reconciliation failed: ${keyspace}\\.finops_daily_usage: cassandra \\d+ rows, sum [\\d.]+`),
     );
