@@ -5,5 +5,7 @@ module.exports = {
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '<rootDir>/tests/stack/'],
   testTimeout: 120000,
+  // DuckDB's native handles can outlive a suite by minutes; results are final when the last test ends.
+  forceExit: true,
   maxWorkers: 2,
 };

@@ -9,5 +9,7 @@ module.exports = {
   globalSetup: '<rootDir>/tests/stack/global-setup.ts',
   setupFiles: ['<rootDir>/tests/stack/load-env.ts'],
   testTimeout: 300000,
+  // DuckDB's native handles can outlive a suite by minutes; results are final when the last test ends.
+  forceExit: true,
   maxWorkers: 1,
 };

@@ -345,12 +345,18 @@ program.addOption(new Option('--verbose', 'print stack traces on failure').hideH
 // Feature areas register their own sub-commands (serving/queries, streaming, schedule/backfill): one module each.
 for (const register of commandModules()) register(program, { config, checkStorage, isoDate, integer, positiveNumber });
 
+/** Exits once stdout has drained: a large `--json` document written to a pipe must not be cut off. */
+function exitAfterFlush(code: number): void {
+  process.exitCode = code;
+  process.stdout.write('', () => process.exit(code));
+}
+
 program.parseAsync(process.argv).then(
-  () => process.exit(0),
+  () => exitAfterFlush(0),
   (err: unknown) => {
     if (process.argv.includes('--verbose') && err instanceof Error) console.error(err.stack);
     const msg = err instanceof ConfigError ? err.message : rootMessage(err).split('\n')[0];
     console.error(`cpa: ${msg}`);
-    process.exit(err instanceof ConfigError ? 2 : 1);
+    exitAfterFlush(err instanceof ConfigError ? 2 : 1);
   },
 );

@@ -27,7 +27,8 @@ non_empty as (
 classified as (
     select
         *,
-        coalesce(case when json_valid(line) then json_type(line::json) = 'OBJECT' end, false) as is_object
+        -- a valid JSON text that starts with '{' is an object (cheaper than json_type on every line)
+        json_valid(line) and starts_with(ltrim(line), '{') as is_object
     from non_empty
 ),
 
@@ -37,36 +38,38 @@ extracted as (
         source_line,
         line,
         is_object,
-        case when is_object then json_extract_string(line, [
-            '$.event_id', '$.timestamp', '$.org_id', '$.resource_id', '$.service', '$.region', '$.metric',
-            '$.value', '$.unit', '$.cost_usd_increment', '$.schema_version', '$.carbon_kg', '$.genai_tokens'
-        ]) end as f
+        -- one parse per line; every field as text (numbers keep their JSON spelling), typed explicitly below
+        case when is_object then json_transform(line, '{
+            "event_id": "VARCHAR", "timestamp": "VARCHAR", "org_id": "VARCHAR", "resource_id": "VARCHAR",
+            "service": "VARCHAR", "region": "VARCHAR", "metric": "VARCHAR", "value": "VARCHAR", "unit": "VARCHAR",
+            "cost_usd_increment": "VARCHAR", "schema_version": "VARCHAR", "carbon_kg": "VARCHAR", "genai_tokens": "VARCHAR"
+        }') end as j
     from classified
 ),
 
 typed as (
     select
-        nullif(f[1], '') as event_id,
-        f[2] as timestamp_raw,
+        nullif(j.event_id, '') as event_id,
+        j."timestamp" as timestamp_raw,
         -- ISO-8601 only: YYYY-MM-DDTHH:MM[:SS[.fff]] with Z, an offset or no zone (= UTC); DuckDB's cast alone is laxer
-        case when regexp_full_match(f[2], '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?')
-            then try_cast(f[2] as timestamptz)::timestamp end as event_ts,
-        nullif(f[3], '') as org_id,
-        nullif(f[4], '') as resource_id,
-        f[5] as service,
-        f[6] as region,
-        f[7] as metric,
-        f[8] as value,
-        nullif(trim(f[9]), '') as unit,
-        coalesce(try_cast(f[10] as decimal(18, 6)), try_cast(try_cast(f[10] as double) as decimal(18, 6))) as cost_usd_increment,
-        try_cast(try_cast(f[11] as double) as integer) as schema_version,
-        coalesce(try_cast(f[12] as decimal(18, 9)), try_cast(try_cast(f[12] as double) as decimal(18, 9))) as carbon_kg,
-        try_cast(try_cast(f[13] as double) as bigint) as genai_tokens,
+        case when regexp_full_match(j."timestamp", '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?')
+            then try_cast(j."timestamp" as timestamptz)::timestamp end as event_ts,
+        nullif(j.org_id, '') as org_id,
+        nullif(j.resource_id, '') as resource_id,
+        j.service as service,
+        j.region as region,
+        j.metric as metric,
+        j.value as value,
+        nullif(trim(j.unit), '') as unit,
+        coalesce(try_cast(j.cost_usd_increment as decimal(18, 6)), try_cast(try_cast(j.cost_usd_increment as double) as decimal(18, 6))) as cost_usd_increment,
+        try_cast(try_cast(j.schema_version as double) as integer) as schema_version,
+        coalesce(try_cast(j.carbon_kg as decimal(18, 9)), try_cast(try_cast(j.carbon_kg as double) as decimal(18, 9))) as carbon_kg,
+        try_cast(try_cast(j.genai_tokens as double) as bigint) as genai_tokens,
         nullif(concat_ws(',',
-            case when f[10] is not null and coalesce(try_cast(f[10] as decimal(18, 6)), try_cast(try_cast(f[10] as double) as decimal(18, 6))) is null then 'cost_usd_increment' end,
-            case when f[11] is not null and try_cast(try_cast(f[11] as double) as integer) is null then 'schema_version' end,
-            case when f[12] is not null and coalesce(try_cast(f[12] as decimal(18, 9)), try_cast(try_cast(f[12] as double) as decimal(18, 9))) is null then 'carbon_kg' end,
-            case when f[13] is not null and try_cast(try_cast(f[13] as double) as bigint) is null then 'genai_tokens' end
+            case when j.cost_usd_increment is not null and coalesce(try_cast(j.cost_usd_increment as decimal(18, 6)), try_cast(try_cast(j.cost_usd_increment as double) as decimal(18, 6))) is null then 'cost_usd_increment' end,
+            case when j.schema_version is not null and try_cast(try_cast(j.schema_version as double) as integer) is null then 'schema_version' end,
+            case when j.carbon_kg is not null and coalesce(try_cast(j.carbon_kg as decimal(18, 9)), try_cast(try_cast(j.carbon_kg as double) as decimal(18, 9))) is null then 'carbon_kg' end,
+            case when j.genai_tokens is not null and try_cast(try_cast(j.genai_tokens as double) as bigint) is null then 'genai_tokens' end
         ), '') as cast_errors,
         source_file,
         source_line,
