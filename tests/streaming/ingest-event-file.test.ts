@@ -210,7 +210,9 @@ describe('ingestEventFile and the speed layer', () => {
           onOutcome: (o) => outcomes.push(o),
         });
         watcher.start();
+        // One at a time: the watermark (and so on-time vs late) depends on the order files are processed in.
         dropFile(path.join(gen, k0), landing, k0);
+        await waitFor('the first ingestion', completed(1));
         dropFile(path.join(gen, k1), landing, k1);
         await waitFor('two ingestions', completed(2));
         expect(outcomes.map((o) => o.fileKey).sort()).toEqual([k0, k1]);
