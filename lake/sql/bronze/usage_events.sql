@@ -6,17 +6,20 @@ with files as (
     join _event_files as f on f.path = t.filename
 ),
 
+split as (
+    select source_file, string_split(content, chr(10)) as parts from files
+),
+
 lines as (
-    select
-        source_file,
-        unnest(string_split(content, chr(10))) as line,
-        generate_subscripts(string_split(content, chr(10)), 1) as source_line
-    from files
+    select source_file, unnest(parts) as line, generate_subscripts(parts, 1) as source_line from split
 ),
 
 cleaned as (
     -- CRLF line endings and a UTF-8 byte-order mark are not part of the record
-    select source_file, source_line::integer as source_line, regexp_replace(rtrim(line, chr(13)), '^\x{FEFF}', '') as line
+    select
+        source_file,
+        source_line::integer as source_line,
+        case when starts_with(line, chr(65279)) then substr(rtrim(line, chr(13)), 2) else rtrim(line, chr(13)) end as line
     from lines
 ),
 
