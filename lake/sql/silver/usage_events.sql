@@ -12,8 +12,7 @@ conformed as (
         -- plain decimal numbers only: 'NaN', 'Infinity', '1_000' are cast failures, not values
         case when regexp_full_match(trim(s.value), '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
             then try_cast(trim(s.value) as double) end as value_double,
-        lower(trim(s.metric)) as metric_clean,
-        to_json(s)::varchar as raw
+        lower(trim(s.metric)) as metric_clean
     from source as s
     left join _aliases as sa on sa.kind = 'service' and sa.token = norm_token(s.service)
     left join _aliases as ra on ra.kind = 'region' and ra.token = norm_token(s.region)
@@ -139,7 +138,14 @@ final as (
         e.ingest_ts,
         e._rule,
         e._detail,
-        e.raw as _raw
+        -- the raw bronze record, only for rejected rows (building JSON for every kept row costs real time at scale)
+        case when e._rule is not null then to_json({
+            'event_id': e.event_id, 'timestamp': e.timestamp_raw, 'org_id': e.org_id, 'resource_id': e.resource_id,
+            'service': e.service, 'region': e.region, 'metric': e.metric, 'value': e.value, 'unit': e.unit,
+            'cost_usd_increment': e.cost_usd_increment, 'schema_version': e.schema_version, 'carbon_kg': e.carbon_kg,
+            'genai_tokens': e.genai_tokens, 'cast_errors': e.cast_errors, 'source_file': e.source_file,
+            'source_line': e.source_line
+        })::varchar end as _raw
     from explained as e
     left join silver_orgs as o on o.org_id = e.org_id
     left join silver_resources as r on r.resource_id = e.resource_id
