@@ -113,8 +113,14 @@ export async function runDaily(
       args: [{ ...input, serve: input.serve ?? Boolean(config.cassandra) }],
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      memo: { logicalDate: input.runDate ?? 'all', kind: input.kind ?? 'manual' },
+      memo: { logicalDate: input.runDate ?? 'all', kind: input.kind ?? 'manual', lake: input.lake },
     });
+    // The id names the date, not the lake: never silently attach to a run of the same id on another lake.
+    const running = await handle.describe();
+    const runningLake = (running.memo as { lake?: string } | undefined)?.lake;
+    if (runningLake && runningLake !== input.lake) {
+      throw new Error(`${workflowId} is already running for lake ${runningLake}; wait for it or cancel it in the Web UI`);
+    }
   } catch (e) {
     throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);
   }
