@@ -260,15 +260,22 @@ export async function ingestEventFiles(
       });
     } else {
       const { landed } = await listEventFiles(deps, input);
-      candidates = landed.map((o) => ({ key: o.key, uri: o.uri, size: o.size, version: String(o.size) }));
+      candidates = landed.map((o) => ({ key: o.key, uri: o.uri, size: o.size, version: o.version }));
     }
     candidates.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    // Files whose listing version (size + mtime / ETag) equals the manifest's were ingested as they are: not re-read.
+    let filesSkipped = 0;
+    candidates = candidates.filter((c) => {
+      const same = c.version !== '' && manifest[c.key]?.version === c.version;
+      if (same) filesSkipped++;
+      return !same;
+    });
+    let manifestTouched = false;
 
     // Group pending files into bounded batches; hashing happens while reading each file once.
-    type Pending = { key: string; path: string; sha: string; size: number; lines: number };
+    type Pending = { key: string; path: string; sha: string; size: number; lines: number; version: string };
     let batch: Pending[] = [];
     let batchBytes = 0;
-    let filesSkipped = 0;
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
       const filePartitions = await ingestEventBatch(ctx, input, batch, metrics);
@@ -277,7 +284,7 @@ export async function ingestEventFiles(
           key: p.key,
           sha256: p.sha,
           size: p.size,
-          version: String(p.size),
+          version: p.version,
           rows: p.lines,
           ingestedAt: new Date().toISOString(),
           runId: input.runId,
@@ -301,6 +308,11 @@ export async function ingestEventFiles(
       const bytes = await read(k);
       const sha = sha256(bytes);
       if (prev && prev.sha256 === sha) {
+        // Same content under a new listing version (touched, re-uploaded): remember the version, ingest nothing.
+        if (c.version && prev.version !== c.version) {
+          manifest[c.key] = { ...prev, version: c.version };
+          manifestTouched = true;
+        }
         filesSkipped++;
         continue;
       }
@@ -311,12 +323,13 @@ export async function ingestEventFiles(
         local = path.join(scratch, `f${i++}.jsonl`);
         await fsp.writeFile(local, isUtf8(bytes) ? bytes : sanitizeUtf8(bytes));
       }
-      batch.push({ key: c.key, path: local, sha, size: bytes.length, lines: countLines(bytes) });
+      batch.push({ key: c.key, path: local, sha, size: bytes.length, lines: countLines(bytes), version: c.version });
       batchBytes += bytes.length;
       metrics.extra.files_ingested = (metrics.extra.files_ingested ?? 0) + 1;
       if (batchBytes >= EVENT_BATCH_BYTES) await flush();
     }
     await flush();
+    if (manifestTouched) await storage.writeBytes(eventManifestUri(input.lake), JSON.stringify(manifest));
     metrics.extra.files_skipped = filesSkipped;
     metrics.extra.files_ingested ??= 0;
     return finish(storage, input, metrics, started);

@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
-import { aliasRows, normToken } from '../config/aliases';
+import { aliasRows } from '../config/aliases';
 import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/duckdb';
 import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
@@ -160,7 +160,6 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
   return { conn, storage: storageFor(target.lake, deps.config), lakeRoot: target.lake, runId: target.runId };
 }
 
-export { normToken };
 
 /** Null rate (0..1, 6 dp) of each column of a temp table. */
 export async function nullRates(conn: DuckDBConnection, table: string, columns: string[]): Promise<Record<string, number>> {

@@ -1,4 +1,4 @@
-import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS, QUARANTINE_COLUMNS } from '../config/contracts';
+import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS } from '../config/contracts';
 import type { ColumnDef, LakeContext } from '../lake/catalog';
 import { publishTable, registerView } from '../lake/catalog';
 import { loadSql, queryRows } from '../lake/duckdb';
@@ -139,4 +139,3 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
   }
 }
 
-export { QUARANTINE_COLUMNS };

@@ -112,9 +112,6 @@ export async function queryRows(conn: DuckDBConnection, sql: string, params?: Pa
   return reader.getRowObjectsJson() as Row[];
 }
 
-export async function exec(conn: DuckDBConnection, sql: string, params?: Params): Promise<void> {
-  await conn.run(sql, params);
-}
 
 /**
  * Quotes a string literal for the few places DuckDB cannot bind parameters (COPY targets, CREATE SECRET).

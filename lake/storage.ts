@@ -23,6 +23,11 @@ export interface StoredObject {
   size: number;
   /** S3 only: the ETag without quotes (the MD5 of the content for single-part uploads). */
   etag?: string;
+  /**
+   * Changes whenever the content may have changed: size + mtime locally, size + ETag on S3. Lets ingestion skip
+   * re-reading and re-hashing files it already ingested (the sha256 stays the identity of a file's content).
+   */
+  version: string;
 }
 
 /**
@@ -52,8 +57,6 @@ export interface Storage {
   deletePrefix(prefixUri: string): Promise<number>;
   /** Makes sure a directory-like prefix can be written into (mkdir -p locally; nothing to do on S3). */
   prepareDir(prefixUri: string): Promise<void>;
-  /** A local file path with the object's content (the file itself when local, a downloaded copy on S3). */
-  localCopy(uri: string, tmpDir: string): Promise<string>;
 }
 
 export function isS3(uri: string): boolean {
@@ -103,7 +106,12 @@ export class LocalStorage implements Storage {
         if (ent.isDirectory()) await walk(full);
         else if (ent.isFile()) {
           const st = await fsp.stat(full);
-          out.push({ key: path.relative(prefixUri, full).split(path.sep).join('/'), uri: full, size: st.size });
+          out.push({
+            key: path.relative(prefixUri, full).split(path.sep).join('/'),
+            uri: full,
+            size: st.size,
+            version: `${st.size}-${Math.trunc(st.mtimeMs)}`,
+          });
         }
       }
     };
@@ -152,10 +160,6 @@ export class LocalStorage implements Storage {
 
   async prepareDir(prefixUri: string): Promise<void> {
     await fsp.mkdir(prefixUri, { recursive: true });
-  }
-
-  async localCopy(uri: string): Promise<string> {
-    return uri;
   }
 }
 
@@ -224,6 +228,7 @@ export class S3Storage implements Storage {
           uri: `s3://${bucket}/${o.Key}`,
           size: o.Size ?? 0,
           etag: o.ETag?.replace(/"/g, ''),
+          version: `${o.Size ?? 0}-${o.ETag?.replace(/"/g, '') ?? ''}`,
         });
       }
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
@@ -334,13 +339,6 @@ export class S3Storage implements Storage {
 
   async prepareDir(): Promise<void> {
     /* S3 has no directories */
-  }
-
-  async localCopy(uri: string, tmpDir: string): Promise<string> {
-    const target = path.join(tmpDir, crypto.createHash('sha256').update(uri).digest('hex').slice(0, 24));
-    await fsp.mkdir(tmpDir, { recursive: true });
-    await fsp.writeFile(target, await this.readBytes(uri));
-    return target;
   }
 }
 
