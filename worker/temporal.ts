@@ -108,6 +108,27 @@ export async function startDevServer(
 ): Promise<TemporalEndpoint> {
   const binary = findTemporalCli(config);
   if (!binary) return startDownloadedServer(opts);
+  // Ports picked by freePort() can be taken by another process before the server binds them: an ephemeral server
+  // that dies during start-up is retried on fresh ports (fixed ports, as `cpa dev` uses, are not retried).
+  const attempts = opts.port ? 1 : 3;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await spawnDevServer(config, binary, opts);
+    } catch (e) {
+      if (!(e instanceof DevServerExited) || attempt >= attempts) throw e;
+    }
+  }
+}
+
+class DevServerExited extends Error {
+  override name = 'DevServerExited';
+}
+
+async function spawnDevServer(
+  config: Config,
+  binary: string,
+  opts: { port?: number; uiPort?: number; dbFile?: string },
+): Promise<TemporalEndpoint> {
   const port = opts.port ?? (await freePort());
   const address = `127.0.0.1:${port}`;
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'error'];
@@ -120,18 +141,22 @@ export async function startDevServer(
   }
   for (const [k, v] of Object.entries(SEARCH_ATTRIBUTES)) args.push('--search-attribute', `${k}=${v}`);
   const child: ChildProcess = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: false });
-  let stderr = '';
+  // Keep the head of stderr (where the reason is) and its tail (where a panic ends).
+  let head = '';
+  let tail = '';
   child.stderr?.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
+    if (head.length < 2000) head = (head + d.toString()).slice(0, 2000);
+    tail = (tail + d.toString()).slice(-2000);
   });
+  const reason = (): string => (head.length < 2000 ? head : `${head} … ${tail}`).trim().split('\n')[0];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`temporal dev server exited (${child.exitCode}): ${stderr.trim()}`);
+    if (child.exitCode !== null) throw new DevServerExited(`temporal dev server exited (${child.exitCode}): ${reason()}`);
     if (await isServerUp(config, address, 1000)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`temporal dev server did not answer on ${address} within 60s: ${stderr.trim()}`);
+      throw new Error(`temporal dev server did not answer on ${address} within 60s: ${reason()}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
