@@ -8,10 +8,10 @@ import type { LeaseInput } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
 import { PipelineWorkers, workflowBundle } from '../../worker/main';
 import { eventsTaskQueue } from '../../workflows/task-queues';
-import { temporalTestServer, tmpDir } from '../support/env';
+import { temporalCli, tmpDir } from '../support/env';
 
 /**
- * dailyPipeline's lease handling on the time-skipping server with fake steps: the lease is renewed on a timer while
+ * dailyPipeline's lease handling on a real dev server with fake steps: the lease is renewed on a timer while
  * a long step runs, released at the end, and a lease found taken over stops the run with LakeLeaseLost.
  */
 describe('dailyPipeline holds the lake lease', () => {
@@ -20,8 +20,10 @@ describe('dailyPipeline holds the lake lease', () => {
   const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
 
   beforeAll(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: temporalTestServer() } },
+    // Real time on a dev server: the renewal timer is 300 ms, so nothing needs skipping (and a time-skipping server
+    // racing a real 1.5 s activity against those timers made this test hang once in CI).
+    env = await TestWorkflowEnvironment.createLocal({
+      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
     });
   });
 
