@@ -184,28 +184,18 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
        group by window_size, window_start, window_end, org_id, service`,
       { key },
     );
-    const winParts = await distinct(conn, `select distinct window_date::varchar as p from _speed_contrib`);
-    const winAffected = new Set([...winParts, ...entry.windowPartitions]);
-    await conn.run(`create or replace temp table _speed_windows_out as select * from _speed_contrib where false`);
-    if (winAffected.size > 0) {
-      await partitionView(conn, storage, input.lake, windowsRef, '_speed_windows_prev', SPEED_WINDOW_COLUMNS, (p) =>
-        winAffected.has(p),
-      );
-      await conn.run(
-        `create or replace temp table _speed_windows_out as
-         select * from _speed_windows_prev where source_file <> $key
-         union all by name
-         select * from _speed_contrib`,
-        { key },
-      );
-      const pub = await publishTable(ctx, {
-        ...windowsRef,
-        source: '_speed_windows_out',
-        partitionBy: 'window_date',
-        owns: (p) => winAffected.has(p),
-      });
-      metrics.partitionsWritten += pub.written.length + pub.deleted.length;
-      metrics.changedPartitions = [...pub.written, ...pub.deleted].sort();
+    const { partitions: winParts, published: winPub } = await replaceFileRows(ctx, {
+      ref: windowsRef,
+      columns: SPEED_WINDOW_COLUMNS,
+      rows: '_speed_contrib',
+      out: '_speed_windows_out',
+      partitionBy: 'window_date',
+      earlierPartitions: entry.windowPartitions,
+      key,
+    });
+    if (winPub) {
+      metrics.partitionsWritten += winPub.written.length + winPub.deleted.length;
+      metrics.changedPartitions = [...winPub.written, ...winPub.deleted].sort();
     }
     const [contrib] = await queryRows(conn, `select count(*)::bigint as n from _speed_contrib`);
     metrics.rowsOut = Number(contrib.n);
@@ -218,26 +208,15 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
        from _speed_events where is_late`,
       { wm: tsParam(watermark) },
     );
-    const lateParts = await distinct(conn, `select distinct usage_date::varchar as p from _speed_late`);
-    const lateAffected = new Set([...lateParts, ...entry.latePartitions]);
-    if (lateAffected.size > 0) {
-      await partitionView(conn, storage, input.lake, lateRef, '_speed_late_prev', LATE_EVENT_COLUMNS, (p) =>
-        lateAffected.has(p),
-      );
-      await conn.run(
-        `create or replace temp table _speed_late_out as
-         select * from _speed_late_prev where source_file <> $key
-         union all by name
-         select * from _speed_late`,
-        { key },
-      );
-      await publishTable(ctx, {
-        ...lateRef,
-        source: '_speed_late_out',
-        partitionBy: 'usage_date',
-        owns: (p) => lateAffected.has(p),
-      });
-    }
+    const { partitions: lateParts } = await replaceFileRows(ctx, {
+      ref: lateRef,
+      columns: LATE_EVENT_COLUMNS,
+      rows: '_speed_late',
+      out: '_speed_late_out',
+      partitionBy: 'usage_date',
+      earlierPartitions: entry.latePartitions,
+      key,
+    });
 
     // Alerts: org totals of the 5-minute windows this file touched, over the threshold, once per window.
     const alerts = await raiseAlerts(ctx, deps, { key, version });
@@ -282,6 +261,50 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     m.durationMs = Date.now() - started;
     return { metrics: m, watermark, alerts };
   }
+}
+
+/**
+ * Replaces one source file's rows in a speed table: in every partition the file touches now or touched before, the
+ * rows of other files are kept and this file's rows become `rows`. Only those partitions are rewritten; the new
+ * content of those partitions stays in temp table `out` (empty when none) for the serving and alert steps. Returns the
+ * partitions the file touches now, and the publish result (none when it touches no partition, now or before).
+ */
+async function replaceFileRows(
+  ctx: Awaited<ReturnType<typeof openLake>>,
+  spec: {
+    ref: { layer: string; table: string };
+    columns: ColumnDef[];
+    rows: string;
+    out: string;
+    partitionBy: string;
+    earlierPartitions: string[];
+    key: string;
+  },
+): Promise<{ partitions: string[]; published?: Awaited<ReturnType<typeof publishTable>> }> {
+  const { conn, storage, lakeRoot } = ctx;
+  const rows = sqlIdent(spec.rows);
+  const out = sqlIdent(spec.out);
+  const now = await distinct(conn, `select distinct ${sqlIdent(spec.partitionBy)}::varchar as p from ${rows}`);
+  const affected = new Set([...now, ...spec.earlierPartitions]);
+  if (affected.size === 0) {
+    await conn.run(`create or replace temp table ${out} as select * from ${rows} where false`);
+    return { partitions: now };
+  }
+  await partitionView(conn, storage, lakeRoot, spec.ref, '_speed_prev', spec.columns, (p) => affected.has(p));
+  await conn.run(
+    `create or replace temp table ${out} as
+     select * from _speed_prev where source_file <> $key
+     union all by name
+     select * from ${rows}`,
+    { key: spec.key },
+  );
+  const published = await publishTable(ctx, {
+    ...spec.ref,
+    source: spec.out,
+    partitionBy: spec.partitionBy,
+    owns: (p) => affected.has(p),
+  });
+  return { partitions: now, published };
 }
 
 async function distinct(conn: Awaited<ReturnType<typeof openLake>>['conn'], sql: string): Promise<string[]> {
