@@ -3,10 +3,12 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { isUtf8 } from 'node:buffer';
 import { parse as parseCsv } from 'csv-parse/sync';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { joinUri } from '../config/env';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../config/contracts';
 import type { CsvContract } from '../config/contracts';
-import { publishTable, registerView } from '../lake/catalog';
+import { lakeWrite, NULL_PARTITION, publishTables, qualified, registerView } from '../lake/lakehouse';
+import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlString } from '../lake/duckdb';
 import { isNotFound, resolveLandingKey, scratchDir, storageFor } from '../lake/storage';
 import type { Storage, StoredObject } from '../lake/storage';
@@ -19,12 +21,13 @@ import {
   onCancel,
   openLake,
   persistMetrics,
+  withLake,
 } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 
 export const EVENTS_PREFIX = 'usage_events_stream';
 
-/** One landed file as recorded in the `_meta/manifest/` of the lake. */
+/** One landed file as recorded in the lake's `meta.landed_files`. */
 export interface ManifestEntry {
   key: string;
   sha256: string;
@@ -42,18 +45,68 @@ export interface ManifestEntry {
 
 type EventManifest = Record<string, ManifestEntry>;
 
-function csvManifestUri(lake: string, file: string): string {
-  return joinUri(lake, '_meta', 'manifest', 'csv', `${file}.json`);
+/** `source` of meta.landed_files rows: 'csv' for the CSV snapshots, 'usage_events' for events files. */
+type LandedSource = 'csv' | 'usage_events';
+
+/** The latest record per landed file of a source (append-only table: the newest row per key wins). */
+export async function readLandedFiles(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  source: LandedSource,
+  key?: string,
+): Promise<Record<string, ManifestEntry>> {
+  const rows = await queryRows(
+    conn,
+    `select key, sha256, size, version, rows, partitions, run_id, strftime(ingested_at, '%Y-%m-%dT%H:%M:%S.%gZ') as ingested_at
+     from ${qualified(lake, 'meta', 'landed_files')}
+     where source = $source ${key === undefined ? '' : 'and key = $key'}
+     qualify row_number() over (partition by key order by ingested_at desc) = 1`,
+    key === undefined ? { source } : { source, key },
+  );
+  const out: Record<string, ManifestEntry> = {};
+  for (const r of rows) {
+    out[String(r.key)] = {
+      key: String(r.key),
+      sha256: String(r.sha256),
+      size: Number(r.size),
+      version: String(r.version),
+      rows: Number(r.rows),
+      ingestedAt: String(r.ingested_at),
+      runId: String(r.run_id),
+      ...(r.partitions ? { partitions: (r.partitions as string[]).map(String) } : {}),
+    };
+  }
+  return out;
 }
 
-function eventManifestUri(lake: string): string {
-  return joinUri(lake, '_meta', 'manifest', 'usage_events.json');
+export function readEventManifest(conn: DuckDBConnection, lake: AttachedLake): Promise<EventManifest> {
+  return readLandedFiles(conn, lake, 'usage_events');
 }
 
-export async function readEventManifest(storage: Storage, lake: string): Promise<EventManifest> {
-  const uri = eventManifestUri(lake);
-  if (!(await storage.exists(uri))) return {};
-  return JSON.parse((await storage.readBytes(uri)).toString('utf8')) as EventManifest;
+/** Appends landed-file records (inside the caller's publish transaction when there is one). */
+async function writeLandedFiles(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  source: LandedSource,
+  entries: ManifestEntry[],
+): Promise<void> {
+  for (const e of entries) {
+    await conn.run(
+      `insert into ${qualified(lake, 'meta', 'landed_files')}
+       values ($source, $key, $sha, $size, $version, $rows, $partitions::varchar[], $run, $at::timestamptz)`,
+      {
+        source,
+        key: e.key,
+        sha: e.sha256,
+        size: e.size,
+        version: e.version,
+        rows: e.rows,
+        partitions: e.partitions ? JSON.stringify(e.partitions) : null,
+        run: e.runId,
+        at: e.ingestedAt,
+      },
+    );
+  }
 }
 
 const sha256 = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
@@ -95,7 +148,7 @@ export async function ingestCsvSource(
   if (!contract) throw contractViolation(`unknown CSV source table ${input.table}`);
   const metrics = emptyMetrics(`bronze.${contract.bronze}`, 'bronze', contract.bronze);
   const ctx = await openLake(deps, input);
-  const { conn, storage } = ctx;
+  const { conn } = ctx;
   const done = onCancel(conn);
   const scratch = await scratchDir('csv');
   try {
@@ -103,19 +156,16 @@ export async function ingestCsvSource(
     const landingStorage = storageForLanding(deps, input);
     if (!(await landingStorage.exists(uri))) {
       metrics.extra.missing_source = 1;
-      return finish(storage, input, metrics, started);
+      return await finish(ctx, input, metrics, started);
     }
     const bytes = await landingStorage.readBytes(uri);
     const hash = sha256(bytes);
-    const manifestUri = csvManifestUri(input.lake, contract.file);
-    const prev = (await storage.exists(manifestUri))
-      ? (JSON.parse((await storage.readBytes(manifestUri)).toString('utf8')) as ManifestEntry)
-      : undefined;
+    const prev = (await readLandedFiles(conn, ctx.lake, 'csv', contract.file))[contract.file];
     metrics.rowsIn = bytes.length === 0 ? 0 : countLines(bytes) - 1;
     if (prev && prev.sha256 === hash) {
       metrics.rowsOut = prev.rows;
       metrics.extra.unchanged_source = 1;
-      return finish(storage, input, metrics, started);
+      return await finish(ctx, input, metrics, started);
     }
     if (!isUtf8(bytes)) {
       const line = firstInvalidUtf8Line(bytes);
@@ -157,22 +207,26 @@ export async function ingestCsvSource(
        from _csv_raw`,
       { ingest_ts: new Date().toISOString(), file: contract.file, run_id: input.runId },
     );
-    const pub = await publishTable(ctx, { layer: 'bronze', table: contract.bronze, source: '_bronze_out' });
-    metrics.rowsOut = pub.rows;
-    metrics.partitionsWritten = pub.written.length;
-    metrics.partitionsUnchanged = pub.unchanged;
-    metrics.nullRates = await nullRates(conn, '_bronze_out', contract.key);
+    const [{ n: outRows }] = await queryRows(conn, `select count(*)::bigint as n from _bronze_out`);
     const entry: ManifestEntry = {
       key: contract.file,
       sha256: hash,
       size: bytes.length,
       version: hash,
-      rows: pub.rows,
+      rows: Number(outRows),
       ingestedAt: new Date().toISOString(),
       runId: input.runId,
     };
-    await storage.writeBytes(manifestUri, JSON.stringify(entry));
-    return finish(storage, input, metrics, started);
+    // The table and the file's manifest record commit in one transaction: never one without the other.
+    const [pub] = await publishTables(ctx, [{ layer: 'bronze', table: contract.bronze, source: '_bronze_out' }], {
+      step: `bronze.${contract.bronze}`,
+      extra: [(c) => writeLandedFiles(c, ctx.lake, 'csv', [entry])],
+    });
+    metrics.rowsOut = pub.rows;
+    metrics.partitionsWritten = pub.written.length;
+    metrics.partitionsUnchanged = pub.unchanged;
+    metrics.nullRates = await nullRates(conn, '_bronze_out', contract.key);
+    return await finish(ctx, input, metrics, started);
   } catch (e) {
     throw classify(e, `bronze.${contract.bronze}`);
   } finally {
@@ -206,9 +260,14 @@ function firstInvalidUtf8Line(b: Buffer): number {
   return line;
 }
 
-async function finish(storage: Storage, target: RunTarget, m: StepMetrics, started: number): Promise<StepMetrics> {
+async function finish(
+  ctx: { conn: DuckDBConnection; lake: AttachedLake },
+  target: RunTarget,
+  m: StepMetrics,
+  started: number,
+): Promise<StepMetrics> {
   m.durationMs = Date.now() - started;
-  await persistMetrics(storage, target, m);
+  await persistMetrics(ctx.conn, ctx.lake, target, m);
   return m;
 }
 
@@ -222,8 +281,7 @@ export async function listEventFiles(
   const landed = (await landingStorage.list(prefix))
     .filter((o) => o.key.endsWith('.jsonl') && !o.key.split('/').some((s) => s.startsWith('.') || s.startsWith('_')))
     .map((o) => ({ ...o, key: `${EVENTS_PREFIX}/${o.key}` }));
-  const lakeStorage = storageFor(target.lake, deps.config);
-  return { landed, manifest: await readEventManifest(lakeStorage, target.lake) };
+  return { landed, manifest: await withLake(deps, target.lake, (conn, lake) => readEventManifest(conn, lake)) };
 }
 
 /** Max bytes of event files parsed in one DuckDB statement; bounds memory at any scale. */
@@ -244,12 +302,12 @@ export async function ingestEventFiles(
   const started = Date.now();
   const metrics = emptyMetrics('bronze.usage_events', 'bronze', 'usage_events');
   const ctx = await openLake(deps, input);
-  const { conn, storage } = ctx;
+  const { conn } = ctx;
   const done = onCancel(conn);
   const scratch = await scratchDir('events');
   const landingStorage = storageForLanding(deps, input);
   try {
-    const manifest = await readEventManifest(storage, input.lake);
+    const manifest = await readEventManifest(conn, ctx.lake);
     let candidates: Array<{ key: string; uri: string; size: number; version: string }>;
     if (input.keys) {
       candidates = input.keys.map((key) => {
@@ -270,7 +328,7 @@ export async function ingestEventFiles(
       if (same) filesSkipped++;
       return !same;
     });
-    let manifestTouched = false;
+    const touched: ManifestEntry[] = [];
 
     // Group pending files into bounded batches; hashing happens while reading each file once.
     type Pending = { key: string; path: string; sha: string; size: number; lines: number; version: string };
@@ -278,9 +336,8 @@ export async function ingestEventFiles(
     let batchBytes = 0;
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
-      const filePartitions = await ingestEventBatch(ctx, input, batch, metrics);
-      for (const p of batch) {
-        manifest[p.key] = {
+      const entries = (filePartitions: Map<string, string[]>): ManifestEntry[] =>
+        batch.map((p) => ({
           key: p.key,
           sha256: p.sha,
           size: p.size,
@@ -289,9 +346,9 @@ export async function ingestEventFiles(
           ingestedAt: new Date().toISOString(),
           runId: input.runId,
           partitions: filePartitionsOf(manifest[p.key], filePartitions.get(p.key)),
-        };
-      }
-      await storage.writeBytes(eventManifestUri(input.lake), JSON.stringify(manifest));
+        }));
+      const recorded = await ingestEventBatch(ctx, input, batch, metrics, entries);
+      for (const e of recorded) manifest[e.key] = e;
       batch = [];
       batchBytes = 0;
       heartbeat({ filesDone: metrics.extra.files_ingested });
@@ -310,8 +367,8 @@ export async function ingestEventFiles(
       if (prev && prev.sha256 === sha) {
         // Same content under a new listing version (touched, re-uploaded): remember the version, ingest nothing.
         if (c.version && prev.version !== c.version) {
-          manifest[c.key] = { ...prev, version: c.version };
-          manifestTouched = true;
+          manifest[c.key] = { ...prev, version: c.version, ingestedAt: new Date().toISOString() };
+          touched.push(manifest[c.key]);
         }
         filesSkipped++;
         continue;
@@ -329,10 +386,12 @@ export async function ingestEventFiles(
       if (batchBytes >= EVENT_BATCH_BYTES) await flush();
     }
     await flush();
-    if (manifestTouched) await storage.writeBytes(eventManifestUri(input.lake), JSON.stringify(manifest));
+    if (touched.length > 0) {
+      await lakeWrite(conn, ctx.lake, async () => () => writeLandedFiles(conn, ctx.lake, 'usage_events', touched));
+    }
     metrics.extra.files_skipped = filesSkipped;
     metrics.extra.files_ingested ??= 0;
-    return finish(storage, input, metrics, started);
+    return await finish(ctx, input, metrics, started);
   } catch (e) {
     throw classify(e, 'bronze.usage_events');
   } finally {
@@ -392,7 +451,8 @@ async function ingestEventBatch(
   input: RunTarget,
   batch: Array<{ key: string; path: string }>,
   metrics: StepMetrics,
-): Promise<Map<string, string[]>> {
+  entries: (filePartitions: Map<string, string[]>) => ManifestEntry[],
+): Promise<ManifestEntry[]> {
   const { conn } = ctx;
   await conn.run(`create or replace temp table _event_files (path varchar, source_file varchar)`);
   const app = await conn.createAppender('_event_files', 'main', 'temp');
@@ -408,7 +468,7 @@ async function ingestEventBatch(
   const filePartitions = new Map<string, string[]>();
   for (const r of await queryRows(
     conn,
-    `select source_file, array_sort(list(distinct coalesce(cast(usage_date as varchar), '__HIVE_DEFAULT_PARTITION__'))) as ps
+    `select source_file, array_sort(list(distinct coalesce(cast(usage_date as varchar), '${NULL_PARTITION}'))) as ps
      from _parsed where _rule is null group by source_file`,
   )) {
     filePartitions.set(String(r.source_file), (r.ps as string[]).map(String));
@@ -440,31 +500,26 @@ async function ingestEventBatch(
 
   const partitions = await queryRows(
     conn,
-    `select distinct coalesce(cast(usage_date as varchar), '__HIVE_DEFAULT_PARTITION__') as p from _new_events`,
+    `select distinct coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') as p from _new_events`,
   );
   const affected = new Set(partitions.map((r) => String(r.p)));
+  const specs: PublishSpec[] = [];
   if (affected.size > 0) {
     await conn.run(
       `create or replace temp table _bronze_out as
        select * from bronze_existing
-       where coalesce(cast(usage_date as varchar), '__HIVE_DEFAULT_PARTITION__') in (select p from (select distinct coalesce(cast(usage_date as varchar), '__HIVE_DEFAULT_PARTITION__') as p from _new_events))
+       where coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') in (select p from (select distinct coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') as p from _new_events))
        union all by name
        select * from _new_events`,
     );
-    const pub = await publishTable(ctx, {
+    specs.push({
       layer: 'bronze',
       table: 'usage_events',
       source: '_bronze_out',
       partitionBy: 'usage_date',
       owns: (p) => affected.has(p),
     });
-    metrics.rowsOut = pub.rows;
-    metrics.partitionsWritten += pub.written.length;
-    metrics.partitionsUnchanged = pub.unchanged;
     metrics.nullRates = await nullRates(conn, '_new_events', ['event_id', 'event_ts', 'org_id', 'service', 'cost_usd_increment']);
-  } else {
-    const [r] = await queryRows(conn, `select count(*)::bigint as n from bronze_existing`);
-    metrics.rowsOut = Number(r.n);
   }
   if (Number(counts.malformed) > 0) {
     // Malformed lines are keyed by (file, line): re-ingesting a file after a crash does not duplicate them.
@@ -475,7 +530,7 @@ async function ingestEventBatch(
        select _rule, _detail, source_file, source_line, _raw from _parsed where _rule is not null
        qualify row_number() over (partition by source_file, source_line order by source_file) = 1`,
     );
-    await publishTable(ctx, {
+    specs.push({
       layer: 'quarantine',
       table: 'usage_events',
       source: '_malformed_out',
@@ -483,6 +538,22 @@ async function ingestEventBatch(
       owns: (p) => p === 'malformed_json',
     });
   }
+  // Bronze rows, malformed lines and the files' manifest records commit in one transaction: a crash leaves the
+  // files pending with nothing of them written, so a retry ingests them exactly once.
+  const recorded = entries(filePartitions);
+  const results = await publishTables(ctx, specs, {
+    step: 'bronze.usage_events',
+    extra: [(c) => writeLandedFiles(c, ctx.lake, 'usage_events', recorded)],
+  });
+  if (affected.size > 0) {
+    const pub = results[0];
+    metrics.rowsOut = pub.rows;
+    metrics.partitionsWritten += pub.written.length;
+    metrics.partitionsUnchanged = pub.unchanged;
+  } else {
+    const [r] = await queryRows(conn, `select count(*)::bigint as n from bronze_existing`);
+    metrics.rowsOut = Number(r.n);
+  }
   await conn.run(`drop table if exists _parsed; drop table if exists _new_events; drop table if exists _bronze_out`);
-  return filePartitions;
+  return recorded;
 }

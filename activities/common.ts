@@ -2,12 +2,12 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../config/env';
-import { joinUri } from '../config/env';
 import { aliasRows } from '../config/aliases';
 import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/duckdb';
 import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
-import type { LakeContext } from '../lake/catalog';
+import { attachLake, lakeWrite, LakeUnavailableError, qualified } from '../lake/lakehouse';
+import type { AttachedLake, LakeContext } from '../lake/lakehouse';
 
 /** What every activity gets from the worker: config and the process's single DuckDB instance. */
 export interface ActivityDeps {
@@ -126,6 +126,11 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
       throw e;
     });
   }
+  const lake = await attachLake(deps.db, deps.config, target.lake).catch((e: unknown) => {
+    // A missing extension, a lake that is a file, an S3 lake without a catalog: retrying does not help.
+    if (e instanceof LakeUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
+    throw e;
+  });
   const conn = await deps.db.connect();
   await conn.run(`set TimeZone = 'UTC'`);
   await conn.run(`create or replace temp table _aliases (kind varchar, token varchar, canonical varchar)`);
@@ -157,7 +162,31 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
   await conn.run(
     `set variable currencies = [${deps.config.currencies.map((c) => `'${c.replace(/[^A-Z]/g, '')}'`).join(', ')}]`,
   );
-  return { conn, storage: storageFor(target.lake, deps.config), lakeRoot: target.lake, runId: target.runId };
+  return { conn, lake, storage: storageFor(target.lake, deps.config), lakeRoot: target.lake, runId: target.runId };
+}
+
+/** Runs `fn` on a fresh connection with the target's lake attached (for small meta reads and writes). */
+export async function withLake<T>(
+  deps: ActivityDeps,
+  lakeRoot: string,
+  fn: (conn: DuckDBConnection, lake: AttachedLake) => Promise<T>,
+): Promise<T> {
+  if (isS3(lakeRoot)) {
+    await ensureS3(deps.db, deps.config).catch((e: unknown) => {
+      if (e instanceof HttpfsUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
+      throw e;
+    });
+  }
+  const lake = await attachLake(deps.db, deps.config, lakeRoot).catch((e: unknown) => {
+    if (e instanceof LakeUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
+    throw e;
+  });
+  const conn = await deps.db.connect();
+  try {
+    return await fn(conn, lake);
+  } finally {
+    conn.closeSync();
+  }
 }
 
 
@@ -169,10 +198,22 @@ export async function nullRates(conn: DuckDBConnection, table: string, columns: 
   return Object.fromEntries(columns.map((c) => [c, Number(row[c])]));
 }
 
-/** Persists a step's metrics under `_meta/quality/` (one JSON per step and run, queryable by DuckDB). */
-export async function persistMetrics(storage: Storage, target: RunTarget, m: StepMetrics): Promise<void> {
-  const uri = joinUri(target.lake, '_meta', 'quality', `run_id=${target.runId}`, `${m.step.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`);
-  await storage.writeBytes(uri, JSON.stringify({ run_id: target.runId, recorded_at: new Date().toISOString(), ...m }));
+/**
+ * Persists a step's metrics as a row of `meta.step_metrics` (append-only: a retried step appends again and the
+ * latest row per run and step is the step's record).
+ */
+export async function persistMetrics(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  target: RunTarget,
+  m: StepMetrics,
+): Promise<void> {
+  await lakeWrite(conn, lake, async () => async () => {
+    await conn.run(
+      `insert into ${qualified(lake, 'meta', 'step_metrics')} values ($run, $step, $layer, $table, $metrics, now())`,
+      { run: target.runId, step: m.step, layer: m.layer, table: m.table, metrics: JSON.stringify(m) },
+    );
+  });
 }
 
 export function emptyMetrics(step: string, layer: StepMetrics['layer'], table: string): StepMetrics {

@@ -9,6 +9,8 @@ import type { LoadServingInput } from './serving';
 import { acquireLakeLease, releaseLakeLease, renewLakeLease, searchAttributeProbe } from './runs';
 import type { LeaseInput } from './runs';
 import { notifyAlerts, updateSpeedLayer } from './speed';
+import { maintainLake } from './maintenance';
+import type { MaintainLakeInput } from './maintenance';
 import type { SpeedAlert, SpeedUpdateInput } from './speed';
 
 export type { ActivityDeps, RunTarget, StepMetrics } from './common';
@@ -16,6 +18,7 @@ export type { GateResult, RunSummary } from './quality';
 export type { LoadServingInput } from './serving';
 export type { LeaseGrant, LeaseInput } from './runs';
 export type { SpeedAlert, SpeedUpdateInput, SpeedUpdateResult } from './speed';
+export type { MaintainLakeInput, MaintenanceReport } from './maintenance';
 
 /**
  * The worker calls this once with its dependencies; workflows import only the type of the result. Retries,
@@ -51,6 +54,8 @@ export function createActivities(deps: ActivityDeps) {
     acquireLakeLease: (input: LeaseInput) => acquireLakeLease(deps, input),
     renewLakeLease: (input: LeaseInput) => renewLakeLease(deps, input),
     releaseLakeLease: (input: LeaseInput) => releaseLakeLease(deps, input),
+    /** Lake upkeep: expire old snapshots, merge small files, delete unreferenced files. Events queue only. */
+    maintainLake: (input: MaintainLakeInput) => withKeepalive(() => maintainLake(deps, input)),
     /** Which of the given custom search attributes the namespace has registered (cached a minute; never fails). */
     knownSearchAttributes: (names: string[]) => knownSearchAttributes(names),
   };

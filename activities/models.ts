@@ -1,6 +1,6 @@
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS } from '../config/contracts';
-import type { ColumnDef, LakeContext } from '../lake/catalog';
-import { publishTable, registerView } from '../lake/catalog';
+import type { ColumnDef, LakeContext } from '../lake/lakehouse';
+import { publishTable, publishTables, registerView } from '../lake/lakehouse';
 import { loadSql, queryRows } from '../lake/duckdb';
 import { findModel } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
@@ -19,9 +19,7 @@ async function registerInputs(ctx: LakeContext, model: ModelSpec): Promise<numbe
   let rowsIn = 0;
   for (const input of model.inputs) {
     const m = await registerView(ctx, input.layer, input.table, `${input.layer}_${input.table}`, fallbackColumns(input));
-    if (m && input.layer === (model.layer === 'silver' ? 'bronze' : 'silver')) {
-      rowsIn += Object.values(m.partitions).reduce((a, p) => a + p.rows, 0);
-    }
+    if (m && input.layer === (model.layer === 'silver' ? 'bronze' : 'silver')) rowsIn += m.rows;
   }
   return rowsIn;
 }
@@ -36,7 +34,7 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
   const model = findModel('silver', input.table);
   const metrics = emptyMetrics(`silver.${model.table}`, 'silver', model.table);
   const ctx = await openLake(deps, input);
-  const { conn, storage } = ctx;
+  const { conn } = ctx;
   const done = onCancel(conn);
   try {
     metrics.rowsIn = await registerInputs(ctx, model);
@@ -47,20 +45,16 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
        select _rule as rule, _detail as detail, source_file, source_line::integer as source_line, _raw as raw
        from _model where _rule is not null`,
     );
-    const pub = await publishTable(ctx, {
-      layer: 'silver',
-      table: model.table,
-      source: '_kept',
-      partitionBy: model.partitionBy,
-    });
-    // Bronze owns the malformed_json partition of quarantine/usage_events; silver owns the rest.
-    await publishTable(ctx, {
-      layer: 'quarantine',
-      table: model.table,
-      source: '_rejected',
-      partitionBy: 'rule',
-      owns: (p) => p !== 'malformed_json',
-    });
+    // The table and its quarantine commit together. Bronze owns the malformed_json partition of
+    // quarantine.usage_events; silver owns the rest.
+    const [pub] = await publishTables(
+      ctx,
+      [
+        { layer: 'silver', table: model.table, source: '_kept', partitionBy: model.partitionBy },
+        { layer: 'quarantine', table: model.table, source: '_rejected', partitionBy: 'rule', owns: (p) => p !== 'malformed_json' },
+      ],
+      { step: `silver.${model.table}` },
+    );
     for (const r of await queryRows(conn, `select rule, count(*)::bigint as n from _rejected group by rule order by rule`)) {
       metrics.quarantined[String(r.rule)] = Number(r.n);
     }
@@ -85,7 +79,7 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
       for (const [k, v] of Object.entries(f)) metrics.extra[k] = Number(v);
     }
     metrics.durationMs = Date.now() - started;
-    await persistMetrics(storage, input, metrics);
+    await persistMetrics(conn, ctx.lake, input, metrics);
     return metrics;
   } catch (e) {
     throw classify(e, `silver.${model.table}`);
@@ -105,7 +99,7 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
   const model = findModel('gold', input.mart);
   const metrics = emptyMetrics(`gold.${model.table}`, 'gold', model.table);
   const ctx = await openLake(deps, input);
-  const { conn, storage } = ctx;
+  const { conn } = ctx;
   const done = onCancel(conn);
   try {
     metrics.rowsIn = await registerInputs(ctx, model);
@@ -128,7 +122,7 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
       metrics.extra.anomaly_days = Number(f.anomaly_days);
     }
     metrics.durationMs = Date.now() - started;
-    await persistMetrics(storage, input, metrics);
+    await persistMetrics(conn, ctx.lake, input, metrics);
     return metrics;
   } catch (e) {
     throw classify(e, `gold.${model.table}`);

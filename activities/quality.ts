@@ -1,7 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { joinUri } from '../config/env';
-import { storageFor } from '../lake/storage';
-import { ErrorTypes, emptyMetrics, persistMetrics } from './common';
+import { lakeWrite, qualified, runSnapshots } from '../lake/lakehouse';
+import { ErrorTypes, emptyMetrics, persistMetrics, withLake } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 
 export interface GateResult {
@@ -37,13 +36,20 @@ export async function qualityGate(
     if (m.table === 'usage_events' && m.rowsOut > 0) {
       const aRate = (m.extra.anomaly_any ?? 0) / m.rowsOut;
       const aPassed = aRate <= quality.maxAnomalyRate;
-      checks.push({ table: m.table, check: 'anomaly_rate', value: round6(aRate), limit: quality.maxAnomalyRate, passed: aPassed });
-      if (!aPassed) failures.push(`silver.usage_events anomaly rate ${pct(aRate)} > limit ${pct(quality.maxAnomalyRate)}`);
+      checks.push({
+        table: m.table,
+        check: 'anomaly_rate',
+        value: round6(aRate),
+        limit: quality.maxAnomalyRate,
+        passed: aPassed,
+      });
+      if (!aPassed)
+        failures.push(`silver.usage_events anomaly rate ${pct(aRate)} > limit ${pct(quality.maxAnomalyRate)}`);
     }
   }
   const metrics = emptyMetrics('quality.gate', 'quality', 'silver');
   metrics.extra = Object.fromEntries(checks.map((c) => [`${c.table}.${c.check}`, c.value]));
-  await persistMetrics(storageFor(input.lake, deps.config), input, metrics);
+  await withLake(deps, input.lake, (conn, lake) => persistMetrics(conn, lake, input, metrics));
   if (failures.length > 0) {
     throw ApplicationFailure.nonRetryable(`quality gate failed: ${failures.join('; ')}`, ErrorTypes.QualityGateFailed, {
       checks,
@@ -52,7 +58,7 @@ export async function qualityGate(
   return { passed: true, checks };
 }
 
-/** A run's summary as stored under `_meta/runs/` and returned by the workflow. */
+/** A run's summary as stored in `meta.runs` and returned by the workflow. */
 export interface RunSummary {
   runId: string;
   workflowId: string;
@@ -66,12 +72,41 @@ export interface RunSummary {
   steps: StepMetrics[];
   gate?: GateResult;
   error?: string;
+  /** The lake snapshots this run committed (first and last id), for time travel: `AT (VERSION => id)`. */
+  snapshots?: { first: number; last: number; count: number };
 }
 
-/** Persists the run record (idempotent: one object per run id, replaced on retry). */
-export async function recordRun(deps: ActivityDeps, summary: RunSummary): Promise<void> {
-  const storage = storageFor(summary.lake, deps.config);
-  await storage.writeBytes(joinUri(summary.lake, '_meta', 'runs', `${summary.runId}.json`), JSON.stringify(summary));
+/**
+ * Persists the run record as a row of `meta.runs` with the snapshot range the run committed (idempotent: a retry
+ * appends the same record again and readers take the latest row per run id).
+ */
+export async function recordRun(deps: ActivityDeps, summary: RunSummary): Promise<RunSummary> {
+  return withLake(deps, summary.lake, async (conn, lake) => {
+    const ids = await runSnapshots(conn, lake, summary.runId);
+    const record: RunSummary =
+      ids.length > 0
+        ? { ...summary, snapshots: { first: ids[0], last: ids[ids.length - 1], count: ids.length } }
+        : summary;
+    await lakeWrite(conn, lake, async () => async () => {
+      await conn.run(
+        `insert into ${qualified(lake, 'meta', 'runs')}
+       values ($run, $wf, $kind, $date, $status, $started::timestamptz, $finished::timestamptz, $first, $last, $summary, now())`,
+        {
+          run: record.runId,
+          wf: record.workflowId,
+          kind: record.kind,
+          date: record.logicalDate,
+          status: record.status,
+          started: record.startedAt,
+          finished: record.finishedAt,
+          first: record.snapshots?.first ?? null,
+          last: record.snapshots?.last ?? null,
+          summary: JSON.stringify(record),
+        },
+      );
+    });
+    return record;
+  });
 }
 
 const round6 = (x: number): number => Math.round(x * 1e6) / 1e6;

@@ -4,8 +4,11 @@ import cassandra from 'cassandra-driver';
 import type { Config } from '../config/env';
 import { primaryKey, SERVING_TABLES } from '../config/serving';
 import type { ServingColumn, ServingTable } from '../config/serving';
-import { registerView } from '../lake/catalog';
-import type { TableManifest } from '../lake/catalog';
+import { partitionVersions, registerView } from '../lake/lakehouse';
+import type { AttachedLake } from '../lake/lakehouse';
+
+/** Gold partition versions (`meta.partitions`) by partition value. */
+type PartitionMap = Record<string, { rows: number; hash: string }>;
 import {
   CassandraRejected,
   CassandraUnavailable,
@@ -19,9 +22,7 @@ import {
 import type { CassandraClient, CassandraSettings } from '../lake/cassandra';
 import { queryRows } from '../lake/duckdb';
 import { Digest, keyOf, manifestFingerprint, partitionsToLoad, toCqlParams, toCqlValue } from '../lake/serving-codec';
-import { storageFor } from '../lake/storage';
-import type { Storage } from '../lake/storage';
-import { classify, emptyMetrics, heartbeat, openLake, persistMetrics } from './common';
+import { classify, emptyMetrics, heartbeat, openLake, persistMetrics, withLake } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 import type { RunSummary } from './quality';
 
@@ -121,7 +122,7 @@ interface Ctx {
   client: CassandraClient;
   ks: string;
   conn: DuckDBConnection;
-  storage: Storage;
+  lake: AttachedLake;
   lakeRoot: string;
   /** Renews the load lease when it is due (a no-op when verifying). */
   keepLease: () => Promise<void>;
@@ -154,7 +155,7 @@ export async function loadServing(deps: ActivityDeps, input: LoadServingInput): 
     metrics.extra.load_ms = report.loadMs;
     // End to end: gold read, mapping and upserts (reconciliation excluded).
     metrics.extra.rows_per_second = report.loadMs > 0 ? Math.round((report.rowsWritten * 1000) / report.loadMs) : 0;
-    await persistMetrics(storageFor(input.lake, deps.config), input, metrics);
+    await withLake(deps, input.lake, (conn, lake) => persistMetrics(conn, lake, input, metrics));
     return metrics;
   } catch (e) {
     throw toFailure(e, 'serving.load', deps.config.cassandra);
@@ -208,7 +209,7 @@ export async function runServing(
     client,
     ks: settings.keyspace,
     conn: lake.conn,
-    storage: lake.storage,
+    lake: lake.lake,
     lakeRoot: input.lake,
     keepLease: async () => {
       if (!leased || Date.now() - renewedAt < LEASE_RENEW_MS) return;
@@ -262,9 +263,9 @@ async function syncTable(
   opts: { mode: 'load' | 'verify'; full: boolean; changed?: string[]; runId: string },
 ): Promise<TableResult> {
   const started = Date.now();
-  const manifest = await registerView(ctx, 'gold', t.source, 'src');
-  if (!manifest) throw new Error(`gold.${t.source} has not been built yet: run the pipeline first`);
-  const manifestParts = manifest.partitions;
+  const built = await registerView(ctx, 'gold', t.source, 'src');
+  if (!built) throw new Error(`gold.${t.source} has not been built yet: run the pipeline first`);
+  const manifestParts: PartitionMap = Object.fromEntries(await partitionVersions(ctx.conn, ctx.lake, 'gold', t.source));
 
   // Decide the scope: 'all' or a list of gold partition values.
   let scope: 'all' | string[] = 'all';
@@ -383,7 +384,7 @@ async function syncTable(
   result.cassandra = cassDigest.figures();
   result.matched = goldDigest.equals(cassDigest);
   result.verifyMs = Date.now() - v0;
-  if (opts.mode === 'load' && result.matched) await writeState(ctx, t, manifest, result, opts.runId, scope);
+  if (opts.mode === 'load' && result.matched) await writeState(ctx, t, manifestParts, result, opts.runId, scope);
   result.totalMs = Date.now() - started;
   return result;
 }
@@ -473,7 +474,7 @@ async function readScope(
   ctx: Ctx,
   t: ServingTable,
   scope: 'all' | string[],
-  manifestParts: TableManifest['partitions'],
+  manifestParts: PartitionMap,
   onRow: (row: Record<string, unknown>) => void,
 ): Promise<void> {
   const cols = t.columns.map((c) => c.name).join(', ');
@@ -551,7 +552,7 @@ async function readState(ctx: Ctx, t: ServingTable): Promise<StateRow | undefine
 async function writeState(
   ctx: Ctx,
   t: ServingTable,
-  manifest: TableManifest,
+  manifest: PartitionMap,
   r: TableResult,
   runId: string,
   scope: 'all' | string[],
@@ -567,7 +568,7 @@ async function writeState(
       t.name,
       t.source,
       ctx.lakeRoot,
-      JSON.stringify(manifestFingerprint(manifest.partitions)),
+      JSON.stringify(manifestFingerprint(manifest)),
       types.Long.fromString(String(agg.n)),
       agg.lo ? types.LocalDate.fromString(String(agg.lo)) : null,
       agg.hi ? types.LocalDate.fromString(String(agg.hi)) : null,

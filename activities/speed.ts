@@ -1,7 +1,8 @@
 import { ApplicationFailure } from '@temporalio/common';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { BRONZE_EVENT_COLUMNS } from '../config/contracts';
-import type { ColumnDef } from '../lake/catalog';
-import { publishTable, readManifest } from '../lake/catalog';
+import { lakeColumns, publishTables } from '../lake/lakehouse';
+import type { ColumnDef, PublishSpec } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent } from '../lake/duckdb';
 import {
   ALERT_COLUMNS,
@@ -16,7 +17,7 @@ import {
   writeSpeedState,
 } from '../lake/speed';
 import type { SpeedAlert, SpeedFileEntry } from '../lake/speed';
-import { readEventManifest } from './bronze';
+import { readLandedFiles } from './bronze';
 import { classify, contractViolation, emptyMetrics, onCancel, openLake, persistMetrics } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 import { upsertSpeedServing } from './speed-serving';
@@ -42,6 +43,7 @@ const ENRICHMENT_FALLBACK: Record<string, ColumnDef[]> = {
   resources: ['resource_id', 'state'].map((name) => ({ name, type: 'VARCHAR' })),
 };
 
+const bronzeRef = { layer: 'bronze', table: 'usage_events' };
 const windowsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
 const lateRef = { layer: SPEED_LAYER, table: SPEED_TABLES.lateEvents };
 const alertsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.alerts };
@@ -53,14 +55,19 @@ const tsParam = (ts: string | null): string => ts ?? '-infinity';
  * The speed layer (SPEC §7) for one events file, after its bronze ingest. Runs on the events queue (single writer).
  *
  * 1. The file's rows = bronze rows whose source_file is the key (first seen wins, so duplicates of earlier files are
- *    not counted twice), read from the bronze partitions the file manifest names.
+ *    not counted twice), read from the bronze partitions its meta.landed_files record names.
  * 2. The silver usage_events model itself runs over those rows (empty enrichment views): only events that pass the
  *    silver rules, canonicalised the same way, feed the windows.
  * 3. Watermark = max event time over earlier files − lag, fixed per key at first processing. Events older than it
- *    are late: recorded in `_meta/speed/late_events`, counted, and applied to no window (the batch layer has them).
+ *    are late: recorded in `speed.late_events`, counted, and applied to no window (the batch layer has them).
  * 4. The file's contribution to the 5 min / 15 min / 1 h windows replaces its earlier one (rows keyed by
  *    source_file), so a retry or re-processing never double-counts; alerts for org 5-minute windows over the
  *    threshold are recorded once per window; Cassandra gets the touched windows when configured.
+ *
+ * Windows, late events, alerts and the file's final state commit in one DuckLake transaction: the state never
+ * names partitions or a max event time the tables do not have, nor the reverse. Cassandra is upserted just before
+ * that commit, so a serving failure leaves the file pending and the retry upserts again (totals by primary key:
+ * idempotent); until the retry commits, serving may be ahead of the lake, never behind it.
  *
  * Idempotent: a file version already done is skipped; a crash mid-way re-runs to the same content. No heartbeat
  * details: the worker wraps it in a keepalive (activities/index.ts).
@@ -69,15 +76,15 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
   const started = Date.now();
   const metrics = emptyMetrics('speed.windows', 'serving', 'speed_windows');
   const ctx = await openLake(deps, input);
-  const { conn, storage } = ctx;
+  const { conn, lake } = ctx;
   const done = onCancel(conn);
   const key = input.fileKey;
   const lag = deps.config.streaming.watermarkLagMinutes;
   try {
-    const fileEntry = (await readEventManifest(storage, input.lake))[key];
+    const fileEntry = (await readLandedFiles(conn, lake, 'usage_events', key))[key];
     if (!fileEntry) throw contractViolation(`file ${key} is not in bronze usage_events (ingest it first)`);
     const version = fileVersionId(key, fileEntry.sha256);
-    const state = await readSpeedState(storage, input.lake);
+    const state = await readSpeedState(conn, lake);
     const prev = state.files[key];
     if (prev && prev.sha256 === fileEntry.sha256 && prev.status === 'done') {
       metrics.extra.files_skipped = 1;
@@ -112,25 +119,24 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       runId: input.runId,
     };
     state.files[key] = entry;
-    await writeSpeedState(storage, input.lake, state);
+    await writeSpeedState(conn, lake, state);
 
     // 1–2: the file's first-seen bronze rows through the silver model.
     const hint = fileEntry.partitions;
     await partitionView(
       conn,
-      storage,
-      input.lake,
-      { layer: 'bronze', table: 'usage_events' },
+      lake,
+      bronzeRef,
       '_speed_bronze',
       BRONZE_EVENT_COLUMNS,
-      (p) => (hint ? hint.includes(p) : true),
+      hint ? { column: 'usage_date', in: hint } : undefined,
     );
     await conn.run(`create or replace temp table _speed_rows as select * from _speed_bronze where source_file = $key`, {
       key,
     });
     await conn.run(`create or replace temp view bronze_usage_events as select * from _speed_rows`);
     for (const t of ['orgs', 'resources']) {
-      const cols = (await readManifest(storage, input.lake, 'silver', t))?.columns ?? ENRICHMENT_FALLBACK[t];
+      const cols = (await lakeColumns(conn, lake, 'silver', t)) ?? ENRICHMENT_FALLBACK[t];
       const body = cols.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
       await conn.run(`create or replace temp view ${sqlIdent(`silver_${t}`)} as select ${body} where false`);
     }
@@ -184,7 +190,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
        group by window_size, window_start, window_end, org_id, service`,
       { key },
     );
-    const { partitions: winParts, published: winPub } = await replaceFileRows(ctx, {
+    const win = await replaceFileRows(ctx, {
       ref: windowsRef,
       columns: SPEED_WINDOW_COLUMNS,
       rows: '_speed_contrib',
@@ -193,10 +199,6 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       earlierPartitions: entry.windowPartitions,
       key,
     });
-    if (winPub) {
-      metrics.partitionsWritten += winPub.written.length + winPub.deleted.length;
-      metrics.changedPartitions = [...winPub.written, ...winPub.deleted].sort();
-    }
     const [contrib] = await queryRows(conn, `select count(*)::bigint as n from _speed_contrib`);
     metrics.rowsOut = Number(contrib.n);
 
@@ -208,7 +210,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
        from _speed_events where is_late`,
       { wm: tsParam(watermark) },
     );
-    const { partitions: lateParts } = await replaceFileRows(ctx, {
+    const late = await replaceFileRows(ctx, {
       ref: lateRef,
       columns: LATE_EVENT_COLUMNS,
       rows: '_speed_late',
@@ -226,8 +228,8 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       metrics.extra.serving_rows = await upsertSpeedServing(deps.config, conn, alerts.forVersion);
     }
 
-    entry.windowPartitions = winParts;
-    entry.latePartitions = lateParts;
+    entry.windowPartitions = win.partitions;
+    entry.latePartitions = late.partitions;
     entry.alerts = alerts.forVersion.length;
     entry.status = 'done';
     entry.processedAt = new Date().toISOString();
@@ -235,13 +237,23 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       // Same DuckDB text format on both sides, so the string order is the time order.
       state.maxEventTs = entry.maxEventTs;
     }
-    await writeSpeedState(storage, input.lake, state);
+    // One transaction: the three tables (only those this file changes) and the state that says it is done.
+    const specs = [win.publish, late.publish, alerts.publish].filter((p): p is PublishSpec => p !== undefined);
+    const results = await publishTables(ctx, specs, {
+      step: 'speed.windows',
+      extra: [(c) => writeSpeedState(c, lake, state)],
+    });
+    const winPub = win.publish ? results[specs.indexOf(win.publish)] : undefined;
+    if (winPub) {
+      metrics.partitionsWritten += winPub.written.length + winPub.deleted.length;
+      metrics.changedPartitions = [...winPub.written, ...winPub.deleted].sort();
+    }
 
     metrics.extra.events_on_time = entry.onTime;
     metrics.extra.events_late = entry.late;
     metrics.extra.watermark_lag_minutes = lag;
     metrics.durationMs = Date.now() - started;
-    await persistMetrics(storage, input, metrics);
+    await persistMetrics(conn, lake, input, metrics);
     return { metrics, watermark, alerts: alerts.forVersion };
   } catch (e) {
     throw classify(e, 'speed.windows');
@@ -251,7 +263,8 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       .run(
         `drop table if exists _speed_rows; drop table if exists _speed_silver; drop table if exists _speed_events;
          drop table if exists _speed_contrib; drop table if exists _speed_windows_out; drop table if exists _speed_late;
-         drop table if exists _speed_late_out; drop table if exists _speed_alerts_out`,
+         drop table if exists _speed_late_out; drop table if exists _speed_alerts_new;
+         drop table if exists _speed_alerts_out`,
       )
       .catch(() => undefined);
     conn.closeSync();
@@ -264,10 +277,11 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
 }
 
 /**
- * Replaces one source file's rows in a speed table: in every partition the file touches now or touched before, the
- * rows of other files are kept and this file's rows become `rows`. Only those partitions are rewritten; the new
- * content of those partitions stays in temp table `out` (empty when none) for the serving and alert steps. Returns the
- * partitions the file touches now, and the publish result (none when it touches no partition, now or before).
+ * Prepares the replacement of one source file's rows in a speed table: in every partition the file touches now or
+ * touched before, the rows of other files are kept and this file's rows become `rows`. The new content of those
+ * partitions goes to temp table `out` (empty when none), for the serving and alert steps and as the source of the
+ * returned publish spec, which rewrites only those partitions (none when the file touches no partition, now or
+ * before). Also returns the partitions the file touches now.
  */
 async function replaceFileRows(
   ctx: Awaited<ReturnType<typeof openLake>>,
@@ -280,8 +294,8 @@ async function replaceFileRows(
     earlierPartitions: string[];
     key: string;
   },
-): Promise<{ partitions: string[]; published?: Awaited<ReturnType<typeof publishTable>> }> {
-  const { conn, storage, lakeRoot } = ctx;
+): Promise<{ partitions: string[]; publish?: PublishSpec }> {
+  const { conn, lake } = ctx;
   const rows = sqlIdent(spec.rows);
   const out = sqlIdent(spec.out);
   const now = await distinct(conn, `select distinct ${sqlIdent(spec.partitionBy)}::varchar as p from ${rows}`);
@@ -290,7 +304,10 @@ async function replaceFileRows(
     await conn.run(`create or replace temp table ${out} as select * from ${rows} where false`);
     return { partitions: now };
   }
-  await partitionView(conn, storage, lakeRoot, spec.ref, '_speed_prev', spec.columns, (p) => affected.has(p));
+  await partitionView(conn, lake, spec.ref, '_speed_prev', spec.columns, {
+    column: spec.partitionBy,
+    in: [...affected],
+  });
   await conn.run(
     `create or replace temp table ${out} as
      select * from _speed_prev where source_file <> $key
@@ -298,16 +315,13 @@ async function replaceFileRows(
      select * from ${rows}`,
     { key: spec.key },
   );
-  const published = await publishTable(ctx, {
-    ...spec.ref,
-    source: spec.out,
-    partitionBy: spec.partitionBy,
-    owns: (p) => affected.has(p),
-  });
-  return { partitions: now, published };
+  return {
+    partitions: now,
+    publish: { ...spec.ref, source: spec.out, partitionBy: spec.partitionBy, owns: (p) => affected.has(p) },
+  };
 }
 
-async function distinct(conn: Awaited<ReturnType<typeof openLake>>['conn'], sql: string): Promise<string[]> {
+async function distinct(conn: DuckDBConnection, sql: string): Promise<string[]> {
   return (await queryRows(conn, sql)).map((r) => String(r.p)).sort();
 }
 
@@ -316,19 +330,20 @@ const ALERT_SELECT = `alert_id, org_id, strftime(window_start, '%Y-%m-%dT%H:%M:%
   threshold_usd::varchar as threshold_usd, raised_by, source_file, strftime(raised_at, '%Y-%m-%dT%H:%M:%S.%gZ') as raised_at`;
 
 /**
- * Records an alert for every org 5-minute window this file touched whose cost (all services, all files) exceeds
- * CPA_ALERT_COST_5MIN_USD and has no alert yet. Returns how many were new and every alert this file version raised
- * (so a retry after a crash still hands them to notifyAlerts).
+ * Finds an alert for every org 5-minute window this file touched whose cost (all services, all files) exceeds
+ * CPA_ALERT_COST_5MIN_USD and has no alert yet. Returns how many are new, the publish spec that records them (none
+ * when none is new) and every alert this file version raised (so a retry after a crash still hands them to
+ * notifyAlerts).
  */
 async function raiseAlerts(
   ctx: Awaited<ReturnType<typeof openLake>>,
   deps: ActivityDeps,
   file: { key: string; version: string },
-): Promise<{ raised: number; forVersion: SpeedAlert[] }> {
+): Promise<{ raised: number; publish?: PublishSpec; forVersion: SpeedAlert[] }> {
   const threshold = deps.config.streaming.alertCost5minUsd;
   if (threshold === undefined) return { raised: 0, forVersion: [] };
-  const { conn, storage, lakeRoot } = ctx;
-  await partitionView(conn, storage, lakeRoot, alertsRef, '_speed_alerts_prev', ALERT_COLUMNS);
+  const { conn, lake } = ctx;
+  await partitionView(conn, lake, alertsRef, '_speed_alerts_prev', ALERT_COLUMNS);
   await conn.run(
     `create or replace temp table _speed_alerts_new as
      with touched as (select distinct org_id, window_start from _speed_contrib where window_size = '5m'),
@@ -360,13 +375,12 @@ async function raiseAlerts(
     `create or replace temp table _speed_alerts_out as
      select * from _speed_alerts_prev union all by name select * from _speed_alerts_new`,
   );
-  if (raised > 0) await publishTable(ctx, { ...alertsRef, source: '_speed_alerts_out' });
   const forVersion = (await queryRows(
     conn,
     `select ${ALERT_SELECT} from _speed_alerts_out where raised_by = $version order by window_start, org_id`,
     { version: file.version },
   )) as unknown as SpeedAlert[];
-  return { raised, forVersion };
+  return { raised, publish: raised > 0 ? { ...alertsRef, source: '_speed_alerts_out' } : undefined, forVersion };
 }
 
 /**

@@ -1,4 +1,8 @@
-import type { ColumnDef } from '../lake/catalog';
+/** A column of a lake table: name and DuckDB type. */
+export interface ColumnDef {
+  name: string;
+  type: string;
+}
 
 /**
  * Source contracts (SPEC §1, §3): every CSV's exact header (names and order) and the type each column must parse

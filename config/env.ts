@@ -74,6 +74,13 @@ const schema = z.object({
     .default('4GB'),
   CPA_DUCKDB_TEMP_DIR: z.string().optional(),
   CPA_DUCKDB_EXTENSION_DIR: z.string().optional(),
+  CPA_CACHE_DIR: z.string().optional(),
+  CPA_LAKE_CATALOG: z.string().trim().optional(),
+  CPA_LAKE_SNAPSHOT_RETENTION: z
+    .string()
+    .trim()
+    .regex(/^\d+\s*(minutes?|hours?|days?)$/i, 'must look like 7 days, 12 hours or 30 minutes')
+    .default('7 days'),
   TEMPORAL_ADDRESS: z.string().trim().optional(),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TEMPORAL_TASK_QUEUE: z.string().default('cpa-pipeline'),
@@ -124,6 +131,10 @@ export type RawEnv = z.infer<typeof schema>;
 export interface Config {
   lakeRoot: string;
   landingRoot: string;
+  /** PostgreSQL catalog of S3 lakes (libpq string or postgres:// URI; may carry a password: never printed). */
+  lakeCatalog?: string;
+  /** Lake upkeep (`cpa lake maintain`): snapshots older than this expire, as a DuckDB interval ('7 days'). */
+  snapshotRetention: string;
   emailSalt: string;
   currencies: string[];
   quality: { maxQuarantineRate: number; maxAnomalyRate: number; perTable: Record<string, number> };
@@ -208,6 +219,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   return {
     lakeRoot,
     landingRoot: e.CPA_LANDING_ROOT ?? joinUri(lakeRoot, 'landing'),
+    lakeCatalog: e.CPA_LAKE_CATALOG || undefined,
+    snapshotRetention: e.CPA_LAKE_SNAPSHOT_RETENTION,
     emailSalt: e.CPA_EMAIL_SALT,
     currencies: e.CPA_CURRENCIES,
     quality: {
@@ -226,7 +239,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       threads: e.CPA_DUCKDB_THREADS,
       memoryLimit: e.CPA_DUCKDB_MEMORY_LIMIT,
       tempDir: e.CPA_DUCKDB_TEMP_DIR,
-      extensionDir: e.CPA_DUCKDB_EXTENSION_DIR,
+      extensionDir: e.CPA_DUCKDB_EXTENSION_DIR ?? defaultExtensionDir(e.CPA_CACHE_DIR),
     },
     temporal: {
       address: e.TEMPORAL_ADDRESS || undefined,
@@ -266,6 +279,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
 export function joinUri(root: string, ...parts: string[]): string {
   const cleaned = parts.filter((p) => p !== '').map((p) => p.replace(/^\/+|\/+$/g, ''));
   return [root.replace(/\/+$/, ''), ...cleaned].join('/');
+}
+
+/**
+ * Where `scripts/tools.sh duckdb` puts the DuckDB extensions (ducklake, sqlite_scanner, postgres_scanner, httpfs):
+ * used when CPA_DUCKDB_EXTENSION_DIR is unset and the directory exists, so the embedded default needs no setting.
+ */
+function defaultExtensionDir(cacheDir: string | undefined): string | undefined {
+  const home = process.env.HOME;
+  const cache = cacheDir ?? (home ? path.join(home, '.cache', 'cpa') : undefined);
+  const dir = cache && path.join(cache, 'duckdb_extensions');
+  return dir && fs.existsSync(dir) ? dir : undefined;
 }
 
 function isTimeZone(tz: string): boolean {

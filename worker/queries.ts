@@ -2,13 +2,13 @@ import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import cassandra from 'cassandra-driver';
 import type { Config } from '../config/env';
 import { servingTable } from '../config/serving';
-import { registerView } from '../lake/catalog';
+import { attachLake, registerView } from '../lake/lakehouse';
 import { CassandraRejected, connect, describeError, requireCassandra } from '../lake/cassandra';
 import type { CassandraClient } from '../lake/cassandra';
-import { createDuckDb, queryRows } from '../lake/duckdb';
+import { createDuckDb, ensureS3, queryRows } from '../lake/duckdb';
 import type { Params } from '../lake/duckdb';
 import { decimalText } from '../lake/serving-codec';
-import { storageFor } from '../lake/storage';
+import { isS3 } from '../lake/storage';
 
 /**
  * The five dashboard queries of SPEC §8, on two backends that return identical rows: Cassandra (the serving
@@ -509,8 +509,17 @@ export function q5DuckDb(conn: DuckDBConnection, p: { org: string; from: string;
 /** The DuckDB backend over a lake's gold marts (local or s3://); `as_of` defaults are max(date) of each mart. */
 export async function duckdbSource(config: Config, lake = config.lakeRoot, db?: DuckDBInstance): Promise<QuerySource> {
   const instance = db ?? (await createDuckDb({ ...config, lakeRoot: lake }));
+  if (isS3(lake)) await ensureS3(instance, config);
+  let attached;
+  try {
+    attached = await attachLake(instance, config, lake);
+  } catch (e) {
+    if (!db) instance.closeSync();
+    throw new QueryUsageError((e as Error).message.split('\n')[0]);
+  }
   const conn = await instance.connect();
-  const ctx = { conn, storage: storageFor(lake, config), lakeRoot: lake };
+  await conn.run(`set TimeZone = 'UTC'`);
+  const ctx = { conn, lake: attached };
   const marts = [
     'org_daily_usage_by_service',
     'org_service_cost_summary',

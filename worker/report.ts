@@ -1,6 +1,9 @@
+import fs from 'node:fs';
 import type { Config } from '../config/env';
-import { joinUri } from '../config/env';
-import { storageFor } from '../lake/storage';
+import { catalogPath, qualified } from '../lake/lakehouse';
+import { isS3 } from '../lake/storage';
+import { queryRows } from '../lake/duckdb';
+import { withLakeReader } from '../lake/reader';
 import type { RunSummary, StepMetrics } from '../activities';
 
 export interface QualityReport {
@@ -11,29 +14,39 @@ export interface QualityReport {
   highlights: string[];
 }
 
-/** Latest run records from `_meta/runs/` on any backend, newest first. */
+/** Latest run records from the lake's `meta.runs` on any backend, newest first (the latest row per run id). */
 export async function listRuns(config: Config): Promise<RunSummary[]> {
-  const storage = storageFor(config.lakeRoot, config);
-  const objs = await storage.list(joinUri(config.lakeRoot, '_meta', 'runs'));
-  const runs = await Promise.all(
-    objs.filter((o) => o.key.endsWith('.json')).map(async (o) => JSON.parse((await storage.readBytes(o.uri)).toString('utf8')) as RunSummary),
-  );
-  return runs.sort((a, b) => (a.startedAt < b.startedAt ? 1 : -1));
+  // A read command never creates a lake: no catalog yet means no runs.
+  if (!isS3(config.lakeRoot) && !fs.existsSync(catalogPath(config.lakeRoot))) return [];
+  return withLakeReader(config, config.lakeRoot, async (conn, lake) => {
+    const rows = await queryRows(
+      conn,
+      `select summary from ${qualified(lake, 'meta', 'runs')}
+       qualify row_number() over (partition by run_id order by recorded_at desc) = 1
+       order by started_at desc`,
+    );
+    return rows.map((r) => JSON.parse(String(r.summary)) as RunSummary);
+  });
 }
 
 /**
  * The quality report of one run (default: the latest): every step's persisted metrics from
- * `_meta/quality/run_id=<id>/`, plus highlights (quarantine and anomaly rates) an operator reads first.
+ * the lake's `meta.step_metrics`, plus highlights (quarantine and anomaly rates) an operator reads first.
  */
 export async function qualityReport(config: Config, runId?: string): Promise<QualityReport> {
-  const storage = storageFor(config.lakeRoot, config);
   const runs = await listRuns(config);
   const run = runId ? runs.find((r) => r.runId === runId) : runs[0];
   const id = runId ?? run?.runId;
-  if (!id) throw new Error(`no runs recorded under ${config.lakeRoot}/_meta/runs — run \`cpa run\` first`);
-  const objs = await storage.list(joinUri(config.lakeRoot, '_meta', 'quality', `run_id=${id}`));
-  const steps = await Promise.all(
-    objs.map(async (o) => JSON.parse((await storage.readBytes(o.uri)).toString('utf8')) as StepMetrics),
+  if (!id) throw new Error(`no runs recorded in the lake ${config.lakeRoot} — run \`cpa run\` first`);
+  const steps = await withLakeReader(config, config.lakeRoot, async (conn, lake) =>
+    (
+      await queryRows(
+        conn,
+        `select metrics from ${qualified(lake, 'meta', 'step_metrics')} where run_id = $run
+         qualify row_number() over (partition by step order by recorded_at desc) = 1`,
+        { run: id },
+      )
+    ).map((r) => JSON.parse(String(r.metrics)) as StepMetrics),
   );
   const order = (s: StepMetrics): number => ['bronze', 'silver', 'quality', 'gold', 'serving'].indexOf(s.layer);
   steps.sort((a, b) => order(a) - order(b) || (a.step < b.step ? -1 : 1));

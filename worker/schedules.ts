@@ -116,6 +116,41 @@ export async function applySchedule(client: Client, target: ScheduleTarget): Pro
   return 'updated';
 }
 
+/** The lake upkeep schedule: `lakeMaintenance` daily at 03:00, after the 02:00 run (it waits for the lake lease). */
+export const MAINTENANCE_SCHEDULE_ID = 'lake-maintenance';
+
+/**
+ * Creates or updates the `lake-maintenance` schedule beside the daily one (same time zone and lake). Overlaps are
+ * skipped: a maintenance still running at the next 03:00 makes the next one unnecessary.
+ */
+export async function applyMaintenanceSchedule(client: Client, target: ScheduleTarget): Promise<'created' | 'updated'> {
+  const def = {
+    spec: { calendars: [{ hour: 3, minute: 0, comment: 'lake upkeep' }], timezone: target.timeZone },
+    action: {
+      type: 'startWorkflow' as const,
+      workflowType: 'lakeMaintenance',
+      workflowId: 'lake-maintenance/scheduled',
+      taskQueue: target.taskQueue,
+      args: [{ lake: target.lake }],
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day', pauseOnFailure: false },
+  };
+  const handle = client.schedule.getHandle(MAINTENANCE_SCHEDULE_ID);
+  try {
+    await handle.describe();
+  } catch (e) {
+    if (!(e instanceof ScheduleNotFoundError)) throw e;
+    try {
+      await client.schedule.create({ scheduleId: MAINTENANCE_SCHEDULE_ID, ...def, state: { paused: false } });
+      return 'created';
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    }
+  }
+  await handle.update((prev) => ({ ...def, state: { paused: prev.state.paused, note: prev.state.note } }));
+  return 'updated';
+}
+
 export interface ScheduledRun {
   scheduledAt: string;
   /** The scheduled time on the schedule's wall clock, e.g. `2025-08-02 02:00`. */

@@ -1,15 +1,7 @@
 import type { Config } from '../config/env';
-import { readManifest } from '../lake/catalog';
-import { createDuckDb } from '../lake/duckdb';
-import {
-  batchClosedThrough,
-  mergeSpeedIntoDaily,
-  readSpeedDaily,
-  readSpeedState,
-  SPEED_LAYER,
-  SPEED_TABLES,
-} from '../lake/speed';
-import { storageFor } from '../lake/storage';
+import { partitionVersions } from '../lake/lakehouse';
+import { withLakeReader } from '../lake/reader';
+import { batchClosedThrough, mergeSpeedIntoDaily, readSpeedDaily, readSpeedState, SPEED_LAYER, SPEED_TABLES } from '../lake/speed';
 import type { QueryResult, ResultRow } from './queries';
 
 /**
@@ -21,19 +13,14 @@ import type { QueryResult, ResultRow } from './queries';
  */
 export async function mergeSpeedIntoQ1(cfg: Config, result: QueryResult, lake = cfg.lakeRoot): Promise<QueryResult> {
   if (result.query !== 'q1' || !result.params.org || !result.params.from || !result.params.to) return result;
-  const storage = storageFor(lake, cfg);
-  const state = await readSpeedState(storage, lake);
-  if (Object.keys(state.files).length === 0) return result;
-  const speedDays = new Set(
-    Object.keys((await readManifest(storage, lake, SPEED_LAYER, SPEED_TABLES.windows))?.partitions ?? {}),
-  );
-  const db = await createDuckDb({ ...cfg, lakeRoot: lake });
-  const conn = await db.connect();
-  try {
-    await conn.run(`set TimeZone = 'UTC'`);
-    const closed = await batchClosedThrough(conn, storage, lake, cfg.streaming.watermarkLagMinutes);
-    const { org, from, to } = result.params;
-    const speed = (await readSpeedDaily(conn, storage, lake, { org, from, to })).map((r): ResultRow => ({
+  const { org, from, to } = result.params;
+  return withLakeReader(cfg, lake, async (conn, attached) => {
+    const state = await readSpeedState(conn, attached);
+    if (Object.keys(state.files).length === 0) return result;
+    // The days the speed layer covers: its windows' partitions (window_date).
+    const speedDays = new Set((await partitionVersions(conn, attached, SPEED_LAYER, SPEED_TABLES.windows)).keys());
+    const closed = await batchClosedThrough(conn, attached, cfg.streaming.watermarkLagMinutes);
+    const speed = (await readSpeedDaily(conn, attached, { org, from, to })).map((r): ResultRow => ({
       usage_date: r.usage_date,
       service: r.service,
       total_cost_usd: r.total_cost_usd,
@@ -53,8 +40,5 @@ export async function mergeSpeedIntoQ1(cfg: Config, result: QueryResult, lake = 
       ...result,
       rows: rows.map((r) => result.columns.reduce<ResultRow>((o, c) => ({ ...o, [c]: r[c] ?? null }), {})),
     };
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
+  });
 }

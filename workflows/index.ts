@@ -4,3 +4,5 @@ export { backfill } from './backfill';
 export type { BackfillInput, BackfillDateResult, BackfillProgress, BackfillReport } from './backfill';
 export { ingestEventFile } from './ingest-event-file';
 export type { IngestEventFileInput, IngestEventFileResult } from './ingest-event-file';
+export { lakeMaintenance } from './lake-maintenance';
+export type { LakeMaintenanceInput } from './lake-maintenance';

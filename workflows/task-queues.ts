@@ -11,4 +11,4 @@ export function eventsTaskQueue(taskQueue: string): string {
 }
 
 /** Activities registered only on the events queue (and never on the main one, so a mis-routed call fails loudly). */
-export const EVENTS_WRITER_ACTIVITIES = ['ingestEventFiles', 'updateSpeedLayer'] as const;
+export const EVENTS_WRITER_ACTIVITIES = ['ingestEventFiles', 'updateSpeedLayer', 'maintainLake'] as const;

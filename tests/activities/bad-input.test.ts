@@ -5,8 +5,7 @@ import type { ApplicationFailure } from '@temporalio/common';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import { createDuckDb } from '../../lake/duckdb';
-import { manifestFiles, readManifest } from '../../lake/catalog';
-import { LocalStorage } from '../../lake/storage';
+import { tableRef, withLakeSql } from '../support/lake-sql';
 import { REFERENCE_LANDING, tmpDir } from '../support/env';
 
 /**
@@ -30,13 +29,8 @@ describe('bad input', () => {
   }
 
   async function rows(lake: string, layer: string, table: string, sql = 'select * from t'): Promise<Record<string, unknown>[]> {
-    const m = await readManifest(new LocalStorage(), lake, layer, table);
-    if (!m || manifestFiles(lake, m).length === 0) return [];
-    const conn = await db.connect();
-    const files = manifestFiles(lake, m).map((f) => `'${f}'`).join(',');
-    const out = (await conn.runAndReadAll(`with t as (select * from read_parquet([${files}])) ${sql}`)).getRowObjectsJson();
-    conn.closeSync();
-    return out as Record<string, unknown>[];
+    if (!fs.existsSync(path.join(lake, '_meta', 'catalog.sqlite'))) return [];
+    return withLakeSql(lake, async (q) => q(`with t as (select * from ${await tableRef(q, layer, table)}) ${sql}`));
   }
 
   async function rejection(p: Promise<unknown>): Promise<ApplicationFailure> {
@@ -59,7 +53,7 @@ describe('bad input', () => {
     expect(err.type).toBe('ContractViolation');
     expect(err.nonRetryable).toBe(true);
     expect(err.message).toBe("users.csv line 1 column 3: expected header 'email', found 'e_mail'");
-    expect(await readManifest(new LocalStorage(), t.lake, 'bronze', 'users')).toBeUndefined();
+    expect(await rows(t.lake, 'bronze', 'users')).toEqual([]);
     expect(fs.existsSync(path.join(t.lake, 'bronze', 'users'))).toBe(false);
   });
 

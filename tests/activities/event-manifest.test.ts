@@ -5,7 +5,7 @@ import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import { readEventManifest } from '../../activities/bronze';
 import { createDuckDb } from '../../lake/duckdb';
-import { LocalStorage } from '../../lake/storage';
+import { withLake } from '../../activities/common';
 import { tmpDir } from '../support/env';
 
 /**
@@ -16,8 +16,8 @@ import { tmpDir } from '../support/env';
 describe('events manifest', () => {
   let db: DuckDBInstance;
   let acts: ReturnType<typeof createActivities>;
+  const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
   beforeAll(async () => {
-    const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
     db = await createDuckDb(config);
     acts = createActivities({ config, db });
   });
@@ -41,7 +41,7 @@ describe('events manifest', () => {
     fs.utimesSync(file, later, later);
     expect((await acts.ingestEventFiles({ ...t, runId: 'r3' })).extra).toMatchObject({ files_ingested: 0, files_skipped: 1 });
     const st = fs.statSync(file);
-    const entry = (await readEventManifest(new LocalStorage(), lake))['usage_events_stream/events_part_0000.jsonl'];
+    const entry = await withLake({ config, db }, lake, async (conn, l) => (await readEventManifest(conn, l))['usage_events_stream/events_part_0000.jsonl']);
     expect(entry.version).toBe(`${st.size}-${Math.trunc(st.mtimeMs)}`);
 
     fs.writeFileSync(file, ev('b', '2.5'));

@@ -1,9 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { GOLD_COLUMNS } from '../../config/contracts';
-import { manifestFiles, readManifest } from '../../lake/catalog';
-import { LocalStorage } from '../../lake/storage';
+import { goldDigest as digest, withLakeSql } from '../support/lake-sql';
 import { expectFiguresEqual, goldRow, lakeFigures } from '../support/figures';
 import type { Figures } from '../support/figures';
 import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
@@ -17,22 +15,7 @@ const expected = JSON.parse(fs.readFileSync(path.join(__dirname, 'reference', 'e
   spot_checks: Array<{ mart: string; key: Record<string, string>; row: Record<string, unknown> }>;
 };
 
-async function goldDigest(lake: string): Promise<Record<string, string>> {
-  const db = await DuckDBInstance.create(':memory:');
-  const conn = await db.connect();
-  const out: Record<string, string> = {};
-  for (const mart of Object.keys(GOLD_COLUMNS)) {
-    const m = await readManifest(new LocalStorage(), lake, 'gold', mart);
-    const files = manifestFiles(lake, m!);
-    const r = (await conn.runAndReadAll(
-      `select count(*)::varchar || ':' || sum(hash(t))::varchar as h from read_parquet([${files.map((f) => `'${f}'`).join(',')}]) t`,
-    )).getRowObjectsJson();
-    out[mart] = String(r[0].h);
-  }
-  conn.closeSync();
-  db.closeSync();
-  return out;
-}
+const goldDigest = (lake: string): Promise<Record<string, string>> => digest(lake, Object.keys(GOLD_COLUMNS));
 
 describe('cpa run over the reference dataset', () => {
   const lake = tmpDir('ref-lake');
@@ -50,16 +33,14 @@ describe('cpa run over the reference dataset', () => {
   });
 
   it('writes the six gold marts with their exact names and columns', async () => {
-    const db = await DuckDBInstance.create(':memory:');
-    const conn = await db.connect();
-    for (const [mart, cols] of Object.entries(GOLD_COLUMNS)) {
-      expect(fs.existsSync(path.join(lake, 'gold', mart))).toBe(true);
-      const files = manifestFiles(lake, (await readManifest(new LocalStorage(), lake, 'gold', mart))!);
-      const desc = (await conn.runAndReadAll(`describe select * from read_parquet('${files[0]}')`)).getRowObjectsJson();
-      expect(desc.map((d) => d.column_name)).toEqual(cols);
-    }
-    conn.closeSync();
-    db.closeSync();
+    await withLakeSql(lake, async (q) => {
+      for (const [mart, cols] of Object.entries(GOLD_COLUMNS)) {
+        // The data files are Parquet under <lake>/gold/<mart>/, and the catalog's table has the contract's columns.
+        expect(fs.readdirSync(path.join(lake, 'gold', mart)).length).toBeGreaterThan(0);
+        const desc = await q(`describe lake.gold.${mart}`);
+        expect(desc.map((d) => d.column_name)).toEqual(cols);
+      }
+    });
   });
 
   it('matches the independent computation: row counts, totals, quarantine per rule, anomaly counts', async () => {

@@ -1,14 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import cassandra from 'cassandra-driver';
-import { DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBInstance } from '@duckdb/node-api';
+import { createDuckDb } from '../../lake/duckdb';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
 import { SERVING_TABLES } from '../../config/serving';
-import { registerView } from '../../lake/catalog';
+import { attachLake, registerView } from '../../lake/lakehouse';
 import { connect } from '../../lake/cassandra';
 import type { CassandraClient } from '../../lake/cassandra';
-import { LocalStorage } from '../../lake/storage';
 import { cassandraSource, duckdbSource, QUERY_IDS, runQuery } from '../../worker/queries';
 import type { QueryId, QueryParams } from '../../worker/queries';
 import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
@@ -53,7 +53,7 @@ describe('serving on Cassandra', () => {
     const counts: Record<string, number> = {};
     try {
       for (const t of SERVING_TABLES) {
-        await registerView({ conn, storage: new LocalStorage(), lakeRoot: lake }, 'gold', t.source, 'src');
+        await registerView({ conn, lake: await attachLake(db, config, lake) }, 'gold', t.source, 'src');
         const [g] = (
           await conn.runAndReadAll(`select count(*)::integer as n from (${t.projection})`)
         ).getRowObjectsJson();
@@ -81,7 +81,7 @@ describe('serving on Cassandra', () => {
       );
     }
     client = await connect(config.cassandra!);
-    db = await DuckDBInstance.create(':memory:');
+    db = await createDuckDb(config, { needS3: false });
   });
 
   afterAll(async () => {
@@ -148,7 +148,7 @@ describe('serving on Cassandra', () => {
     s = servingStep(run());
     const conn = await db.connect();
     await registerView(
-      { conn, storage: new LocalStorage(), lakeRoot: lake },
+      { conn, lake: await attachLake(db, config, lake) },
       'gold',
       'org_daily_usage_by_service',
       'g',
@@ -173,7 +173,7 @@ describe('serving on Cassandra', () => {
   it('answers the five queries with identical rows on Cassandra and on DuckDB over gold', async () => {
     // Through the CLI, both backends, one org with GenAI usage and q3 for all orgs.
     const conn = await db.connect();
-    await registerView({ conn, storage: new LocalStorage(), lakeRoot: lake }, 'gold', 'genai_tokens_by_org_date', 'g');
+    await registerView({ conn, lake: await attachLake(db, config, lake) }, 'gold', 'genai_tokens_by_org_date', 'g');
     const [top] = (
       await conn.runAndReadAll(`select org_id from g group by 1 order by count(*) desc, 1 limit 1`)
     ).getRowObjectsJson();

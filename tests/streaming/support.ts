@@ -1,11 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { aliasRows, normToken } from '../../config/aliases';
-import { GOLD_COLUMNS } from '../../config/contracts';
-import { manifestFiles, readManifest } from '../../lake/catalog';
-import { SPEED_LAYER } from '../../lake/speed';
-import { LocalStorage } from '../../lake/storage';
+import { SPEED_STATE_KEY } from '../../lake/speed';
+import type { SpeedState } from '../../lake/speed';
+import { withLakeSql } from '../support/lake-sql';
 
 /**
  * An independent model of what the speed layer must compute, written from SPEC §3/§4/§7 and docs/decisions.md
@@ -129,51 +127,13 @@ export function modelStream(
   };
 }
 
-/** Per-mart `count:sum(hash(row))` over the committed files, as tests/e2e/reference.test.ts does. */
-export async function goldDigest(lake: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  await withDb(async (q) => {
-    for (const mart of Object.keys(GOLD_COLUMNS)) {
-      const m = await readManifest(new LocalStorage(), lake, 'gold', mart);
-      const files = manifestFiles(lake, m!);
-      const [r] = await q(
-        `select count(*)::varchar || ':' || sum(hash(t))::varchar as h from read_parquet([${files.map((f) => `'${f}'`).join(',')}]) t`,
-      );
-      out[mart] = String(r.h);
-    }
-  });
-  return out;
-}
-
-export type Query = (sql: string) => Promise<Array<Record<string, unknown>>>;
-
-export async function withDb<T>(fn: (q: Query) => Promise<T>): Promise<T> {
-  const db = await DuckDBInstance.create(':memory:');
-  const conn = await db.connect();
-  try {
-    await conn.run(`set TimeZone = 'UTC'`);
-    return await fn(
-      async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>,
-    );
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
-}
-
-/** A `read_parquet([...])` over a table's committed files (or an empty relation when it has none). */
-export async function tableScan(lake: string, layer: string, table: string): Promise<string> {
-  const m = await readManifest(new LocalStorage(), lake, layer, table);
-  const files = m ? manifestFiles(lake, m) : [];
-  if (files.length === 0) return '(select 1 where false)';
-  return `read_parquet([${files.map((f) => `'${f}'`).join(',')}], hive_partitioning = false)`;
-}
-
+/** Bronze usage_events as an analyst's DuckDB sees it through the catalog. */
 export async function bronzeStats(lake: string): Promise<{ rows: number; distinctIds: number; nullIds: number }> {
-  const scan = await tableScan(lake, 'bronze', 'usage_events');
-  return withDb(async (q) => {
+  return withLakeSql(lake, async (q) => {
     const [r] = await q(
-      `select count(*)::integer as rows, count(distinct event_id)::integer as ids, count(*) filter (where event_id is null)::integer as nulls from ${scan}`,
+      `select count(*)::integer as rows, count(distinct event_id)::integer as ids,
+              count(*) filter (where event_id is null)::integer as nulls
+       from lake.bronze.usage_events`,
     );
     return { rows: Number(r.rows), distinctIds: Number(r.ids), nullIds: Number(r.nulls) };
   });
@@ -181,12 +141,21 @@ export async function bronzeStats(lake: string): Promise<{ rows: number; distinc
 
 /** Σ events and Σ cost per window size over the speed windows (all files). */
 export async function speedTotals(lake: string): Promise<Record<string, { events: number; cost: string }>> {
-  const scan = await tableScan(lake, SPEED_LAYER, 'windows');
-  return withDb(async (q) => {
+  return withLakeSql(lake, async (q) => {
     const rows = await q(
-      `select window_size, sum(events)::bigint as n, sum(cost_usd)::varchar as c from ${scan} group by 1`,
+      `select window_size, sum(events)::bigint as n, sum(cost_usd)::varchar as c from lake.speed.windows group by 1`,
     );
     return Object.fromEntries(rows.map((r) => [String(r.window_size), { events: Number(r.n), cost: String(r.c) }]));
+  });
+}
+
+/** The speed layer's state: the latest `meta.state` row of its key (an empty state before the first file). */
+export async function speedState(lake: string): Promise<SpeedState> {
+  return withLakeSql(lake, async (q) => {
+    const [r] = await q(`select value from lake.meta.state where key = $key order by updated_at desc limit 1`, {
+      key: SPEED_STATE_KEY,
+    });
+    return r ? (JSON.parse(String(r.value)) as SpeedState) : { maxEventTs: null, files: {}, updatedAt: null };
   });
 }
 

@@ -1,43 +1,16 @@
-import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../../config/env';
-import { manifestFiles, readManifest } from '../../lake/catalog';
-import { ensureS3 } from '../../lake/duckdb';
-import { isS3, LocalStorage, storageFor } from '../../lake/storage';
-import type { Storage } from '../../lake/storage';
-
-/**
- * A DuckDB instance and storage able to read `lake`: plain for a local lake; for an s3:// lake, httpfs with the S3
- * settings of `config` (the stack's MinIO in stack tests).
- */
-async function openReader(lake: string, config?: Config): Promise<{ db: DuckDBInstance; storage: Storage }> {
-  const ext = config?.duckdb.extensionDir;
-  const db = await DuckDBInstance.create(
-    ':memory:',
-    ext ? { extension_directory: ext, autoinstall_known_extensions: 'false' } : {},
-  );
-  if (!isS3(lake)) return { db, storage: new LocalStorage() };
-  if (!config) throw new Error(`reading ${lake} needs the S3 config`);
-  await ensureS3(db, config);
-  return { db, storage: storageFor(lake, config) };
-}
+import { tableRef, withLakeSql } from './lake-sql';
 
 /**
  * Reads the figures that `tests/e2e/reference/derive.py` computes independently (same JSON shape) back out of a
- * lake, with plain SQL over the published Parquet files. The pipeline code is not involved beyond the files it wrote
- * (and the manifests that say which files are committed). `lake` is a local path, or an s3:// URI read through
- * DuckDB httpfs with `config`'s S3 settings.
+ * lake, with plain SQL on a fresh DuckDB that attaches the lake's DuckLake read-only (tests/support/lake-sql.ts): the
+ * pipeline code is not involved beyond the lake it wrote. `lake` is a local path, or an s3:// URI read with
+ * `config`'s catalog and S3 settings.
  */
 export async function lakeFigures(lake: string, config?: Config): Promise<Figures> {
-  const { db, storage } = await openReader(lake, config);
-  const conn = await db.connect();
-  const q = async (sql: string): Promise<Record<string, unknown>[]> =>
-    (await conn.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
-  const view = async (layer: string, table: string): Promise<string> => {
-    const m = await readManifest(storage, lake, layer, table);
-    const files = m ? manifestFiles(lake, m) : [];
-    if (files.length === 0) return `(select null as rule where false)`;
-    return `read_parquet([${files.map((f) => `'${f}'`).join(',')}])`;
-  };
+  return withLakeSql(lake, async (q0) => {
+  const q = (sql: string): Promise<Record<string, unknown>[]> => q0(sql);
+  const view = (layer: string, table: string): Promise<string> => tableRef(q0, layer, table);
   const out: Figures = { bronze: {}, quarantine: {}, silver: {}, gold: {} };
   for (const t of ['usage_events', 'orgs', 'users', 'resources', 'billing', 'tickets', 'marketing_touches', 'nps_surveys']) {
     const [b] = await q(`select count(*)::bigint as "rows", count(distinct event_id)::bigint d from ${await view('bronze', t)}`.replace(
@@ -87,9 +60,8 @@ export async function lakeFigures(lake: string, config?: Config): Promise<Figure
       sum(cost_7d)::varchar sum_cost_7d, sum(cost_14d)::varchar sum_cost_14d,
       count(*) filter (where rank_14d = 1) rank1_rows from $T`);
   for (const mart of Object.keys(out.gold)) out.gold[mart] = numbers(out.gold[mart]);
-  conn.closeSync();
-  db.closeSync();
   return out;
+  }, config);
 }
 
 /** One gold row by key, as JSON-safe values (decimals as strings), for spot checks. */
@@ -99,16 +71,10 @@ export async function goldRow(
   key: Record<string, string>,
   config?: Config,
 ): Promise<Record<string, unknown> | undefined> {
-  const { db, storage } = await openReader(lake, config);
-  const conn = await db.connect();
-  const m = await readManifest(storage, lake, 'gold', mart);
-  const files = manifestFiles(lake, m!);
   const where = Object.keys(key).map((k, i) => `cast("${k}" as varchar) = $p${i}`).join(' and ');
   const params = Object.fromEntries(Object.values(key).map((v, i) => [`p${i}`, v]));
-  const rows = (await conn.runAndReadAll(`select * from read_parquet([${files.map((f) => `'${f}'`).join(',')}]) where ${where}`, params)).getRowObjectsJson();
-  conn.closeSync();
-  db.closeSync();
-  return rows[0] as Record<string, unknown> | undefined;
+  const rows = await withLakeSql(lake, (q) => q(`select * from lake.gold.${mart} where ${where}`, params), config);
+  return rows[0];
 }
 
 export interface Figures {

@@ -6,7 +6,7 @@ import { openLake } from '../../activities/common';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, INGEST_COLUMNS } from '../../config/contracts';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
-import type { ColumnDef } from '../../lake/catalog';
+import type { ColumnDef } from '../../config/contracts';
 import { createDuckDb, loadSql, sqlIdent } from '../../lake/duckdb';
 import { findModel } from '../../lake/tables';
 

@@ -4,16 +4,14 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { GOLD_COLUMNS } from '../../config/contracts';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
 import { createActivities } from '../../activities';
 import type { RunSummary } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
-import { manifestFiles, readManifest } from '../../lake/catalog';
+import { goldDigest as digest } from '../support/lake-sql';
 import { createDuckDb } from '../../lake/duckdb';
-import { LocalStorage } from '../../lake/storage';
 import { createWorker, PipelineWorkers, workflowBundle } from '../../worker/main';
 import { runBackfill } from '../../worker/commands/backfill';
 import { backfillWorkflowId, progressQuery } from '../../workflows/backfill';
@@ -23,24 +21,8 @@ import { eventsTaskQueue } from '../../workflows/task-queues';
 import { REFERENCE_LANDING, temporalCli, temporalTestServer, tmpDir } from '../support/env';
 import { listUntil, searchAttributeKeys } from '../support/temporal';
 
-/** Per mart: row count and the sum of row hashes, over the committed files (as tests/e2e/reference.test.ts does). */
-async function goldDigest(lake: string): Promise<Record<string, string>> {
-  const db = await DuckDBInstance.create(':memory:');
-  const conn = await db.connect();
-  const out: Record<string, string> = {};
-  for (const mart of Object.keys(GOLD_COLUMNS)) {
-    const files = manifestFiles(lake, (await readManifest(new LocalStorage(), lake, 'gold', mart))!);
-    const r = (
-      await conn.runAndReadAll(
-        `select count(*)::varchar || ':' || sum(hash(t))::varchar as h from read_parquet([${files.map((f) => `'${f}'`).join(',')}]) t`,
-      )
-    ).getRowObjectsJson();
-    out[mart] = String(r[0].h);
-  }
-  conn.closeSync();
-  db.closeSync();
-  return out;
-}
+/** Per mart: row count and the sum of row hashes, through the catalog (as tests/e2e/reference.test.ts does). */
+const goldDigest = (lake: string): Promise<Record<string, string>> => digest(lake, Object.keys(GOLD_COLUMNS));
 
 const DATES = ['2025-08-01', '2025-08-02', '2025-08-03', '2025-08-04', '2025-08-05', '2025-08-06', '2025-08-07'];
 

@@ -9,8 +9,7 @@ import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import type { RunSummary } from '../../activities';
 import { createDuckDb } from '../../lake/duckdb';
-import { readManifest } from '../../lake/catalog';
-import { LocalStorage } from '../../lake/storage';
+import { runRecords, withLakeSql } from '../support/lake-sql';
 import { dailyPipeline } from '../../workflows';
 import { eventsTaskQueue } from '../../workflows/task-queues';
 import { PipelineWorkers } from '../../worker/main';
@@ -77,7 +76,10 @@ describe('dailyPipeline workflow', () => {
     expect(steps['gold.org_daily_usage_by_service'].rowsOut).toBe(11050);
     expect(summary.gate?.passed).toBe(true);
     // The run record is persisted for `cpa status`.
-    expect(fs.existsSync(path.join(lake, '_meta', 'runs', `${summary.runId}.json`))).toBe(true);
+    const records = await runRecords(lake);
+    expect(records.map((r) => r.runId)).toEqual([summary.runId]);
+    // It names the lake snapshots the run committed, for time travel.
+    expect(records[0].snapshots).toMatchObject({ first: expect.any(Number), last: expect.any(Number) });
     db.closeSync();
   });
 
@@ -141,9 +143,8 @@ describe('dailyPipeline workflow', () => {
     expect(app.message).toMatch(/^billing_monthly\.csv line 6 column 4 \(subtotal\): .*not-a-number/);
     expect(billingAttempts).toBe(1);
     // Nothing of the rejected file was written, and the failed run is recorded with its reason.
-    expect(await readManifest(new LocalStorage(), lake, 'bronze', 'billing')).toBeUndefined();
-    const runs = fs.readdirSync(path.join(lake, '_meta', 'runs'));
-    const record = JSON.parse(fs.readFileSync(path.join(lake, '_meta', 'runs', runs[0]), 'utf8')) as RunSummary;
+    expect(await withLakeSql(lake, (q) => q(`select * from duckdb_tables() where database_name = 'lake' and schema_name = 'bronze' and table_name = 'billing'`))).toEqual([]);
+    const [record] = (await runRecords(lake)) as unknown as RunSummary[];
     expect(record.status).toBe('failed');
     expect(record.error).toContain('billing_monthly.csv line 6 column 4');
     db.closeSync();

@@ -6,6 +6,8 @@ import type { CommandKit } from '../cli';
 import { PipelineFailed, rootMessage } from '../run';
 import {
   SCHEDULE_ID,
+  MAINTENANCE_SCHEDULE_ID,
+  applyMaintenanceSchedule,
   applySchedule,
   describeSchedule,
   pauseSchedule,
@@ -88,10 +90,12 @@ export function register(program: Command, kit: CommandKit): void {
       });
       await withClient(cfg, async (client) => {
         const outcome = await applySchedule(client, scheduleTarget(cfg));
+        const maintenance = await applyMaintenanceSchedule(client, scheduleTarget(cfg));
         const view = await describeSchedule(client);
-        if (opts.json) console.log(JSON.stringify({ outcome, ...view }, null, 2));
+        if (opts.json) console.log(JSON.stringify({ outcome, maintenance, ...view }, null, 2));
         else {
           console.log(`${outcome} schedule ${SCHEDULE_ID}`);
+          console.log(`${maintenance} schedule ${MAINTENANCE_SCHEDULE_ID} (lakeMaintenance daily at 03:00)`);
           printView(view);
         }
       });

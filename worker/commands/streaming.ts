@@ -1,12 +1,10 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
 import Table from 'cli-table3';
-import type { Config } from '../../config/env';
 import { readEventManifest } from '../../activities/bronze';
-import { createDuckDb } from '../../lake/duckdb';
+import { withLakeReader } from '../../lake/reader';
 import { currentWatermark, driftReport, readSpeedState, readSpeedWindows, WINDOW_SIZES } from '../../lake/speed';
 import type { WindowSize } from '../../lake/speed';
-import { storageFor } from '../../lake/storage';
 import { runStreamBench } from '../bench-stream';
 import type { CommandKit } from '../cli';
 import { openSession, PipelineFailed } from '../run';
@@ -158,10 +156,11 @@ export function register(program: Command, kit: CommandKit): void {
       }) => {
         const cfg = kit.config(lakeOpts(opts));
         await kit.checkStorage(cfg);
-        const rows = await withLakeConnection(cfg, async (conn, storage) =>
-          readSpeedWindows(conn, storage, cfg.lakeRoot, { ...opts, lagMinutes: cfg.streaming.watermarkLagMinutes }),
-        );
-        const state = await readSpeedState(storageFor(cfg.lakeRoot, cfg), cfg.lakeRoot);
+        // One connection for both reads: the rows' `closed` flags and the watermark printed come from one state.
+        const { rows, state } = await withLakeReader(cfg, cfg.lakeRoot, async (conn, lake) => ({
+          rows: await readSpeedWindows(conn, lake, { ...opts, lagMinutes: cfg.streaming.watermarkLagMinutes }),
+          state: await readSpeedState(conn, lake),
+        }));
         const watermark = currentWatermark(state, cfg.streaming.watermarkLagMinutes);
         if (opts.json) {
           await out(JSON.stringify({ window: opts.window, watermark, rows }, null, 2));
@@ -199,13 +198,12 @@ export function register(program: Command, kit: CommandKit): void {
     .action(async (opts: { lake?: string; json?: boolean }) => {
       const cfg = kit.config(lakeOpts(opts));
       await kit.checkStorage(cfg);
-      const report = await withLakeConnection(cfg, async (conn, storage) =>
+      const report = await withLakeReader(cfg, cfg.lakeRoot, async (conn, lake) =>
         driftReport(
           conn,
-          storage,
-          cfg.lakeRoot,
+          lake,
           cfg.streaming.watermarkLagMinutes,
-          Object.keys(await readEventManifest(storage, cfg.lakeRoot)),
+          Object.keys(await readEventManifest(conn, lake)),
         ),
       );
       if (opts.json) {
@@ -272,24 +270,6 @@ export function register(program: Command, kit: CommandKit): void {
         await runStreamBench(opts);
       },
     );
-}
-
-async function withLakeConnection<T>(
-  cfg: Config,
-  fn: (
-    conn: Awaited<ReturnType<Awaited<ReturnType<typeof createDuckDb>>['connect']>>,
-    storage: ReturnType<typeof storageFor>,
-  ) => Promise<T>,
-): Promise<T> {
-  const db = await createDuckDb(cfg);
-  const conn = await db.connect();
-  try {
-    await conn.run(`set TimeZone = 'UTC'`);
-    return await fn(conn, storageFor(cfg.lakeRoot, cfg));
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
 }
 
 /**

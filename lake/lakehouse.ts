@@ -1,0 +1,554 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { ColumnDef } from '../config/contracts';
+import type { Config } from '../config/env';
+import { joinUri } from '../config/env';
+import { queryRows, sqlIdent, sqlString } from './duckdb';
+import { isS3, storageFor } from './storage';
+
+/**
+ * The lake is one DuckLake (SPEC §2): Parquet data files under the lake root and a catalog that is
+ * `<lake>/_meta/catalog.sqlite` for a local lake, or a PostgreSQL database (`CPA_LAKE_CATALOG`) for an S3 lake, with
+ * one metadata schema per lake so several lakes can share a database. Schemas `bronze`, `silver`, `gold`,
+ * `quarantine`, `speed` and `meta`; table names are the registry's. Any DuckDB with the ducklake extension can attach
+ * it read-only (README, "Reading the lake").
+ *
+ * A DuckDB instance attaches each lake once, under an alias derived from the lake root; every connection of the
+ * instance then reads and writes it through that alias. Writes go through {@link publishTables}: one DuckLake
+ * transaction per publish, so a reader or a crash sees the previous snapshot or the next, never half of one.
+ */
+
+export const LAKE_SCHEMAS = ['bronze', 'silver', 'gold', 'quarantine', 'speed', 'meta'] as const;
+
+/** The partition value recorded for rows whose partition column is NULL (the name Hive uses). */
+export const NULL_PARTITION = '__HIVE_DEFAULT_PARTITION__';
+
+export type { ColumnDef };
+
+/** Thrown when the lake cannot be attached for a reason retrying does not fix; the message says what to do. */
+export class LakeUnavailableError extends Error {
+  override name = 'LakeUnavailableError';
+}
+
+/** A lake as an instance sees it: the catalog alias to qualify table names with. */
+export interface AttachedLake {
+  root: string;
+  alias: string;
+}
+
+/** Everything a transform needs to read and publish: a connection and the attached lake. */
+export interface LakeContext {
+  conn: DuckDBConnection;
+  lake: AttachedLake;
+  lakeRoot: string;
+  runId: string;
+}
+
+const attachments = new WeakMap<DuckDBInstance, Map<string, Promise<AttachedLake & { inode?: number }>>>();
+
+/** `lake_<10 hex>`: a stable alias (and PostgreSQL metadata schema) per lake root. */
+export function lakeAlias(lakeRoot: string): string {
+  return `lake_${crypto.createHash('sha256').update(lakeRoot).digest('hex').slice(0, 10)}`;
+}
+
+export function catalogPath(lakeRoot: string): string {
+  return path.join(lakeRoot, '_meta', 'catalog.sqlite');
+}
+
+/**
+ * The ATTACH target and options of a lake's DuckLake. Local: SQLite catalog under `_meta/`. S3: the PostgreSQL
+ * catalog of `CPA_LAKE_CATALOG` (a libpq connection string or postgres:// URI), metadata schema = the lake alias.
+ */
+export function attachSpec(config: Config, lakeRoot: string): { target: string; options: string[] } {
+  const dataPath = `${lakeRoot.replace(/\/+$/, '')}/`;
+  if (isS3(lakeRoot)) {
+    const pg = config.lakeCatalog;
+    if (!pg) {
+      throw new LakeUnavailableError(
+        `lake ${lakeRoot} is on S3 and needs a PostgreSQL catalog: set CPA_LAKE_CATALOG (e.g. ` +
+          `"host=127.0.0.1 port=5432 dbname=cpa_lake user=cpa"; \`npm run stack:up\` writes it to .cpa-stack.env)`,
+      );
+    }
+    const conninfo = pg.replace(/^postgres(ql)?:(?!\/\/)/, '');
+    return {
+      target: `ducklake:postgres:${conninfo}`,
+      options: [`DATA_PATH ${sqlString(dataPath)}`, `METADATA_SCHEMA ${sqlString(lakeAlias(lakeRoot))}`],
+    };
+  }
+  // WAL lets readers run beside a committing writer; the busy timeout makes a second writer wait for the lock.
+  return {
+    target: `ducklake:sqlite:${catalogPath(lakeRoot)}`,
+    options: [`DATA_PATH ${sqlString(dataPath)}`, `META_JOURNAL_MODE 'WAL'`, `META_BUSY_TIMEOUT 10000`],
+  };
+}
+
+/**
+ * Attaches the lake's DuckLake to the instance (once; idempotent and safe to call per activity) and creates its
+ * schemas. A local lake whose catalog file was removed or replaced since (a test or `cpa bench` wiping the lake) is
+ * re-attached. A lake in the pre-DuckLake layout (JSON manifests under `_meta/tables`) is refused with a message:
+ * lakes are rebuilt from their landing, there is no migration.
+ */
+export async function attachLake(instance: DuckDBInstance, config: Config, lakeRoot: string): Promise<AttachedLake> {
+  let perInstance = attachments.get(instance);
+  if (!perInstance) {
+    perInstance = new Map();
+    attachments.set(instance, perInstance);
+  }
+  const cached = perInstance.get(lakeRoot);
+  if (cached) {
+    const a = await cached.catch(() => undefined);
+    if (a && (isS3(lakeRoot) || inodeOf(catalogPath(lakeRoot)) === a.inode)) return a;
+    perInstance.delete(lakeRoot);
+    if (a) await detach(instance, a.alias);
+  }
+  const p = doAttach(instance, config, lakeRoot);
+  perInstance.set(lakeRoot, p);
+  p.catch(() => perInstance.delete(lakeRoot));
+  const a = await p;
+  return { root: a.root, alias: a.alias };
+}
+
+function inodeOf(file: string): number | undefined {
+  try {
+    return fs.statSync(file).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+async function detach(instance: DuckDBInstance, alias: string): Promise<void> {
+  const conn = await instance.connect();
+  try {
+    await conn.run(`detach database if exists ${sqlIdent(alias)}`);
+  } catch {
+    /* still in use by a connection: a later attach under the same alias fails loudly */
+  } finally {
+    conn.closeSync();
+  }
+}
+
+async function doAttach(
+  instance: DuckDBInstance,
+  config: Config,
+  lakeRoot: string,
+): Promise<AttachedLake & { inode?: number }> {
+  const alias = lakeAlias(lakeRoot);
+  const spec = attachSpec(config, lakeRoot);
+  if (!isS3(lakeRoot)) {
+    if (fs.existsSync(lakeRoot) && !fs.statSync(lakeRoot).isDirectory()) {
+      throw new LakeUnavailableError(`lake ${lakeRoot} is not a directory`);
+    }
+    fs.mkdirSync(path.join(lakeRoot, '_meta'), { recursive: true });
+  }
+  if (!(await hasCatalog(config, lakeRoot)) && (await hasLegacyManifests(config, lakeRoot))) {
+    throw new LakeUnavailableError(
+      `lake ${lakeRoot} is in the pre-DuckLake layout (_meta/tables/*.json); lakes are rebuilt from their landing: ` +
+        `remove it (or point --lake at a new location) and run again`,
+    );
+  }
+  const conn = await instance.connect();
+  try {
+    await loadExtension(conn, config, 'ducklake');
+    await loadExtension(conn, config, isS3(lakeRoot) ? 'postgres_scanner' : 'sqlite_scanner');
+    await conn.run(`detach database if exists ${sqlIdent(alias)}`);
+    await conn.run(`attach ${sqlString(spec.target)} as ${sqlIdent(alias)} (${spec.options.join(', ')})`);
+    // Concurrent writers settle commit races inside DuckLake; give a busy catalog more patience than the default.
+    await conn.run(`set ducklake_max_retry_count = 50`);
+    // Two processes creating a new lake at once race on these creates; the loser's retry finds them made.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        for (const s of LAKE_SCHEMAS) await conn.run(`create schema if not exists ${sqlIdent(alias)}.${sqlIdent(s)}`);
+        await ensureMetaTables(conn, alias);
+        break;
+      } catch (e) {
+        if (attempt >= 10 || !/Failed to commit|conflict|locked/i.test((e as Error).message)) throw e;
+        await new Promise((r) => setTimeout(r, 100 * attempt * (0.5 + Math.random())));
+      }
+    }
+  } catch (e) {
+    if (e instanceof LakeUnavailableError) throw e;
+    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    throw new LakeUnavailableError(`cannot attach the lake catalog of ${lakeRoot}: ${redact(msg, config)}`);
+  } finally {
+    conn.closeSync();
+  }
+  return { root: lakeRoot, alias, inode: isS3(lakeRoot) ? undefined : inodeOf(catalogPath(lakeRoot)) };
+}
+
+function redact(msg: string, config: Config): string {
+  const pw = /password=(\S+)/.exec(config.lakeCatalog ?? '')?.[1];
+  return pw ? msg.split(pw).join('***') : msg;
+}
+
+async function hasCatalog(config: Config, lakeRoot: string): Promise<boolean> {
+  return isS3(lakeRoot) ? true : fs.existsSync(catalogPath(lakeRoot));
+}
+
+async function hasLegacyManifests(config: Config, lakeRoot: string): Promise<boolean> {
+  if (isS3(lakeRoot)) return false;
+  const storage = storageFor(lakeRoot, config);
+  return (await storage.list(joinUri(lakeRoot, '_meta', 'tables'))).some((o) => o.key.endsWith('.json'));
+}
+
+/** Loads an extension from the offline extension directory (or DuckDB's own), failing with one line that says how. */
+async function loadExtension(conn: DuckDBConnection, config: Config, name: string): Promise<void> {
+  try {
+    await conn.run(`load ${name}`);
+    return;
+  } catch (e) {
+    if (config.duckdb.extensionDir) {
+      throw new LakeUnavailableError(
+        `DuckDB extension ${name} not found under CPA_DUCKDB_EXTENSION_DIR=${config.duckdb.extensionDir} ` +
+          `(run \`bash scripts/tools.sh duckdb\`): ${(e as Error).message.split('\n')[0]}`,
+      );
+    }
+  }
+  try {
+    await conn.run(`install ${name}`);
+    await conn.run(`load ${name}`);
+  } catch (e) {
+    throw new LakeUnavailableError(
+      `DuckDB extension ${name} could not be installed (offline? run \`bash scripts/tools.sh duckdb\` and set ` +
+        `CPA_DUCKDB_EXTENSION_DIR): ${(e as Error).message.split('\n')[0]}`,
+    );
+  }
+}
+
+/**
+ * The `meta` schema: what used to be JSON under `_meta/`, now tables any DuckDB can query. All append-only (the
+ * latest row per key wins), so concurrent writers never delete from the same file and never conflict.
+ * - `partitions`: one row per published partition version (content hash, rows) — the skip-unchanged check.
+ * - `landed_files`: landing files ingested (sha256, listing version, the bronze partitions of its rows).
+ * - `runs`: one row per run record written (the latest per run id is the run's state), with the snapshot range.
+ * - `step_metrics`: each step's metrics per run (JSON, also in the Temporal history).
+ * - `state`: small JSON documents by key (the speed layer's watermark).
+ */
+const META_TABLES: Record<string, string> = {
+  partitions: `layer varchar, table_name varchar, partition varchar, rows bigint, hash varchar, deleted boolean,
+    run_id varchar, written_at timestamptz`,
+  landed_files: `source varchar, key varchar, sha256 varchar, size bigint, version varchar, rows bigint,
+    partitions varchar[], run_id varchar, ingested_at timestamptz`,
+  runs: `run_id varchar, workflow_id varchar, kind varchar, logical_date varchar, status varchar,
+    started_at timestamptz, finished_at timestamptz, snapshot_first bigint, snapshot_last bigint, summary varchar,
+    recorded_at timestamptz`,
+  step_metrics: `run_id varchar, step varchar, layer varchar, table_name varchar, metrics varchar,
+    recorded_at timestamptz`,
+  state: `key varchar, value varchar, updated_at timestamptz`,
+};
+
+async function ensureMetaTables(conn: DuckDBConnection, alias: string): Promise<void> {
+  for (const [t, cols] of Object.entries(META_TABLES)) {
+    await conn.run(`create table if not exists ${sqlIdent(alias)}.meta.${sqlIdent(t)} (${cols})`);
+  }
+}
+
+/** `alias.schema.table`, quoted. */
+export function qualified(lake: AttachedLake, layer: string, table: string): string {
+  return `${sqlIdent(lake.alias)}.${sqlIdent(layer)}.${sqlIdent(table)}`;
+}
+
+/** The table's columns in the lake, or undefined when it does not exist. */
+export async function lakeColumns(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  layer: string,
+  table: string,
+): Promise<ColumnDef[] | undefined> {
+  const rows = await queryRows(
+    conn,
+    `select column_name, data_type from duckdb_columns()
+     where database_name = $db and schema_name = $schema and table_name = $table order by column_index`,
+    { db: lake.alias, schema: layer, table },
+  );
+  if (rows.length === 0) return undefined;
+  return rows.map((r) => ({ name: String(r.column_name), type: String(r.data_type) }));
+}
+
+/**
+ * Creates (or replaces) a temp view over a lake table. When the table has never been written, the view is empty
+ * with `fallbackColumns`. Returns the table's row count (undefined when it does not exist).
+ */
+export async function registerView(
+  ctx: Pick<LakeContext, 'conn' | 'lake'>,
+  layer: string,
+  table: string,
+  view: string,
+  fallbackColumns?: ColumnDef[],
+): Promise<{ rows: number } | undefined> {
+  const cols = await lakeColumns(ctx.conn, ctx.lake, layer, table);
+  if (cols) {
+    await ctx.conn.run(`create or replace temp view ${sqlIdent(view)} as select * from ${qualified(ctx.lake, layer, table)}`);
+    const [r] = await queryRows(ctx.conn, `select count(*)::bigint as n from ${sqlIdent(view)}`);
+    return { rows: Number(r.n) };
+  }
+  if (!fallbackColumns) throw new Error(`table ${layer}.${table} has not been built yet`);
+  const body = fallbackColumns.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
+  await ctx.conn.run(`create or replace temp view ${sqlIdent(view)} as select ${body} where false`);
+  return undefined;
+}
+
+/** The current partition versions of a table from `meta.partitions` (deleted partitions left out). */
+export async function partitionVersions(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  layer: string,
+  table: string,
+): Promise<Map<string, { rows: number; hash: string }>> {
+  const rows = await queryRows(
+    conn,
+    `select partition, rows, hash, deleted from ${qualified(lake, 'meta', 'partitions')}
+     where layer = $layer and table_name = $table
+     qualify row_number() over (partition by partition order by written_at desc, deleted desc) = 1`,
+    { layer, table },
+  );
+  const out = new Map<string, { rows: number; hash: string }>();
+  for (const r of rows) if (!r.deleted) out.set(String(r.partition), { rows: Number(r.rows), hash: String(r.hash) });
+  return out;
+}
+
+export interface PublishSpec {
+  layer: string;
+  table: string;
+  /** A temp table or view holding the table's rows (all of them, or those of the partitions this writer owns). */
+  source: string;
+  partitionBy?: string;
+  /** Partitions this writer may delete when `source` no longer has them (default: all). */
+  owns?: (p: string) => boolean;
+}
+
+export interface PublishResult {
+  rows: number;
+  partitions: number;
+  written: string[];
+  deleted: string[];
+  unchanged: number;
+}
+
+interface Plan {
+  spec: PublishSpec;
+  target: string;
+  columns: ColumnDef[];
+  partExpr: string;
+  stats: Map<string, { rows: number; hash: string }>;
+  changed: string[];
+  deleted: string[];
+  recreate: boolean;
+  carry?: string;
+  result: PublishResult;
+}
+
+/** Names the commit: `snapshots()` shows who wrote what (author cpa, message = steps, extra = run id). */
+export interface CommitInfo {
+  runId: string;
+  step: string;
+}
+
+/**
+ * Publishes the rows of each spec's `source` as `layer.table`, all in one DuckLake transaction: only partitions
+ * whose content hash changed are rewritten (delete their rows, insert the new ones), partitions that disappeared are
+ * deleted (restricted to those `owns` accepts, so several writers can share a table by partition), and each new
+ * partition version is recorded in `meta.partitions` in the same transaction, so data and versions never disagree.
+ * `extra` statements (e.g. the landed-files manifest) join the same transaction. Re-publishing identical content
+ * writes nothing and creates no snapshot. A changed column list recreates the table (rows of partitions this
+ * writer does not own are carried over by name).
+ */
+export async function publishTables(
+  ctx: LakeContext,
+  specs: PublishSpec[],
+  opts: { step: string; extra?: Array<(conn: DuckDBConnection) => Promise<void>> } = { step: 'publish' },
+): Promise<PublishResult[]> {
+  const { conn, lake } = ctx;
+  const plans: Plan[] = [];
+  for (const [i, spec] of specs.entries()) plans.push(await plan(ctx, spec, i));
+  const writes = plans.some((p) => p.changed.length > 0 || p.deleted.length > 0 || p.recreate);
+  if (!writes && !(opts.extra && opts.extra.length > 0)) return plans.map((p) => p.result);
+
+  let current = plans;
+  try {
+    await lakeWrite(conn, lake, async (attempt) => {
+      // A retried commit plans again: another writer may have changed the versions this plan was made against.
+      if (attempt > 0) {
+        for (const p of current) if (p.carry) await conn.run(`drop table if exists ${sqlIdent(p.carry)}`);
+        current = [];
+        for (const [i, spec] of specs.entries()) current.push(await plan(ctx, spec, i));
+      }
+      return async () => {
+        const now = new Date().toISOString();
+        for (const p of current) await apply(ctx, p, now);
+        for (const f of opts.extra ?? []) await f(conn);
+        await conn.run(`call ${sqlIdent(lake.alias)}.set_commit_message('cpa', $msg, extra_info => $extra)`, {
+          msg: opts.step,
+          extra: JSON.stringify({ run_id: ctx.runId, step: opts.step }),
+        });
+      };
+    });
+  } finally {
+    for (const p of current) if (p.carry) await conn.run(`drop table if exists ${sqlIdent(p.carry)}`).catch(() => undefined);
+  }
+  return current.map((p) => p.result);
+}
+
+/** Commit-time errors that another writer caused and a retry of the whole transaction resolves. */
+function isTransientCommitError(e: unknown): boolean {
+  const msg = e instanceof Error ? e.message : String(e);
+  return /database is locked|SQLITE_BUSY|could not serialize|deadlock detected|Transaction conflict/i.test(msg);
+}
+
+const writeLocks = new Map<string, Promise<void>>();
+
+/**
+ * Runs one lake write transaction: `prepare(attempt)` runs outside the transaction (planning) and returns the body,
+ * which runs between BEGIN and COMMIT. Writers of one process take turns per lake (a SQLite catalog has one write
+ * lock, and a reader upgrading to writer while another connection writes fails without waiting); a commit that loses
+ * a race with another process (the catalog was locked, or PostgreSQL reported a serialization failure) is rolled back
+ * and retried from `prepare` with backoff. Conflicts DuckLake cannot settle (two writers deleting the same file)
+ * surface as errors after the retries, and the activity's retry policy takes over.
+ */
+export async function lakeWrite(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  prepare: (attempt: number) => Promise<() => Promise<void>>,
+  maxAttempts = 8,
+): Promise<void> {
+  const prev = writeLocks.get(lake.alias) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  const chained = prev.then(() => mine);
+  writeLocks.set(lake.alias, chained);
+  await prev;
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const body = await prepare(attempt);
+      try {
+        await conn.run('begin transaction');
+        await body();
+        await conn.run('commit');
+        return;
+      } catch (e) {
+        await conn.run('rollback').catch(() => undefined);
+        if (!isTransientCommitError(e) || attempt + 1 >= maxAttempts) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random())));
+      }
+    }
+  } finally {
+    release();
+    if (writeLocks.get(lake.alias) === chained) writeLocks.delete(lake.alias);
+  }
+}
+
+/** {@link publishTables} for one table. */
+export async function publishTable(ctx: LakeContext, spec: PublishSpec, step?: string): Promise<PublishResult> {
+  const [r] = await publishTables(ctx, [spec], { step: step ?? `${spec.layer}.${spec.table}` });
+  return r;
+}
+
+async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Plan> {
+  const { conn, lake } = ctx;
+  const src = sqlIdent(spec.source);
+  const owns = spec.owns ?? (() => true);
+  const columns = (await queryRows(conn, `describe ${src}`)).map((r) => ({
+    name: String(r.column_name),
+    type: String(r.column_type),
+  }));
+  const partExpr = spec.partitionBy
+    ? `coalesce(cast(${sqlIdent(spec.partitionBy)} as varchar), '${NULL_PARTITION}')`
+    : `''`;
+  const stats = new Map<string, { rows: number; hash: string }>();
+  for (const s of await queryRows(
+    conn,
+    `select ${partExpr} as p, count(*)::bigint as n, sum(hash(t))::varchar as h from ${src} t group by 1`,
+  )) {
+    stats.set(String(s.p), { rows: Number(s.n), hash: String(s.h) });
+  }
+  const existing = await lakeColumns(conn, lake, spec.layer, spec.table);
+  const recreate = !existing || JSON.stringify(existing.map((c) => [c.name, c.type])) !== JSON.stringify(columns.map((c) => [c.name, c.type]));
+  const old = existing ? await partitionVersions(conn, lake, spec.layer, spec.table) : new Map<string, { rows: number; hash: string }>();
+
+  const changed: string[] = [];
+  for (const [p, s] of stats) {
+    const prev = old.get(p);
+    if (recreate || !prev || prev.hash !== s.hash || prev.rows !== s.rows) changed.push(p);
+  }
+  const deleted = [...old.keys()].filter((p) => !stats.has(p) && owns(p));
+  const kept = [...old.keys()].filter((p) => !stats.has(p) && !owns(p));
+  const target = qualified(lake, spec.layer, spec.table);
+
+  let carry: string | undefined;
+  if (recreate && existing && kept.length > 0) {
+    // Rows of partitions another writer owns survive a schema change: copied out before the transaction.
+    carry = `_publish_carry_${i}`;
+    await conn.run(`create or replace temp table ${sqlIdent(carry)} as select * from ${target} where ${inList(partExpr, kept)}`);
+  }
+  const rowsAfter =
+    [...stats.values()].reduce((a, s) => a + s.rows, 0) + kept.reduce((a, p) => a + (old.get(p)?.rows ?? 0), 0);
+  return {
+    spec,
+    target,
+    columns,
+    partExpr,
+    stats,
+    changed: changed.sort(),
+    deleted: deleted.sort(),
+    recreate,
+    carry,
+    result: {
+      rows: rowsAfter,
+      partitions: stats.size + kept.length,
+      written: [...changed].sort(),
+      deleted: [...deleted].sort(),
+      unchanged: stats.size + kept.length - changed.length,
+    },
+  };
+}
+
+/** `expr in ('a', 'b', …)`, or false for no values. */
+function inList(expr: string, values: string[]): string {
+  return values.length === 0 ? 'false' : `${expr} in (${values.map(sqlString).join(', ')})`;
+}
+
+async function apply(ctx: LakeContext, p: Plan, now: string): Promise<void> {
+  const { conn, lake } = ctx;
+  const { spec, target } = p;
+  const src = sqlIdent(spec.source);
+  const meta = qualified(lake, 'meta', 'partitions');
+  if (p.recreate) {
+    await conn.run(`drop table if exists ${target}`);
+    await conn.run(`create table ${target} (${p.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`);
+    if (spec.partitionBy) await conn.run(`alter table ${target} set partitioned by (${sqlIdent(spec.partitionBy)})`);
+    await conn.run(`insert into ${target} select * from ${src}`);
+    if (p.carry) await conn.run(`insert into ${target} by name select * from ${sqlIdent(p.carry)}`);
+  } else if (p.changed.length > 0 || p.deleted.length > 0) {
+    await conn.run(`delete from ${target} where ${inList(p.partExpr, [...p.changed, ...p.deleted])}`);
+    if (p.changed.length > 0) {
+      await conn.run(`insert into ${target} select * from ${src} t where ${inList(p.partExpr, p.changed)}`);
+    }
+  }
+  const rows: string[] = [];
+  const row = (part: string, n: number, hash: string, deleted: boolean): string =>
+    `(${[spec.layer, spec.table, part].map(sqlString).join(', ')}, ${n}, ${sqlString(hash)}, ${deleted}, ` +
+    `${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`;
+  for (const part of p.changed) rows.push(row(part, p.stats.get(part)!.rows, p.stats.get(part)!.hash, false));
+  for (const part of p.deleted) rows.push(row(part, 0, '', true));
+  for (let i = 0; i < rows.length; i += 1000) {
+    await conn.run(`insert into ${meta} values ${rows.slice(i, i + 1000).join(', ')}`);
+  }
+}
+
+/** The newest snapshot id of the lake. */
+export async function currentSnapshot(conn: DuckDBConnection, lake: AttachedLake): Promise<number> {
+  const [r] = await queryRows(conn, `select id from ${sqlIdent(lake.alias)}.current_snapshot()`);
+  return Number(r.id);
+}
+
+/** Snapshot ids committed by a run (from the commit messages {@link publishTables} writes). */
+export async function runSnapshots(conn: DuckDBConnection, lake: AttachedLake, runId: string): Promise<number[]> {
+  const rows = await queryRows(
+    conn,
+    `select snapshot_id from ${sqlIdent(lake.alias)}.snapshots()
+     where author = 'cpa' and json_extract_string(commit_extra_info, '$.run_id') = $run order by snapshot_id`,
+    { run: runId },
+  );
+  return rows.map((r) => Number(r.snapshot_id));
+}

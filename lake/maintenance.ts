@@ -1,0 +1,51 @@
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { queryRows, sqlIdent, sqlString } from './duckdb';
+import type { AttachedLake } from './lakehouse';
+
+/**
+ * Lake upkeep (`cpa lake maintain`, the `lakeMaintenance` workflow): DuckLake never deletes data on its own — every
+ * replaced partition stays readable through time travel until its snapshot expires. In order:
+ * 1. expire snapshots older than the retention (the newest snapshot never expires);
+ * 2. merge adjacent small files of the same partition (many small appends, e.g. the speed layer's);
+ * 3. delete the files that expired snapshots or merges left behind, once they have been unreferenced for
+ *    `graceMinutes` (a reader that started before the expiry may still be scanning them);
+ * 4. delete orphaned files older than the grace: files a writer killed before its commit wrote but never committed.
+ */
+export interface MaintenanceReport {
+  snapshotsBefore: number;
+  snapshotsExpired: number;
+  filesMerged: number;
+  filesDeleted: number;
+  orphansDeleted: number;
+  durationMs: number;
+}
+
+export async function maintainLake(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  opts: { retention: string; graceMinutes?: number },
+): Promise<MaintenanceReport> {
+  const started = Date.now();
+  const db = sqlString(lake.alias);
+  const grace = Math.max(0, Math.trunc(opts.graceMinutes ?? 60));
+  const count = async (sql: string): Promise<number> => (await queryRows(conn, sql)).length;
+  const [{ n: before }] = await queryRows(conn, `select count(*)::bigint as n from ${sqlIdent(lake.alias)}.snapshots()`);
+  const expired = await count(
+    `call ducklake_expire_snapshots(${db}, older_than => now() - cast(${sqlString(opts.retention)} as interval))`,
+  );
+  const merged = await count(`call ducklake_merge_adjacent_files(${db})`);
+  const deleted = await count(
+    `call ducklake_cleanup_old_files(${db}, older_than => now() - to_minutes(cast(${grace} as bigint)))`,
+  );
+  const orphans = await count(
+    `call ducklake_delete_orphaned_files(${db}, older_than => now() - to_minutes(cast(${grace} as bigint)))`,
+  );
+  return {
+    snapshotsBefore: Number(before),
+    snapshotsExpired: expired,
+    filesMerged: merged,
+    filesDeleted: deleted,
+    orphansDeleted: orphans,
+    durationMs: Date.now() - started,
+  };
+}

@@ -1,0 +1,39 @@
+import { loadConfig } from '../../../config/env';
+import { createDuckDb } from '../../../lake/duckdb';
+import { attachLake, publishTable } from '../../../lake/lakehouse';
+
+/**
+ * A separate writer process for the DuckLake tests:
+ *   node -r tsx/cjs writer-child.ts <lake> <table> <first-part> <parts> <rows-per-part> <rounds>
+ * Round r publishes partitions first-part … first-part+parts-1 of silver.<table> with `v = r` in every row (the
+ * partitions it owns; others' are left alone), and prints `committed r` after each commit, then `done`.
+ */
+async function main(): Promise<void> {
+  const [lakeRoot, table, first, parts, rows, rounds] = process.argv.slice(2);
+  const config = loadConfig({ ...process.env, CPA_LAKE_ROOT: lakeRoot, CPA_DUCKDB_THREADS: '1' });
+  const db = await createDuckDb(config, { needS3: false });
+  const lake = await attachLake(db, config, lakeRoot);
+  const conn = await db.connect();
+  const lo = Number(first);
+  const hi = lo + Number(parts) - 1;
+  for (let r = 1; r <= Number(rounds); r++) {
+    await conn.run(
+      `create or replace temp table _src as
+       select p::integer as part, i::bigint as i, ${r}::integer as v, repeat('x', 200) as pad
+       from range(${lo}, ${hi + 1}) a(p), range(${Number(rows)}) b(i)`,
+    );
+    await publishTable(
+      { conn, lake, lakeRoot, runId: `child-${lo}-${r}` },
+      { layer: 'silver', table, source: '_src', partitionBy: 'part', owns: (p) => Number(p) >= lo && Number(p) <= hi },
+    );
+    process.stdout.write(`committed ${r}\n`);
+  }
+  process.stdout.write('done\n');
+  conn.closeSync();
+  db.closeSync();
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`writer-child: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});
