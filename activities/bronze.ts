@@ -120,7 +120,9 @@ export function checkHeader(file: string, firstLine: string, contract: CsvContra
   if (firstLine.trim() === '') return `${file} line 1 column 1: empty file, expected header ${expected.join(',')}`;
   let found: string[];
   try {
-    found = (parseCsv(firstLine, { relax_column_count: true }) as string[][])[0].map((s) => s.replace(/^\uFEFF/, '').trim());
+    found = (parseCsv(firstLine, { relax_column_count: true }) as string[][])[0].map((s) =>
+      s.replace(/^\uFEFF/, '').trim(),
+    );
   } catch (e) {
     return `${file} line 1 column 1: header is not valid CSV (${(e as Error).message})`;
   }
@@ -139,10 +141,7 @@ export function checkHeader(file: string, firstLine: string, contract: CsvContra
  * with a non-retryable ContractViolation and nothing is written. Idempotent: an unchanged file (same sha256) is
  * skipped, a changed one replaces the bronze table.
  */
-export async function ingestCsvSource(
-  deps: ActivityDeps,
-  input: RunTarget & { table: string },
-): Promise<StepMetrics> {
+export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { table: string }): Promise<StepMetrics> {
   const started = Date.now();
   const contract = CSV_CONTRACTS.find((c) => c.bronze === input.table);
   if (!contract) throw contractViolation(`unknown CSV source table ${input.table}`);
@@ -171,7 +170,9 @@ export async function ingestCsvSource(
       const line = firstInvalidUtf8Line(bytes);
       throw contractViolation(`${contract.file} line ${line} column 1: not valid UTF-8`, { file: contract.file, line });
     }
-    const firstLine = bytes.subarray(0, Math.max(0, bytes.indexOf(0x0a) === -1 ? bytes.length : bytes.indexOf(0x0a))).toString('utf8');
+    const firstLine = bytes
+      .subarray(0, Math.max(0, bytes.indexOf(0x0a) === -1 ? bytes.length : bytes.indexOf(0x0a)))
+      .toString('utf8');
     const headerProblem = checkHeader(contract.file, firstLine, contract);
     if (headerProblem) throw contractViolation(headerProblem, { file: contract.file, line: 1 });
 
@@ -495,7 +496,8 @@ async function ingestEventBatch(
        or row_number() over (partition by event_id order by source_file, source_line) = 1`,
   );
   const [newCount] = await queryRows(conn, `select count(*)::bigint as n from _new_events`);
-  metrics.extra.duplicates_dropped = (metrics.extra.duplicates_dropped ?? 0) + Number(counts.parsed) - Number(newCount.n);
+  metrics.extra.duplicates_dropped =
+    (metrics.extra.duplicates_dropped ?? 0) + Number(counts.parsed) - Number(newCount.n);
   metrics.quarantined.malformed_json = (metrics.quarantined.malformed_json ?? 0) + Number(counts.malformed);
 
   const partitions = await queryRows(
@@ -519,7 +521,13 @@ async function ingestEventBatch(
       partitionBy: 'usage_date',
       owns: (p) => affected.has(p),
     });
-    metrics.nullRates = await nullRates(conn, '_new_events', ['event_id', 'event_ts', 'org_id', 'service', 'cost_usd_increment']);
+    metrics.nullRates = await nullRates(conn, '_new_events', [
+      'event_id',
+      'event_ts',
+      'org_id',
+      'service',
+      'cost_usd_increment',
+    ]);
   }
   if (Number(counts.malformed) > 0) {
     // Malformed lines are keyed by (file, line): re-ingesting a file after a crash does not duplicate them.

@@ -189,11 +189,16 @@ export async function withLake<T>(
   }
 }
 
-
 /** Null rate (0..1, 6 dp) of each column of a temp table. */
-export async function nullRates(conn: DuckDBConnection, table: string, columns: string[]): Promise<Record<string, number>> {
+export async function nullRates(
+  conn: DuckDBConnection,
+  table: string,
+  columns: string[],
+): Promise<Record<string, number>> {
   if (columns.length === 0) return {};
-  const exprs = columns.map((c) => `coalesce(round(avg(case when ${sqlIdent(c)} is null then 1 else 0 end), 6), 0) as ${sqlIdent(c)}`);
+  const exprs = columns.map(
+    (c) => `coalesce(round(avg(case when ${sqlIdent(c)} is null then 1 else 0 end), 6), 0) as ${sqlIdent(c)}`,
+  );
   const [row] = await queryRows(conn, `select ${exprs.join(', ')} from ${sqlIdent(table)}`);
   return Object.fromEntries(columns.map((c) => [c, Number(row[c])]));
 }

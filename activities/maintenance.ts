@@ -1,5 +1,6 @@
 import { maintainLake as maintain } from '../lake/maintenance';
 import type { MaintenanceReport } from '../lake/maintenance';
+import { S3Storage, storageFor } from '../lake/storage';
 import { withLake } from './common';
 import type { ActivityDeps } from './common';
 
@@ -16,6 +17,9 @@ export interface MaintainLakeInput {
 /** Lake upkeep as one activity (lake/maintenance.ts): expire snapshots, merge small files, delete unreferenced files. */
 export async function maintainLake(deps: ActivityDeps, input: MaintainLakeInput): Promise<MaintenanceReport> {
   return withLake(deps, input.lake, (conn, lake) =>
-    maintain(conn, lake, { retention: input.retention ?? deps.config.snapshotRetention, graceMinutes: input.graceMinutes }),
+    maintain(conn, lake, {
+      retention: input.retention ?? deps.config.snapshotRetention,
+      graceMinutes: input.graceMinutes,
+    }),
   );
 }

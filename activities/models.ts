@@ -18,7 +18,13 @@ function fallbackColumns(ref: TableRef): ColumnDef[] | undefined {
 async function registerInputs(ctx: LakeContext, model: ModelSpec): Promise<number> {
   let rowsIn = 0;
   for (const input of model.inputs) {
-    const m = await registerView(ctx, input.layer, input.table, `${input.layer}_${input.table}`, fallbackColumns(input));
+    const m = await registerView(
+      ctx,
+      input.layer,
+      input.table,
+      `${input.layer}_${input.table}`,
+      fallbackColumns(input),
+    );
     if (m && input.layer === (model.layer === 'silver' ? 'bronze' : 'silver')) rowsIn += m.rows;
   }
   return rowsIn;
@@ -39,7 +45,9 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
   try {
     metrics.rowsIn = await registerInputs(ctx, model);
     await conn.run(`create or replace temp table _model as ${loadSql(model.sql)}`);
-    await conn.run(`create or replace temp table _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`);
+    await conn.run(
+      `create or replace temp table _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`,
+    );
     await conn.run(
       `create or replace temp table _rejected as
        select _rule as rule, _detail as detail, source_file, source_line::integer as source_line, _raw as raw
@@ -51,11 +59,20 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
       ctx,
       [
         { layer: 'silver', table: model.table, source: '_kept', partitionBy: model.partitionBy },
-        { layer: 'quarantine', table: model.table, source: '_rejected', partitionBy: 'rule', owns: (p) => p !== 'malformed_json' },
+        {
+          layer: 'quarantine',
+          table: model.table,
+          source: '_rejected',
+          partitionBy: 'rule',
+          owns: (p) => p !== 'malformed_json',
+        },
       ],
       { step: `silver.${model.table}` },
     );
-    for (const r of await queryRows(conn, `select rule, count(*)::bigint as n from _rejected group by rule order by rule`)) {
+    for (const r of await queryRows(
+      conn,
+      `select rule, count(*)::bigint as n from _rejected group by rule order by rule`,
+    )) {
       metrics.quarantined[String(r.rule)] = Number(r.n);
     }
     metrics.rowsOut = pub.rows;
@@ -85,7 +102,9 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
     throw classify(e, `silver.${model.table}`);
   } finally {
     done();
-    await conn.run(`drop table if exists _model; drop table if exists _kept; drop table if exists _rejected`).catch(() => undefined);
+    await conn
+      .run(`drop table if exists _model; drop table if exists _kept; drop table if exists _rejected`)
+      .catch(() => undefined);
     conn.closeSync();
   }
 }
@@ -111,7 +130,12 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
         `gold.${model.table} columns [${cols.join(', ')}] differ from the mart contract [${expected.join(', ')}]`,
       );
     }
-    const pub = await publishTable(ctx, { layer: 'gold', table: model.table, source: '_mart', partitionBy: model.partitionBy });
+    const pub = await publishTable(ctx, {
+      layer: 'gold',
+      table: model.table,
+      source: '_mart',
+      partitionBy: model.partitionBy,
+    });
     metrics.changedPartitions = [...pub.written, ...pub.deleted].sort();
     metrics.rowsOut = pub.rows;
     metrics.partitionsWritten = pub.written.length;
@@ -132,4 +156,3 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
     conn.closeSync();
   }
 }
-

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { BRONZE_EVENT_COLUMNS } from '../config/contracts';
-import { lakeColumns, publishTables } from '../lake/lakehouse';
+import { lakeColumns, lakeWrite, publishTables } from '../lake/lakehouse';
 import type { ColumnDef, PublishSpec } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent } from '../lake/duckdb';
 import {
@@ -119,7 +119,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       runId: input.runId,
     };
     state.files[key] = entry;
-    await writeSpeedState(conn, lake, state);
+    await lakeWrite(conn, lake, async () => () => writeSpeedState(conn, lake, state, [key]));
 
     // 1–2: the file's first-seen bronze rows through the silver model.
     const hint = fileEntry.partitions;
@@ -241,7 +241,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     const specs = [win.publish, late.publish, alerts.publish].filter((p): p is PublishSpec => p !== undefined);
     const results = await publishTables(ctx, specs, {
       step: 'speed.windows',
-      extra: [(c) => writeSpeedState(c, lake, state)],
+      extra: [(c) => writeSpeedState(c, lake, state, [key])],
     });
     const winPub = win.publish ? results[specs.indexOf(win.publish)] : undefined;
     if (winPub) {

@@ -208,6 +208,13 @@ export const GOLD_COLUMNS: Record<string, string[]> = {
     'avg_csat',
     'avg_resolution_days',
   ],
-  genai_tokens_by_org_date: ['org_id', 'usage_date', 'total_tokens', 'genai_events', 'total_cost_usd', 'est_cost_per_1k_tokens'],
+  genai_tokens_by_org_date: [
+    'org_id',
+    'usage_date',
+    'total_tokens',
+    'genai_events',
+    'total_cost_usd',
+    'est_cost_per_1k_tokens',
+  ],
   org_service_cost_summary: ['org_id', 'summary_date', 'service', 'cost_1d', 'cost_7d', 'cost_14d', 'rank_14d'],
 };

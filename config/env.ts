@@ -47,7 +47,10 @@ const schema = z.object({
         .map((c) => c.trim().toUpperCase())
         .filter(Boolean),
     )
-    .refine((list) => list.length > 0 && list.every((c) => /^[A-Z]{3}$/.test(c)), 'must be ISO-4217 codes, comma separated'),
+    .refine(
+      (list) => list.length > 0 && list.every((c) => /^[A-Z]{3}$/.test(c)),
+      'must be ISO-4217 codes, comma separated',
+    ),
   CPA_QUALITY_MAX_QUARANTINE_RATE: rate.default(0.1),
   CPA_QUALITY_MAX_ANOMALY_RATE: rate.default(0.1),
   CPA_QUALITY_THRESHOLDS: z

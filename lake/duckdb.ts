@@ -63,7 +63,7 @@ async function loadHttpfs(conn: DuckDBConnection, config: Config): Promise<void>
     if (config.duckdb.extensionDir) {
       throw new HttpfsUnavailableError(
         `DuckDB extension httpfs not found under CPA_DUCKDB_EXTENSION_DIR=${config.duckdb.extensionDir} ` +
-          `(run \`bash scripts/tools.sh httpfs\`): ${firstLine(e)}`,
+          `(run \`bash scripts/tools.sh duckdb\`): ${firstLine(e)}`,
       );
     }
   }
@@ -111,7 +111,6 @@ export async function queryRows(conn: DuckDBConnection, sql: string, params?: Pa
   const reader = await conn.runAndReadAll(sql, params);
   return reader.getRowObjectsJson() as Row[];
 }
-
 
 /**
  * Quotes a string literal for the few places DuckDB cannot bind parameters (COPY targets, CREATE SECRET).

@@ -160,6 +160,7 @@ async function doAttach(
     for (let attempt = 1; ; attempt++) {
       try {
         for (const s of LAKE_SCHEMAS) await conn.run(`create schema if not exists ${sqlIdent(alias)}.${sqlIdent(s)}`);
+        await inlineMeta(conn, alias);
         await ensureMetaTables(conn, alias);
         break;
       } catch (e) {
@@ -238,6 +239,24 @@ const META_TABLES: Record<string, string> = {
   state: `key varchar, value varchar, updated_at timestamptz`,
 };
 
+/**
+ * The meta tables get many small appends (a partition version, a file record, a step's metrics); as Parquet each
+ * would be a tiny file, and reading them back (every publish reads meta.partitions) would open hundreds. Inlined,
+ * their rows live in the catalog database itself (DuckLake data inlining), read in one catalog query.
+ */
+const META_INLINE_ROWS = 1_000_000;
+
+async function inlineMeta(conn: DuckDBConnection, alias: string): Promise<void> {
+  const set = await queryRows(
+    conn,
+    `select value from ${sqlIdent(alias)}.options() where option_name = 'data_inlining_row_limit' and scope = 'SCHEMA' and scope_entry like 'meta%'`,
+  );
+  if (set.length > 0 && Number(set[0].value) === META_INLINE_ROWS) return;
+  await conn.run(
+    `call ${sqlIdent(alias)}.set_option('data_inlining_row_limit', ${META_INLINE_ROWS}, schema => 'meta')`,
+  );
+}
+
 async function ensureMetaTables(conn: DuckDBConnection, alias: string): Promise<void> {
   for (const [t, cols] of Object.entries(META_TABLES)) {
     await conn.run(`create table if not exists ${sqlIdent(alias)}.meta.${sqlIdent(t)} (${cols})`);
@@ -279,7 +298,9 @@ export async function registerView(
 ): Promise<{ rows: number } | undefined> {
   const cols = await lakeColumns(ctx.conn, ctx.lake, layer, table);
   if (cols) {
-    await ctx.conn.run(`create or replace temp view ${sqlIdent(view)} as select * from ${qualified(ctx.lake, layer, table)}`);
+    await ctx.conn.run(
+      `create or replace temp view ${sqlIdent(view)} as select * from ${qualified(ctx.lake, layer, table)}`,
+    );
     const [r] = await queryRows(ctx.conn, `select count(*)::bigint as n from ${sqlIdent(view)}`);
     return { rows: Number(r.n) };
   }
@@ -385,7 +406,8 @@ export async function publishTables(
       };
     });
   } finally {
-    for (const p of current) if (p.carry) await conn.run(`drop table if exists ${sqlIdent(p.carry)}`).catch(() => undefined);
+    for (const p of current)
+      if (p.carry) await conn.run(`drop table if exists ${sqlIdent(p.carry)}`).catch(() => undefined);
   }
   return current.map((p) => p.result);
 }
@@ -463,8 +485,12 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
     stats.set(String(s.p), { rows: Number(s.n), hash: String(s.h) });
   }
   const existing = await lakeColumns(conn, lake, spec.layer, spec.table);
-  const recreate = !existing || JSON.stringify(existing.map((c) => [c.name, c.type])) !== JSON.stringify(columns.map((c) => [c.name, c.type]));
-  const old = existing ? await partitionVersions(conn, lake, spec.layer, spec.table) : new Map<string, { rows: number; hash: string }>();
+  const recreate =
+    !existing ||
+    JSON.stringify(existing.map((c) => [c.name, c.type])) !== JSON.stringify(columns.map((c) => [c.name, c.type]));
+  const old = existing
+    ? await partitionVersions(conn, lake, spec.layer, spec.table)
+    : new Map<string, { rows: number; hash: string }>();
 
   const changed: string[] = [];
   for (const [p, s] of stats) {
@@ -479,7 +505,9 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
   if (recreate && existing && kept.length > 0) {
     // Rows of partitions another writer owns survive a schema change: copied out before the transaction.
     carry = `_publish_carry_${i}`;
-    await conn.run(`create or replace temp table ${sqlIdent(carry)} as select * from ${target} where ${inList(partExpr, kept)}`);
+    await conn.run(
+      `create or replace temp table ${sqlIdent(carry)} as select * from ${target} where ${inList(partExpr, kept)}`,
+    );
   }
   const rowsAfter =
     [...stats.values()].reduce((a, s) => a + s.rows, 0) + kept.reduce((a, p) => a + (old.get(p)?.rows ?? 0), 0);

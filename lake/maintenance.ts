@@ -9,7 +9,9 @@ import type { AttachedLake } from './lakehouse';
  * 2. merge adjacent small files of the same partition (many small appends, e.g. the speed layer's);
  * 3. delete the files that expired snapshots or merges left behind, once they have been unreferenced for
  *    `graceMinutes` (a reader that started before the expiry may still be scanning them);
- * 4. delete orphaned files older than the grace: files a writer killed before its commit wrote but never committed.
+ * 4. delete orphaned files older than the grace: files a writer killed before its commit wrote but never committed;
+ * 5. on S3, abort multipart uploads under the lake older than the grace: a writer killed mid-upload leaves one open,
+ *    invisible to readers and to DuckLake's orphan clean-up, but holding storage (done by the activity).
  */
 export interface MaintenanceReport {
   snapshotsBefore: number;
@@ -17,6 +19,7 @@ export interface MaintenanceReport {
   filesMerged: number;
   filesDeleted: number;
   orphansDeleted: number;
+  uploadsAborted?: number;
   durationMs: number;
 }
 
@@ -29,7 +32,10 @@ export async function maintainLake(
   const db = sqlString(lake.alias);
   const grace = Math.max(0, Math.trunc(opts.graceMinutes ?? 60));
   const count = async (sql: string): Promise<number> => (await queryRows(conn, sql)).length;
-  const [{ n: before }] = await queryRows(conn, `select count(*)::bigint as n from ${sqlIdent(lake.alias)}.snapshots()`);
+  const [{ n: before }] = await queryRows(
+    conn,
+    `select count(*)::bigint as n from ${sqlIdent(lake.alias)}.snapshots()`,
+  );
   const expired = await count(
     `call ducklake_expire_snapshots(${db}, older_than => now() - cast(${sqlString(opts.retention)} as interval))`,
   );

@@ -96,6 +96,7 @@ export interface SpeedState {
   /** Max event time over the kept events of every processed file (DuckDB timestamp text). */
   maxEventTs: string | null;
   files: Record<string, SpeedFileEntry>;
+  /** The updated_at (ISO) of this version's `meta.state` row; null before the first write. */
   updatedAt: string | null;
 }
 
@@ -112,30 +113,57 @@ export interface SpeedAlert {
   raised_at: string;
 }
 
+/**
+ * The speed state lives in `meta.state` as one row per file (`speed/file/<key>`) plus one global row (`speed`: max
+ * event time), each append-only (the latest row per key wins). A file's processing appends only its own row and the
+ * global one, so state grows linearly with the files, not with files × writes.
+ */
+const fileStateKey = (fileKey: string): string => `${SPEED_STATE_KEY}/file/${fileKey}`;
+
 /** The latest speed state (an empty one before the first file). */
 export async function readSpeedState(conn: DuckDBConnection, lake: AttachedLake): Promise<SpeedState> {
-  const [r] = await queryRows(
+  const rows = await queryRows(
     conn,
-    `select value from ${qualified(lake, 'meta', 'state')} where key = $key order by updated_at desc limit 1`,
-    { key: SPEED_STATE_KEY },
+    `select key, value, strftime(updated_at, '%Y-%m-%dT%H:%M:%S.%gZ') as at from ${qualified(lake, 'meta', 'state')}
+     where key = $key or starts_with(key, $prefix)
+     qualify row_number() over (partition by key order by updated_at desc) = 1`,
+    { key: SPEED_STATE_KEY, prefix: fileStateKey('') },
   );
-  return r ? (JSON.parse(String(r.value)) as SpeedState) : { maxEventTs: null, files: {}, updatedAt: null };
+  const state: SpeedState = { maxEventTs: null, files: {}, updatedAt: null };
+  for (const r of rows) {
+    const at = String(r.at);
+    if (!state.updatedAt || at > state.updatedAt) state.updatedAt = at;
+    const key = String(r.key);
+    if (key === SPEED_STATE_KEY)
+      state.maxEventTs = (JSON.parse(String(r.value)) as { maxEventTs: string | null }).maxEventTs;
+    else state.files[key.slice(fileStateKey('').length)] = JSON.parse(String(r.value)) as SpeedFileEntry;
+  }
+  return state;
 }
 
 /**
- * Appends a state version (on `conn`, inside the caller's publish transaction when there is one). Its updated_at is
- * after every earlier version's even if the clock stepped back (a worker on another machine, NTP), so the latest
- * row by updated_at is always the last one written.
+ * Appends the global row and the rows of `files` (default: every file of `state`), inside the caller's lake write
+ * (a publishTables `extra`, or lakeWrite for the state alone), and sets `state.updatedAt` to their updated_at: later
+ * than that of the version `state` was read as, even if the clock stepped back (NTP, a worker on another machine),
+ * so the latest row by updated_at is always the last one written.
  */
-export async function writeSpeedState(conn: DuckDBConnection, lake: AttachedLake, state: SpeedState): Promise<void> {
-  const at = new Date().toISOString();
-  const table = qualified(lake, 'meta', 'state');
-  await conn.run(
-    `insert into ${table}
-     select $key, $value, greatest($at::timestamptz, max(updated_at) + interval 1 microsecond)
-     from ${table} where key = $key`,
-    { key: SPEED_STATE_KEY, value: JSON.stringify({ ...state, updatedAt: at }), at },
-  );
+export async function writeSpeedState(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  state: SpeedState,
+  files: string[] = Object.keys(state.files),
+): Promise<void> {
+  const prev = state.updatedAt ? Date.parse(state.updatedAt) : 0;
+  state.updatedAt = new Date(Math.max(Date.now(), prev + 1)).toISOString();
+  const rows: Array<[string, string]> = [[SPEED_STATE_KEY, JSON.stringify({ maxEventTs: state.maxEventTs })]];
+  for (const f of files) if (state.files[f]) rows.push([fileStateKey(f), JSON.stringify(state.files[f])]);
+  for (const [key, value] of rows) {
+    await conn.run(`insert into ${qualified(lake, 'meta', 'state')} values ($key, $value, $at::timestamptz)`, {
+      key,
+      value,
+      at: state.updatedAt,
+    });
+  }
 }
 
 /**
@@ -164,16 +192,15 @@ export function closedThroughDay(watermarkIso: string | null): string | null {
 }
 
 /**
- * Which rows of a table to read, by its partition column (a DATE or text column, so that the text order of the
- * values is their order): exactly the partitions named (as meta.partitions names them, NULL_PARTITION for NULL), or
- * an inclusive range of days (NULL never in it).
+ * Which rows of a table to read, by its partition column: exactly the partitions named (as meta.partitions names
+ * them, NULL_PARTITION for NULL), or an inclusive range of days of a DATE column (NULL never in it).
  */
 export type PartitionFilter = { column: string; in: string[] } | { column: string; from?: string; to?: string };
 
 /**
  * Creates a temp view over a lake table, restricted to the partitions `filter` selects; an empty view typed with
- * `columns` when the table does not exist. The predicate is on the partition column itself (a bounding range plus
- * the exact values), so DuckLake prunes the data files of other partitions from the scan.
+ * `columns` when the table does not exist. The predicate compares the partition column itself with constants (no
+ * expression around it), so DuckLake prunes the data files of other partitions from the scan.
  */
 export async function partitionView(
   conn: DuckDBConnection,
@@ -184,29 +211,26 @@ export async function partitionView(
   filter?: PartitionFilter,
 ): Promise<void> {
   const body = (await lakeColumns(conn, lake, ref.layer, ref.table))
-    ? `select * from ${qualified(lake, ref.layer, ref.table)} where ${filter ? partitionPredicate(filter) : 'true'}`
+    ? partitionSelect(qualified(lake, ref.layer, ref.table), filter)
     : `select ${columns.map((col) => `cast(null as ${col.type}) as ${sqlIdent(col.name)}`).join(', ')} where false`;
   await conn.run(`create or replace temp view ${sqlIdent(view)} as ${body}`);
 }
 
-function partitionPredicate(f: PartitionFilter): string {
+function partitionSelect(table: string, f?: PartitionFilter): string {
+  if (!f) return `select * from ${table}`;
   const col = sqlIdent(f.column);
   if ('in' in f) {
-    const values = f.in.filter((p) => p !== NULL_PARTITION).sort();
-    const terms: string[] = [];
-    if (values.length > 0) {
-      terms.push(
-        `(${col} between ${sqlString(values[0])} and ${sqlString(values[values.length - 1])} ` +
-          `and ${col} in (${values.map(sqlString).join(', ')}))`,
-      );
-    }
-    if (f.in.includes(NULL_PARTITION)) terms.push(`${col} is null`);
-    return terms.length > 0 ? terms.join(' or ') : 'false';
+    // The NULL partition is a select of its own: `in (…) or … is null` would defeat the pruning.
+    const values = f.in.filter((p) => p !== NULL_PARTITION);
+    const selects =
+      values.length > 0 ? [`select * from ${table} where ${col} in (${values.map(sqlString).join(', ')})`] : [];
+    if (f.in.includes(NULL_PARTITION)) selects.push(`select * from ${table} where ${col} is null`);
+    return selects.length > 0 ? selects.join(' union all ') : `select * from ${table} where false`;
   }
   const terms = [`${col} is not null`];
   if (f.from) terms.push(`${col} >= ${sqlString(f.from)}`);
   if (f.to) terms.push(`${col} <= ${sqlString(f.to)}`);
-  return terms.join(' and ');
+  return `select * from ${table} where ${terms.join(' and ')}`;
 }
 
 /** The windows' partitions a time range can reach (the day of `from` through the day of `to`). */
@@ -422,7 +446,10 @@ export async function driftReport(
     [c('usage_date', 'DATE'), c('total_cost_usd', 'DECIMAL(18,6)'), c('event_count', 'BIGINT')],
     { column: 'usage_date', to: closed },
   );
-  await partitionView(conn, lake, windowsRef, '_drift_speed', SPEED_WINDOW_COLUMNS, { column: 'window_date', to: closed });
+  await partitionView(conn, lake, windowsRef, '_drift_speed', SPEED_WINDOW_COLUMNS, {
+    column: 'window_date',
+    to: closed,
+  });
   await partitionView(
     conn,
     lake,

@@ -303,6 +303,14 @@ export class S3Storage implements Storage {
       if (err?.name === 'AccessDenied' || err?.$metadata?.httpStatusCode === 403) return [];
       throw e;
     });
+    await this.abortUploads(uploads);
+    const objects = await this.list(prefixUri);
+    await this.delete(objects.map((o) => o.uri));
+    return uploads.length + objects.length;
+  }
+
+  /** Aborts multipart uploads (an upload already completed or aborted is not an error). */
+  async abortUploads(uploads: Array<{ bucket: string; key: string; uploadId: string }>): Promise<void> {
     for (const u of uploads) {
       await this.client
         .send(new AbortMultipartUploadCommand({ Bucket: u.bucket, Key: u.key, UploadId: u.uploadId }))
@@ -310,16 +318,15 @@ export class S3Storage implements Storage {
           if (!isNotFound(e) && (e as { name?: string }).name !== 'NoSuchUpload') throw e;
         });
     }
-    const objects = await this.list(prefixUri);
-    await this.delete(objects.map((o) => o.uri));
-    return uploads.length + objects.length;
   }
 
   /** Unfinished multipart uploads under a directory-like prefix. */
-  async listUploads(prefixUri: string): Promise<Array<{ bucket: string; key: string; uploadId: string }>> {
+  async listUploads(
+    prefixUri: string,
+  ): Promise<Array<{ bucket: string; key: string; uploadId: string; initiated?: Date }>> {
     const { bucket, key } = parseS3Uri(prefixUri);
     const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
-    const out: Array<{ bucket: string; key: string; uploadId: string }> = [];
+    const out: Array<{ bucket: string; key: string; uploadId: string; initiated?: Date }> = [];
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
@@ -329,7 +336,9 @@ export class S3Storage implements Storage {
         new ListMultipartUploadsCommand({ Bucket: bucket, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
       );
       for (const u of res.Uploads ?? []) {
-        if (u.Key?.startsWith(prefix) && u.UploadId) out.push({ bucket, key: u.Key, uploadId: u.UploadId });
+        if (u.Key?.startsWith(prefix) && u.UploadId) {
+          out.push({ bucket, key: u.Key, uploadId: u.UploadId, initiated: u.Initiated });
+        }
       }
       keyMarker = res.IsTruncated ? res.NextKeyMarker : undefined;
       uploadIdMarker = res.IsTruncated ? res.NextUploadIdMarker : undefined;

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../config/env';
 import { EVENTS_PREFIX } from '../activities/bronze';
 import { generate } from '../lake/generator';
-import { qualified } from '../lake/lakehouse';
+import { currentSnapshot, qualified } from '../lake/lakehouse';
 import { closeReader, withLakeReader } from '../lake/reader';
 import { readSpeedState, SPEED_LAYER, SPEED_TABLES } from '../lake/speed';
 import { openSession } from './run';
@@ -79,10 +79,16 @@ export async function runStreamBench(opts: {
         fs.copyFileSync(path.join(source, key), tmp);
         const t0 = performance.now();
         fs.renameSync(tmp, target);
+        let seen = -1;
         for (;;) {
           const o = outcomes.get(key);
           if (o && o.status !== 'completed') throw new Error(`${key}: ${o.status} ${o.error ?? ''}`);
-          const entry = (await readSpeedState(conn, attached)).files[key];
+          // Rows become visible only with a new snapshot: poll its id (a catalog lookup) and read the state (a scan
+          // that grows with the files processed) once per commit, not per poll, so the reader does not load the
+          // worker it is measuring.
+          const snapshot = await currentSnapshot(conn, attached);
+          const entry = snapshot === seen ? undefined : (await readSpeedState(conn, attached)).files[key];
+          seen = snapshot;
           if (entry?.status === 'done') {
             // Done commits with the windows, so the table exists once a file with on-time events is done.
             if (entry.onTime === 0) break;

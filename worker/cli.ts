@@ -9,6 +9,7 @@ import type { RunSummary, StepMetrics } from '../activities';
 import { generate } from '../lake/generator';
 import { isS3 } from '../lake/storage';
 import { checkS3Access } from '../lake/s3-check';
+import { attachSpec, LakeUnavailableError } from '../lake/lakehouse';
 import { openSession, PipelineFailed, devDbFile, rootMessage, runDaily } from './run';
 import { nativeConnectionFor, startDevServer, isServerUp } from './temporal';
 import { createWorker, installRuntime } from './main';
@@ -52,7 +53,10 @@ function lakeOverrides(opts: { lake?: string; landing?: string }): Partial<RawEn
 }
 
 export function summaryTable(summary: RunSummary): string {
-  const t = new Table({ style: { head: [], border: [] }, head: ['step', 'rows in', 'rows out', 'quarantined', 'partitions written', 'seconds'] });
+  const t = new Table({
+    style: { head: [], border: [] },
+    head: ['step', 'rows in', 'rows out', 'quarantined', 'partitions written', 'seconds'],
+  });
   for (const s of summary.steps) {
     const q = Object.entries(s.quarantined)
       .filter(([, n]) => n > 0)
@@ -78,6 +82,11 @@ function progressPrinter(json: boolean): ((running: string[]) => void) | undefin
  * writes, with a short timeout, so bad S3 settings end in one line (`cpa: S3 endpoint … unreachable`), not a trace.
  */
 async function checkStorage(cfg: Config, opts: { landing?: boolean; write?: boolean } = {}): Promise<void> {
+  // An S3 lake without a catalog setting, or a lake path that is a file: one line before anything starts.
+  attachSpec(cfg, cfg.lakeRoot);
+  if (!isS3(cfg.lakeRoot) && fs.existsSync(cfg.lakeRoot) && !fs.statSync(cfg.lakeRoot).isDirectory()) {
+    throw new LakeUnavailableError(`lake ${cfg.lakeRoot} is not a directory`);
+  }
   await checkS3Access(cfg.lakeRoot, cfg, { write: opts.write });
   if (opts.landing) await checkS3Access(cfg.landingRoot, cfg);
 }
@@ -98,12 +107,14 @@ export type RegisterCommands = (program: Command, kit: CommandKit) => void;
 function commandModules(): RegisterCommands[] {
   const dir = path.join(__dirname, 'commands');
   if (!fs.existsSync(dir)) return [];
-  return fs
-    .readdirSync(dir)
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
-    .sort()
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- modules are discovered at run time
-    .map((f) => (require(path.join(dir, f)) as { register: RegisterCommands }).register);
+  return (
+    fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+      .sort()
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- modules are discovered at run time
+      .map((f) => (require(path.join(dir, f)) as { register: RegisterCommands }).register)
+  );
 }
 
 const program = new Command();
@@ -244,7 +255,13 @@ program
     await checkStorage(cfg);
     const runs = (await listRuns(cfg)).slice(0, opts.limit);
     if (opts.json) {
-      console.log(JSON.stringify(runs.map(({ steps, ...r }) => ({ ...r, steps: steps.length })), null, 2));
+      console.log(
+        JSON.stringify(
+          runs.map(({ steps, ...r }) => ({ ...r, steps: steps.length })),
+          null,
+          2,
+        ),
+      );
       return;
     }
     if (runs.length === 0) {
@@ -284,7 +301,10 @@ program
       return;
     }
     console.log(`run ${report.runId} (${report.steps.length} steps)`);
-    const t = new Table({ style: { head: [], border: [] }, head: ['step', 'rows in', 'rows out', 'quarantined by rule', 'worst null rate', 'seconds'] });
+    const t = new Table({
+      style: { head: [], border: [] },
+      head: ['step', 'rows in', 'rows out', 'quarantined by rule', 'worst null rate', 'seconds'],
+    });
     for (const s of report.steps as StepMetrics[]) {
       const worst = Object.entries(s.nullRates).sort((a, b) => b[1] - a[1])[0];
       t.push([
@@ -305,11 +325,16 @@ program
 
 program
   .command('bench')
-  .description('generate data at scale S (if needed), run the pipeline embedded, print per-step seconds, events/s, peak RSS')
+  .description(
+    'generate data at scale S (if needed), run the pipeline embedded, print per-step seconds, events/s, peak RSS',
+  )
   .requiredOption('--scale <S>', 'scale factor', positiveNumber)
   .option('--seed <N>', 'seed', integer, 42)
   .option('--dir <dir>', 'working directory for data and lake', path.join(os.tmpdir(), 'cpa-bench'))
-  .option('--landing <dir>', 'benchmark this local landing directory (e.g. the reference dataset) instead of generating')
+  .option(
+    '--landing <dir>',
+    'benchmark this local landing directory (e.g. the reference dataset) instead of generating',
+  )
   .option('--s3 <uri>', 'put landing and lake under s3://bucket/prefix (landing uploaded once, not timed)')
   .option('--json', 'JSON output')
   .action(async (opts: { scale: number; seed: number; dir: string; json?: boolean; landing?: string; s3?: string }) => {
@@ -324,7 +349,8 @@ program
   .action(async (opts: { scale: number }) => {
     const cfg = config();
     const marker = path.join(cfg.landingRoot, 'customers_orgs.csv');
-    if (cfg.landingRoot.startsWith('s3://')) throw new PipelineFailed('demo generates into a local landing directory only');
+    if (cfg.landingRoot.startsWith('s3://'))
+      throw new PipelineFailed('demo generates into a local landing directory only');
     if (!fs.existsSync(marker)) {
       console.log(`generating demo data (S=${opts.scale}, seed 42) into ${cfg.landingRoot}`);
       await generate({ scale: opts.scale, seed: 42, out: cfg.landingRoot });
@@ -338,7 +364,9 @@ program
         progressPrinter(false),
       );
       console.log(summaryTable(summary));
-      console.log(`${summary.workflowId} ${summary.status}; gold marts under ${cfg.lakeRoot}/gold — try \`npx cpa quality\``);
+      console.log(
+        `${summary.workflowId} ${summary.status}; gold marts under ${cfg.lakeRoot}/gold — try \`npx cpa quality\``,
+      );
     } finally {
       await session.close();
     }

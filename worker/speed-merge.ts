@@ -1,7 +1,14 @@
 import type { Config } from '../config/env';
 import { partitionVersions } from '../lake/lakehouse';
 import { withLakeReader } from '../lake/reader';
-import { batchClosedThrough, mergeSpeedIntoDaily, readSpeedDaily, readSpeedState, SPEED_LAYER, SPEED_TABLES } from '../lake/speed';
+import {
+  batchClosedThrough,
+  mergeSpeedIntoDaily,
+  readSpeedDaily,
+  readSpeedState,
+  SPEED_LAYER,
+  SPEED_TABLES,
+} from '../lake/speed';
 import type { QueryResult, ResultRow } from './queries';
 
 /**

@@ -6,6 +6,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
 import { EVENTS_PREFIX } from '../activities/bronze';
+import { withLakeReader } from '../lake/reader';
 import { readSpeedState } from '../lake/speed';
 import { isNotFound, isS3, resolveLandingKey, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { IngestEventFileInput, IngestEventFileResult, ingestEventFile } from '../workflows';
@@ -195,7 +196,7 @@ export class Watcher {
       const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
       this.seen.set(fileKey, { signature, sha256 });
       if (prev?.sha256 === sha256) continue;
-      state ??= await readSpeedState(storageFor(lake, config), lake);
+      state ??= await withLakeReader(config, lake, (conn, l) => readSpeedState(conn, l));
       const known = state.files[fileKey];
       if (known && known.sha256 === sha256 && known.status === 'done') continue;
       if (this.queue.some((q) => q.fileKey === fileKey && q.sha256 === sha256)) continue;

@@ -24,7 +24,13 @@ const nonRetryableErrorTypes = ['ContractViolation', 'QualityGateFailed', 'SqlEr
 const transform = proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '5 minutes',
-  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
+  retry: {
+    initialInterval: '2s',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes,
+  },
 });
 
 /**
@@ -36,14 +42,26 @@ function eventsWriter(taskQueue: string) {
     taskQueue: eventsTaskQueue(taskQueue),
     startToCloseTimeout: '2 hours',
     heartbeatTimeout: '5 minutes',
-    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
+    retry: {
+      initialInterval: '2s',
+      backoffCoefficient: 2,
+      maximumInterval: '1 minute',
+      maximumAttempts: 5,
+      nonRetryableErrorTypes,
+    },
   });
 }
 
 /** Bookkeeping: quick, retried more often. */
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 8, nonRetryableErrorTypes },
+  retry: {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '30s',
+    maximumAttempts: 8,
+    nonRetryableErrorTypes,
+  },
 });
 
 /**
@@ -149,8 +167,9 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     upsertMemo({ status: 'failed' });
     throw err;
   }
-  const summary: RunSummary = { ...base, status: 'succeeded', finishedAt: new Date().toISOString(), steps, gate };
-  await quick.recordRun(summary);
+  const done: RunSummary = { ...base, status: 'succeeded', finishedAt: new Date().toISOString(), steps, gate };
+  // The record as stored names the lake snapshots the run committed.
+  const summary = (await quick.recordRun(done)) ?? done;
   if (input.serve) await recordServingRun(summary);
   upsertMemo({ status: 'succeeded' });
   return summary;

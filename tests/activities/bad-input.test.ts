@@ -28,7 +28,12 @@ describe('bad input', () => {
     return { lake: tmpDir('bad-lake'), landing, runId: 'test-run' };
   }
 
-  async function rows(lake: string, layer: string, table: string, sql = 'select * from t'): Promise<Record<string, unknown>[]> {
+  async function rows(
+    lake: string,
+    layer: string,
+    table: string,
+    sql = 'select * from t',
+  ): Promise<Record<string, unknown>[]> {
     if (!fs.existsSync(path.join(lake, '_meta', 'catalog.sqlite'))) return [];
     return withLakeSql(lake, async (q) => q(`with t as (select * from ${await tableRef(q, layer, table)}) ${sql}`));
   }
@@ -95,7 +100,19 @@ describe('bad input', () => {
     const dir = path.join(landing, 'usage_events_stream');
     fs.mkdirSync(dir);
     const good = (id: string) =>
-      JSON.stringify({ event_id: id, timestamp: '2025-08-01T10:00:00Z', org_id: 'org_a', resource_id: 'res_a', service: 'compute', region: 'us-east', metric: 'requests', value: 5, unit: 'count', cost_usd_increment: 0.5, schema_version: 1 });
+      JSON.stringify({
+        event_id: id,
+        timestamp: '2025-08-01T10:00:00Z',
+        org_id: 'org_a',
+        resource_id: 'res_a',
+        service: 'compute',
+        region: 'us-east',
+        metric: 'requests',
+        value: 5,
+        unit: 'count',
+        cost_usd_increment: 0.5,
+        schema_version: 1,
+      });
     const content = Buffer.concat([
       Buffer.from(`${good('e1')}\n{"event_id": "e2", "timestamp": \n`),
       Buffer.from([0x00, 0xff, 0xfe, 0x41, 0x0a]),
@@ -105,13 +122,29 @@ describe('bad input', () => {
     const t = target(landing);
     const m = await acts.ingestEventFiles(t);
     expect(m.quarantined).toEqual({ malformed_json: 4 });
-    const bronze = await rows(t.lake, 'bronze', 'usage_events', 'select event_id, source_line from t order by source_line');
+    const bronze = await rows(
+      t.lake,
+      'bronze',
+      'usage_events',
+      'select event_id, source_line from t order by source_line',
+    );
     expect(bronze).toEqual([
       { event_id: 'e1', source_line: 1 },
       { event_id: 'e3', source_line: 6 },
     ]);
-    const q = await rows(t.lake, 'quarantine', 'usage_events', 'select rule, source_file, source_line from t order by source_line');
-    expect(q).toEqual([2, 3, 4, 7].map((line) => ({ rule: 'malformed_json', source_file: 'usage_events_stream/events_part_0000.jsonl', source_line: line })));
+    const q = await rows(
+      t.lake,
+      'quarantine',
+      'usage_events',
+      'select rule, source_file, source_line from t order by source_line',
+    );
+    expect(q).toEqual(
+      [2, 3, 4, 7].map((line) => ({
+        rule: 'malformed_json',
+        source_file: 'usage_events_stream/events_part_0000.jsonl',
+        source_line: line,
+      })),
+    );
   });
 
   it('keeps one bronze row per event_id across files and across runs (first seen wins)', async () => {
@@ -119,7 +152,14 @@ describe('bad input', () => {
     const dir = path.join(landing, 'usage_events_stream');
     fs.mkdirSync(dir);
     const ev = (id: string, cost: number) =>
-      JSON.stringify({ event_id: id, timestamp: '2025-08-01T10:00:00Z', org_id: 'o', service: 'compute', cost_usd_increment: cost, schema_version: 1 });
+      JSON.stringify({
+        event_id: id,
+        timestamp: '2025-08-01T10:00:00Z',
+        org_id: 'o',
+        service: 'compute',
+        cost_usd_increment: cost,
+        schema_version: 1,
+      });
     fs.writeFileSync(path.join(dir, 'events_part_0000.jsonl'), `${ev('a', 1)}\n${ev('b', 2)}\n`);
     fs.writeFileSync(path.join(dir, 'events_part_0001.jsonl'), `${ev('b', 99)}\n${ev('c', 3)}\n`);
     const t = target(landing);
@@ -128,7 +168,12 @@ describe('bad input', () => {
     fs.writeFileSync(path.join(dir, 'events_part_0002.jsonl'), `${ev('a', 42)}\n${ev('d', 4)}\n`);
     const second = await acts.ingestEventFiles({ ...t, runId: 'r2' });
     expect(second.extra).toMatchObject({ files_ingested: 1, files_skipped: 2, duplicates_dropped: 1 });
-    const bronze = await rows(t.lake, 'bronze', 'usage_events', 'select event_id, cost_usd_increment::double c from t order by event_id');
+    const bronze = await rows(
+      t.lake,
+      'bronze',
+      'usage_events',
+      'select event_id, cost_usd_increment::double c from t order by event_id',
+    );
     expect(bronze).toEqual([
       { event_id: 'a', c: 1 },
       { event_id: 'b', c: 2 },

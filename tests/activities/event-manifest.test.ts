@@ -35,13 +35,23 @@ describe('events manifest', () => {
     const t = { lake, landing, runId: 'r1' };
     expect((await acts.ingestEventFiles(t)).extra).toMatchObject({ files_ingested: 1, files_skipped: 0 });
 
-    expect((await acts.ingestEventFiles({ ...t, runId: 'r2' })).extra).toMatchObject({ files_ingested: 0, files_skipped: 1 });
+    expect((await acts.ingestEventFiles({ ...t, runId: 'r2' })).extra).toMatchObject({
+      files_ingested: 0,
+      files_skipped: 1,
+    });
 
     const later = new Date(Date.now() + 60_000);
     fs.utimesSync(file, later, later);
-    expect((await acts.ingestEventFiles({ ...t, runId: 'r3' })).extra).toMatchObject({ files_ingested: 0, files_skipped: 1 });
+    expect((await acts.ingestEventFiles({ ...t, runId: 'r3' })).extra).toMatchObject({
+      files_ingested: 0,
+      files_skipped: 1,
+    });
     const st = fs.statSync(file);
-    const entry = await withLake({ config, db }, lake, async (conn, l) => (await readEventManifest(conn, l))['usage_events_stream/events_part_0000.jsonl']);
+    const entry = await withLake(
+      { config, db },
+      lake,
+      async (conn, l) => (await readEventManifest(conn, l))['usage_events_stream/events_part_0000.jsonl'],
+    );
     expect(entry.version).toBe(`${st.size}-${Math.trunc(st.mtimeMs)}`);
 
     fs.writeFileSync(file, ev('b', '2.5'));

@@ -43,6 +43,46 @@ describe('cpa run over the reference dataset', () => {
     });
   });
 
+  it('is readable by any DuckDB: a fresh read-only attach of the catalog returns the rows `cpa query --backend duckdb` does', async () => {
+    const { org, rows } = await withLakeSql(lake, async (q) => {
+      const [top] = await q(
+        `select org_id from lake.gold.org_daily_usage_by_service group by 1 order by count(*) desc, 1 limit 1`,
+      );
+      const found = await q(
+        `select usage_date::varchar as usage_date, service, total_cost_usd::varchar as total_cost_usd,
+                total_requests::varchar as total_requests, cpu_hours::varchar as cpu_hours,
+                storage_gb_hours::varchar as storage_gb_hours, carbon_kg::varchar as carbon_kg, event_count
+         from lake.gold.org_daily_usage_by_service
+         where org_id = $org and usage_date between date '2025-08-01' and date '2025-08-31'
+         order by usage_date, service`,
+        { org: String(top.org_id) },
+      );
+      return { org: String(top.org_id), rows: found };
+    });
+    expect(rows.length).toBeGreaterThan(20);
+    const r = cpa([
+      'query',
+      'q1',
+      '--lake',
+      lake,
+      '--backend',
+      'duckdb',
+      '--org',
+      org,
+      '--from',
+      '2025-08-01',
+      '--to',
+      '2025-08-31',
+      '--json',
+    ]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const served = (JSON.parse(r.stdout) as { rows: Array<Record<string, unknown>> }).rows.map(({ source, ...row }) => {
+      expect(source).toBe('batch');
+      return row;
+    });
+    expect(served).toEqual(rows.map((row) => ({ ...row, event_count: Number(row.event_count) })));
+  });
+
   it('matches the independent computation: row counts, totals, quarantine per rule, anomaly counts', async () => {
     expectFiguresEqual(await lakeFigures(lake), expected);
   });
@@ -50,10 +90,15 @@ describe('cpa run over the reference dataset', () => {
   it('matches the independently computed spot-check rows column by column', async () => {
     for (const spot of expected.spot_checks) {
       const row = await goldRow(lake, spot.mart, spot.key);
-      expect({ mart: spot.mart, key: spot.key, found: row !== undefined }).toEqual({ mart: spot.mart, key: spot.key, found: true });
+      expect({ mart: spot.mart, key: spot.key, found: row !== undefined }).toEqual({
+        mart: spot.mart,
+        key: spot.key,
+        found: true,
+      });
       for (const [col, want] of Object.entries(spot.row)) {
         const got = row![col];
-        if (typeof want === 'number' && !Number.isInteger(want)) expect(Math.abs(Number(got) - want)).toBeLessThan(2e-6);
+        if (typeof want === 'number' && !Number.isInteger(want))
+          expect(Math.abs(Number(got) - want)).toBeLessThan(2e-6);
         else if (typeof want === 'number') expect(Number(got)).toBe(want);
         else expect({ col, got }).toEqual({ col, got: want });
       }
@@ -79,7 +124,9 @@ describe('cpa run over the reference dataset', () => {
     expect(runs.every((r) => r.workflowId === 'daily-pipeline/all' && r.status === 'succeeded')).toBe(true);
     const quality = cpa(['quality', '--lake', lake, '--json']);
     expect(quality.code).toBe(0);
-    const report = JSON.parse(quality.stdout) as { steps: Array<{ step: string; quarantined: Record<string, number> }> };
+    const report = JSON.parse(quality.stdout) as {
+      steps: Array<{ step: string; quarantined: Record<string, number> }>;
+    };
     expect(report.steps.find((s) => s.step === 'silver.usage_events')?.quarantined).toEqual({ negative_cost: 211 });
   });
 });

@@ -21,7 +21,9 @@ function child(args: string[]): ReturnType<typeof spawn> {
   return spawn(process.execPath, ['-r', 'tsx/cjs', CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-function waitExit(p: ReturnType<typeof spawn>): Promise<{ code: number | null; signal: string | null; out: string; err: string }> {
+function waitExit(
+  p: ReturnType<typeof spawn>,
+): Promise<{ code: number | null; signal: string | null; out: string; err: string }> {
   let out = '';
   let err = '';
   p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -32,7 +34,9 @@ function waitExit(p: ReturnType<typeof spawn>): Promise<{ code: number | null; s
 /** Per partition: row count and the distinct versions it holds, as a fresh read-only DuckDB sees them. */
 async function partsOf(lakeRoot: string, table: string): Promise<Record<string, { n: number; v: string }>> {
   const rows = await withLakeSql(lakeRoot, (q) =>
-    q(`select part, count(*)::integer as n, string_agg(distinct v::varchar, ',') as v from lake.silver.${table} group by 1 order by 1`),
+    q(
+      `select part, count(*)::integer as n, string_agg(distinct v::varchar, ',') as v from lake.silver.${table} group by 1 order by 1`,
+    ),
   );
   return Object.fromEntries(rows.map((r) => [String(r.part), { n: Number(r.n), v: String(r.v) }]));
 }
@@ -90,13 +94,17 @@ describe('the DuckLake lake', () => {
     const after = await currentSnapshot(ctx.conn, lake);
     expect(after).toBe(before + 1);
     await withLakeSql(lakeRoot, async (q) => {
-      const now = await q(`select usage_date::varchar d, count(*)::integer n, sum(cost)::varchar c from lake.gold.tt group by 1 order by 1`);
+      const now = await q(
+        `select usage_date::varchar d, count(*)::integer n, sum(cost)::varchar c from lake.gold.tt group by 1 order by 1`,
+      );
       expect(now).toEqual([
         { d: '2025-08-01', n: 100, c: '104950.000000' },
         { d: '2025-08-02', n: 100, c: '105050.000000' },
       ]);
       // Time travel: the snapshot before the publish still has the old rows of every partition.
-      const old = await q(`select usage_date::varchar d, count(*)::integer n, sum(cost)::varchar c from lake.gold.tt at (version => ${before}) group by 1 order by 1`);
+      const old = await q(
+        `select usage_date::varchar d, count(*)::integer n, sum(cost)::varchar c from lake.gold.tt at (version => ${before}) group by 1 order by 1`,
+      );
       expect(old).toEqual([
         { d: '2025-08-01', n: 100, c: '104950.000000' },
         { d: '2025-08-02', n: 100, c: '104950.000000' },
@@ -111,8 +119,14 @@ describe('the DuckLake lake', () => {
         { change_type: 'insert', n: 100 },
       ]);
       // The commit names the step and the run.
-      const [snap] = await q(`select author, commit_message, commit_extra_info from lake.snapshots() where snapshot_id = ${after}`);
-      expect(snap).toEqual({ author: 'cpa', commit_message: 'gold.tt', commit_extra_info: '{"run_id":"test","step":"gold.tt"}' });
+      const [snap] = await q(
+        `select author, commit_message, commit_extra_info from lake.snapshots() where snapshot_id = ${after}`,
+      );
+      expect(snap).toEqual({
+        author: 'cpa',
+        commit_message: 'gold.tt',
+        commit_extra_info: '{"run_id":"test","step":"gold.tt"}',
+      });
     });
   });
 

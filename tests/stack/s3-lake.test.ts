@@ -6,20 +6,24 @@ import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
-import { readManifest, registerView, stagingUri, tableUri } from '../../lake/catalog';
-import { ensureS3 } from '../../lake/duckdb';
-import { isS3, S3Storage, storageFor } from '../../lake/storage';
-import type { Storage } from '../../lake/storage';
-import { cpa, REFERENCE_LANDING, REPO, tmpDir } from '../support/env';
+import { createDuckDb, sqlIdent, sqlString } from '../../lake/duckdb';
+import { attachLake, lakeAlias, LakeUnavailableError } from '../../lake/lakehouse';
+import type { AttachedLake } from '../../lake/lakehouse';
+import { maintainLake } from '../../lake/maintenance';
+import { S3Storage } from '../../lake/storage';
+import { cpa, REFERENCE_LANDING, REPO } from '../support/env';
 import { expectFiguresEqual, goldRow, lakeFigures } from '../support/figures';
 import type { Figures } from '../support/figures';
+import { extensionDir, withLakeSql } from '../support/lake-sql';
 import { bigTableSql, digestSql } from './support/big-table';
 
 /**
- * The lake on real S3 (the stack's MinIO): `cpa landing upload`, then `cpa run` with landing and lake both on
- * s3:// over the reference dataset, checked against the independently derived figures; publishes killed midway
- * (SIGKILL during the upload to S3, and between promotion and commit) never change what readers see; bad S3 settings
- * end in one line. Every test works under its own prefix of the stack's bucket and deletes it afterwards.
+ * The lake on real S3 (the stack's MinIO) with its DuckLake catalog in the stack's PostgreSQL (CPA_LAKE_CATALOG):
+ * `cpa landing upload`, then `cpa run` with landing and lake both on s3:// over the reference dataset, checked
+ * against the independently derived figures; publishes killed midway (SIGKILL during the upload of a data file, and
+ * after every data file is written but before the commit) never change what readers see, a re-run converges and an
+ * identical re-publish adds no snapshot; bad S3 or catalog settings end in one line. Every test works under its own
+ * prefix of the stack's bucket and deletes it, and the lakes' metadata schemas in PostgreSQL, afterwards.
  */
 
 const config: Config = loadConfig({ ...process.env, CPA_LAKE_ROOT: 's3://placeholder' });
@@ -31,27 +35,49 @@ const expected = JSON.parse(
   fs.readFileSync(path.join(REPO, 'tests', 'e2e', 'reference', 'expected.json'), 'utf8'),
 ) as Figures & { spot_checks: Array<{ mart: string; key: Record<string, string>; row: Record<string, unknown> }> };
 
-const localDir = tmpDir('killed');
+/** Lakes whose metadata schema the tests may have created in the catalog database. */
+const lakesUsed = new Set<string>();
+
+/** Drops the lakes' metadata schemas (DuckLake keeps one per lake in CPA_LAKE_CATALOG's database). */
+async function dropCatalogSchemas(lakes: string[]): Promise<void> {
+  if (!config.lakeCatalog || lakes.length === 0) return;
+  const db = await DuckDBInstance.create(':memory:', {
+    extension_directory: extensionDir(),
+    autoinstall_known_extensions: 'false',
+  });
+  const conn = await db.connect();
+  try {
+    await conn.run('load postgres_scanner');
+    await conn.run(
+      `attach ${sqlString(config.lakeCatalog.replace(/^postgres(ql)?:(?!\/\/)/, ''))} as pg (type postgres)`,
+    );
+    for (const lake of lakes) {
+      await conn.run(`call postgres_execute('pg', ${sqlString(`drop schema if exists "${lakeAlias(lake)}" cascade`)})`);
+    }
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
 
 afterAll(async () => {
   if (process.env.CPA_KEEP_TEST_DATA) return;
   await s3.deletePrefix(root);
-  fs.rmSync(localDir, { recursive: true, force: true });
+  await dropCatalogSchemas([...lakesUsed]);
 });
 
-/** Every object of a lake (key → etag and size), minus what each run adds by design (its run and quality records). */
-async function lakeSnapshot(lake: string): Promise<Record<string, string>> {
+/** Every object of a lake (key → etag and size), minus the `meta` schema's files (each run adds its records). */
+async function lakeObjects(lake: string): Promise<Record<string, string>> {
   const objects = await s3.list(lake);
   return Object.fromEntries(
-    objects
-      .filter((o) => !/^_meta\/(runs|quality|locks)\//.test(o.key))
-      .map((o) => [o.key, `${o.etag ?? ''}:${o.size}`]),
+    objects.filter((o) => !o.key.startsWith('meta/')).map((o) => [o.key, `${o.etag ?? ''}:${o.size}`]),
   );
 }
 
-describe('cpa run with landing and lake on MinIO', () => {
+describe('cpa run with landing and lake on MinIO, catalog in PostgreSQL', () => {
   const landing = `${root}/ref/landing`;
   const lake = `${root}/ref/lake`;
+  lakesUsed.add(lake);
   let first: ReturnType<typeof cpa>;
 
   beforeAll(() => {
@@ -75,7 +101,7 @@ describe('cpa run with landing and lake on MinIO', () => {
     expect(summary).toMatchObject({ status: 'succeeded', lake, landing });
   });
 
-  it('publishes gold whose figures equal the independent computation (read back through DuckDB httpfs)', async () => {
+  it('publishes gold whose figures equal the independent computation (a fresh DuckDB attaching the DuckLake)', async () => {
     expectFiguresEqual(await lakeFigures(lake, config), expected);
     for (const spot of expected.spot_checks) {
       const row = await goldRow(lake, spot.mart, spot.key, config);
@@ -94,21 +120,20 @@ describe('cpa run with landing and lake on MinIO', () => {
     }
   });
 
-  it('leaves no staging objects and no unfinished multipart uploads behind', async () => {
-    expect(await s3.list(`${lake}/_staging`)).toEqual([]);
+  it('leaves no unfinished multipart uploads behind', async () => {
     expect(await s3.listUploads(lake)).toEqual([]);
   });
 
-  it('rewrites nothing on a second run: every object except the new run records is byte-identical', async () => {
-    const before = await lakeSnapshot(lake);
+  it('rewrites nothing on a second run: every data file outside the meta schema is byte-identical', async () => {
+    const before = await lakeObjects(lake);
     const second = cpa(['run', '--landing', landing, '--lake', lake, '--json']);
     expect({ code: second.code, stderr: second.stderr }).toEqual({ code: 0, stderr: '' });
     const summary = JSON.parse(second.stdout) as { steps: Array<{ step: string; partitionsWritten: number }> };
     expect(summary.steps.filter((s) => s.partitionsWritten > 0)).toEqual([]);
-    expect(await lakeSnapshot(lake)).toEqual(before);
+    expect(await lakeObjects(lake)).toEqual(before);
   });
 
-  it('reads run records and quality metrics from _meta on S3 (cpa status, cpa quality)', () => {
+  it('reads run records and quality metrics from the meta schema (cpa status, cpa quality)', () => {
     const status = cpa(['status', '--lake', lake, '--json']);
     expect(status.code).toBe(0);
     const runs = JSON.parse(status.stdout) as Array<{ workflowId: string; status: string }>;
@@ -122,7 +147,7 @@ describe('cpa run with landing and lake on MinIO', () => {
   });
 });
 
-/** Rows of the big test table: ~70 MB of Parquet, so its upload takes long enough to be killed in the middle. */
+/** Rows of the big test table: ~140 MB of Parquet, so its upload takes long enough to be killed in the middle. */
 const ROWS = 2_000_000;
 const TABLE = 'killed_write';
 
@@ -163,23 +188,6 @@ async function waitFor(what: string, cond: () => Promise<boolean> | boolean, tim
   }
 }
 
-/** What a reader going through the manifest (registerView, as every model does) sees: per-partition count + hash. */
-async function readerDigest(lake: string, storage: Storage): Promise<unknown[]> {
-  const db = await DuckDBInstance.create(':memory:', {
-    ...(config.duckdb.extensionDir ? { extension_directory: config.duckdb.extensionDir } : {}),
-    autoinstall_known_extensions: 'false',
-  });
-  if (isS3(lake)) await ensureS3(db, config);
-  const conn = await db.connect();
-  try {
-    await registerView({ conn, storage, lakeRoot: lake }, 'test', TABLE, 'v');
-    return (await conn.runAndReadAll(digestSql('v'))).getRowObjectsJson();
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
-}
-
 /** The digest a version of the table must have, computed from its definition rather than read from the lake. */
 async function expectedDigest(version: string): Promise<unknown[]> {
   const db = await DuckDBInstance.create(':memory:');
@@ -190,104 +198,154 @@ async function expectedDigest(version: string): Promise<unknown[]> {
   return rows;
 }
 
-/** Objects in the table directory the manifest neither lists nor retired (e.g. copies promoted by a killed write). */
-async function unlisted(lake: string, storage: Storage): Promise<string[]> {
-  const m = (await readManifest(storage, lake, 'test', TABLE))!;
-  const listed = new Set([...Object.values(m.partitions).flatMap((p) => p.files), ...Object.keys(m.retired ?? {})]);
-  return (await storage.list(tableUri(lake, 'test', TABLE))).map((o) => o.key).filter((k) => !listed.has(k));
-}
-
-const manifestKey = (lake: string): string => `${lake}/_meta/tables/test/${TABLE}.json`;
-
-describe.each([
-  ['s3', `${root}/killed/lake`],
-  ['local', path.join(localDir, 'lake')],
-])('atomic publish on a %s lake: a write killed midway', (kind, lake) => {
-  const storage = storageFor(lake, config);
-  const staging = stagingUri(lake, 'test', TABLE);
+describe('atomic publish to a DuckLake on MinIO + PostgreSQL: a write killed midway', () => {
+  const lake = `${root}/killed/lake`;
+  lakesUsed.add(lake);
+  const tableDir = `${lake}/test/${TABLE}`;
+  const lakeConfig = loadConfig({ ...process.env, CPA_LAKE_ROOT: lake });
+  let db: DuckDBInstance;
+  let attached: AttachedLake;
   let v1: unknown[];
-  let v1Manifest: Buffer;
+  let v1Snapshots: number;
+  let v1SnapshotId: number;
 
-  beforeAll(async () => {
-    const child = startPublish(lake, 'v1');
-    expect({ code: await child.exited, lines: child.lines }).toEqual({ code: 0, lines: ['staging', 'published'] });
-    v1Manifest = await storage.readBytes(manifestKey(lake));
-    v1 = await expectedDigest('v1');
-    expect(await readerDigest(lake, storage)).toEqual(v1);
-  });
-
-  /** The previous version is what readers see, complete; its manifest is byte-identical. */
-  async function expectV1Intact(): Promise<void> {
-    expect((await storage.readBytes(manifestKey(lake))).equals(v1Manifest)).toBe(true);
-    expect(await readerDigest(lake, storage)).toEqual(v1);
+  /** Runs SQL on a new connection of the project's own reader (createDuckDb + attachLake, as every activity does). */
+  async function sql(text: string): Promise<Array<Record<string, unknown>>> {
+    const conn = await db.connect();
+    try {
+      return (await conn.runAndReadAll(text)).getRowObjectsJson() as Array<Record<string, unknown>>;
+    } finally {
+      conn.closeSync();
+    }
   }
 
-  it('SIGKILL during the upload of the big partition to staging: v1 intact, the half upload never read', async () => {
+  /**
+   * Per-partition count + hash as two readers see the table: the project's reader, and a fresh DuckDB that attaches
+   * the DuckLake read-only (tests/support/lake-sql.ts). Both must agree.
+   */
+  async function readerDigest(): Promise<unknown[]> {
+    const ours = await sql(digestSql(`${sqlIdent(attached.alias)}.test.${TABLE}`));
+    const analyst = await withLakeSql(lake, (q) => q(digestSql(`lake.test.${TABLE}`)), lakeConfig);
+    expect(analyst).toEqual(ours);
+    return ours;
+  }
+
+  const snapshotCount = async (): Promise<number> =>
+    Number((await sql(`select count(*)::bigint as n from ${sqlIdent(attached.alias)}.snapshots()`))[0].n);
+
+  /** Stored objects under the table's directory that the current snapshot does not reference (uncommitted writes). */
+  async function unreferenced(): Promise<string[]> {
+    const files = await sql(
+      `select data_file, delete_file from ducklake_list_files(${sqlString(attached.alias)}, ${sqlString(TABLE)}, schema => 'test')`,
+    );
+    const referenced = new Set(
+      files
+        .flatMap((f) => [f.data_file, f.delete_file])
+        .filter(Boolean)
+        .map(String),
+    );
+    return (await s3.list(tableDir)).map((o) => `${tableDir}/${o.key}`).filter((k) => !referenced.has(k));
+  }
+
+  beforeAll(async () => {
+    db = await createDuckDb(lakeConfig, { needS3: true });
+    const child = startPublish(lake, 'v1');
+    expect({ code: await child.exited, lines: child.lines }).toEqual({ code: 0, lines: ['publishing', 'published'] });
+    attached = await attachLake(db, lakeConfig, lake);
+    v1 = await expectedDigest('v1');
+    expect(await readerDigest()).toEqual(v1);
+    v1Snapshots = await snapshotCount();
+    v1SnapshotId = Number((await sql(`select id from ${sqlIdent(attached.alias)}.current_snapshot()`))[0].id);
+  });
+
+  afterAll(() => db?.closeSync());
+
+  /** The previous version is what readers see, complete, and no snapshot was added. */
+  async function expectV1Intact(): Promise<void> {
+    expect(await snapshotCount()).toBe(v1Snapshots);
+    expect(await readerDigest()).toEqual(v1);
+  }
+
+  it('SIGKILL during the upload of the big partition file: v1 intact, the half upload never read', async () => {
     const child = startPublish(lake, 'v2');
-    // S3: DuckDB's multipart upload of the big file is open; local: the file is being written.
+    // DuckDB's multipart upload of the big partition's file is open on MinIO.
     const uploading = async (): Promise<boolean> =>
-      kind === 's3'
-        ? (await s3.listUploads(staging)).some((u) => u.key.includes('part=big'))
-        : (await storage.list(staging)).some((o) => o.key.includes('part=big') && o.size > 0);
+      (await s3.listUploads(tableDir)).some((u) => u.key.includes('part=big'));
     await waitFor('the big partition upload to start', async () => child.done() || (await uploading()));
     expect({ finishedBeforeKill: child.done(), lines: child.lines }).toEqual({
       finishedBeforeKill: false,
-      lines: ['staging'],
+      lines: ['publishing'],
     });
     child.proc.kill('SIGKILL');
     await child.exited;
-    if (kind === 's3') expect((await s3.listUploads(staging)).length).toBeGreaterThan(0); // killed mid-upload
+    expect((await s3.listUploads(tableDir)).length).toBeGreaterThan(0); // killed mid-upload
     await expectV1Intact();
   });
 
-  it('SIGKILL after promoting one file but before the manifest commit: v1 intact, the promoted copy unread', async () => {
-    const child = startPublish(lake, 'v2', 'pause-after-first-promote');
-    await waitFor('one promoted file', () => child.done() || child.lines.some((l) => l.startsWith('promoted ')));
-    expect(child.done()).toBe(false);
+  it('SIGKILL after every data file is written but before the commit: v1 intact, the new files unread', async () => {
+    const before = (await unreferenced()).length;
+    const child = startPublish(lake, 'v2', 'pause-before-commit');
+    await waitFor('the data files to be written', () => child.done() || child.lines.includes('written'));
+    expect({ finishedBeforeKill: child.done(), lines: child.lines }).toEqual({
+      finishedBeforeKill: false,
+      lines: ['publishing', 'written'],
+    });
     child.proc.kill('SIGKILL');
     await child.exited;
-    expect((await unlisted(lake, storage)).length).toBe(1);
-    expect((await storage.list(staging)).length).toBeGreaterThan(0);
+    // Both partitions' v2 files are in the bucket, and the catalog does not know them.
+    expect((await unreferenced()).length).toBeGreaterThanOrEqual(before + 2);
     await expectV1Intact();
   });
 
-  it('a re-run completes, commits v2 and cleans the killed writes (staging, uploads, unlisted copies)', async () => {
-    const v1Files = Object.values(
-      JSON.parse(v1Manifest.toString('utf8')).partitions as Record<string, { files: string[] }>,
-    )
-      .flatMap((p) => p.files)
-      .sort();
+  it('a re-run converges: commits v2 in one new snapshot, named after its run', async () => {
     const child = startPublish(lake, 'v2');
-    expect({ code: await child.exited, lines: child.lines }).toEqual({ code: 0, lines: ['staging', 'published'] });
-    expect(await readerDigest(lake, storage)).toEqual(await expectedDigest('v2'));
-    expect(JSON.parse((await storage.readBytes(manifestKey(lake))).toString('utf8'))).toMatchObject({
-      runId: 'child-v2',
-    });
-    expect(await storage.list(staging)).toEqual([]);
-    if (kind === 's3') expect(await s3.listUploads(staging)).toEqual([]);
-    expect(await unlisted(lake, storage)).toEqual([]);
-    // v1's files are retired, not deleted: a reader that read the v1 manifest just before the commit can finish.
-    const m = (await readManifest(storage, lake, 'test', TABLE))!;
-    expect(Object.keys(m.retired ?? {}).sort()).toEqual(v1Files);
-    for (const f of v1Files) expect(await storage.exists(`${tableUri(lake, 'test', TABLE)}/${f}`)).toBe(true);
+    expect({ code: await child.exited, lines: child.lines }).toEqual({ code: 0, lines: ['publishing', 'published'] });
+    expect(await readerDigest()).toEqual(await expectedDigest('v2'));
+    expect(await snapshotCount()).toBe(v1Snapshots + 1);
+    const [last] = await sql(
+      `select author, commit_message, json_extract_string(commit_extra_info, '$.run_id') as run_id
+       from ${sqlIdent(attached.alias)}.snapshots() order by snapshot_id desc limit 1`,
+    );
+    expect(last).toEqual({ author: 'cpa', commit_message: `test.${TABLE}`, run_id: 'child-v2' });
   });
 
-  it('deletes retired files once their grace period is over, even on a publish that rewrites nothing', async () => {
-    const m = (await readManifest(storage, lake, 'test', TABLE))!;
-    const retired = Object.keys(m.retired ?? {});
-    expect(retired.length).toBeGreaterThan(0);
-    const longAgo = new Date(Date.now() - 2 * 60 * 60_000).toISOString();
-    m.retired = Object.fromEntries(retired.map((f) => [f, longAgo]));
-    await storage.writeBytes(manifestKey(lake), JSON.stringify(m));
+  it('re-publishing identical content writes nothing and creates no snapshot', async () => {
+    const snapshots = await snapshotCount();
+    const objects = (await s3.list(lake)).map((o) => o.key).sort();
     const child = startPublish(lake, 'v2');
-    expect({ code: await child.exited, lines: child.lines }).toEqual({ code: 0, lines: ['staging', 'published'] });
-    for (const f of retired) expect(await storage.exists(`${tableUri(lake, 'test', TABLE)}/${f}`)).toBe(false);
-    expect(await readerDigest(lake, storage)).toEqual(await expectedDigest('v2'));
+    expect({ code: await child.exited, lines: child.lines }).toEqual({ code: 0, lines: ['publishing', 'published'] });
+    expect(await snapshotCount()).toBe(snapshots);
+    expect((await s3.list(lake)).map((o) => o.key).sort()).toEqual(objects);
+    expect(await readerDigest()).toEqual(await expectedDigest('v2'));
+  });
+
+  it('lake maintenance deletes the files the killed writers left; v2 stays whole, v1 stays queryable', async () => {
+    expect((await unreferenced()).length).toBeGreaterThan(0);
+    const conn = await db.connect();
+    try {
+      // Retention long enough to keep v1's snapshot: only never-committed files are orphans.
+      const report = await maintainLake(conn, attached, { retention: '7 days', graceMinutes: 0 });
+      expect(report.orphansDeleted).toBeGreaterThan(0);
+    } finally {
+      conn.closeSync();
+    }
+    // What the current snapshot does not reference now is v1's files only, kept for its (unexpired) snapshot.
+    const v1Files = await sql(
+      `select data_file from ducklake_list_files(${sqlString(attached.alias)}, ${sqlString(TABLE)}, schema => 'test',
+         snapshot_version => ${v1SnapshotId})`,
+    );
+    const kept = new Set(v1Files.map((f) => String(f.data_file)));
+    expect((await unreferenced()).filter((k) => !kept.has(k))).toEqual([]);
+    expect(await readerDigest()).toEqual(await expectedDigest('v2'));
+    expect(await sql(digestSql(`${sqlIdent(attached.alias)}.test.${TABLE} at (version => ${v1SnapshotId})`))).toEqual(
+      v1,
+    );
   });
 });
 
-describe('bad S3 settings end in one clear line, not a stack trace', () => {
+describe('bad S3 or catalog settings end in one clear line, not a stack trace', () => {
   const lake = `${root}/bad/lake`;
+  lakesUsed.add(lake);
   let silent: net.Server;
   let silentPort = 0;
   let closedPort = 0;
@@ -364,7 +422,35 @@ describe('bad S3 settings end in one clear line, not a stack trace', () => {
     });
     expectOneLine(
       res,
-      /^cpa: DuckDB extension httpfs not found under CPA_DUCKDB_EXTENSION_DIR=\/nonexistent \(run `bash scripts\/tools\.sh httpfs`\)/,
+      /^cpa: DuckDB extension httpfs not found under CPA_DUCKDB_EXTENSION_DIR=\/nonexistent \(run `bash scripts\/tools\.sh duckdb`\)/,
+    );
+  });
+
+  it('an S3 lake without CPA_LAKE_CATALOG: the catalog it needs and where to set it', async () => {
+    const want =
+      /^cpa: lake s3:\/\/\S+ is on S3 and needs a PostgreSQL catalog: set CPA_LAKE_CATALOG \(e\.g\. "host=127\.0\.0\.1 port=5432 dbname=cpa_lake user=cpa"; `npm run stack:up` writes it to \.cpa-stack\.env\)\n?$/;
+    expectOneLine(cpa(['status', '--lake', lake], { CPA_LAKE_CATALOG: '' }), want);
+    expectOneLine(cpa(['run', '--landing', `${root}/ref/landing`, '--lake', lake], { CPA_LAKE_CATALOG: '' }), want);
+    // The same refusal from the library, as a typed error an activity does not retry.
+    const db = await createDuckDb(config, { needS3: true });
+    try {
+      const noCatalog = { ...config, lakeCatalog: undefined };
+      await expect(attachLake(db, noCatalog, lake)).rejects.toBeInstanceOf(LakeUnavailableError);
+    } finally {
+      db.closeSync();
+    }
+  });
+
+  it('a catalog that refuses the password or does not answer, without printing the password', () => {
+    const [pg] = /port=\d+/.exec(config.lakeCatalog ?? '') ?? ['port=5432'];
+    const wrong = (config.lakeCatalog ?? '').replace(/password=\S+/, 'password=not-the-password');
+    const res = cpa(['status', '--lake', lake], { CPA_LAKE_CATALOG: wrong });
+    expectOneLine(res, /^cpa: cannot attach the lake catalog of s3:\/\/\S+: .*password authentication failed/);
+    expect(res.stderr).not.toContain('not-the-password');
+    const closed = wrong.replace(pg, `port=${closedPort}`);
+    expectOneLine(
+      cpa(['status', '--lake', lake], { CPA_LAKE_CATALOG: closed }),
+      /^cpa: cannot attach the lake catalog of s3:\/\/\S+: .*Connection refused/,
     );
   });
 

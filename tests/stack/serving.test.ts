@@ -147,12 +147,7 @@ describe('serving on Cassandra', () => {
     fs.writeFileSync(path.join(landing, 'usage_events_stream', 'events_part_9999.jsonl'), extra.join('\n') + '\n');
     s = servingStep(run());
     const conn = await db.connect();
-    await registerView(
-      { conn, lake: await attachLake(db, config, lake) },
-      'gold',
-      'org_daily_usage_by_service',
-      'g',
-    );
+    await registerView({ conn, lake: await attachLake(db, config, lake) }, 'gold', 'org_daily_usage_by_service', 'g');
     const [day] = (
       await conn.runAndReadAll(`select count(*)::integer as n from g where usage_date = '2025-08-31'`)
     ).getRowObjectsJson();

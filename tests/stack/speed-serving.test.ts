@@ -7,9 +7,9 @@ import { closeSpeedServing, readSpeedServing } from '../../activities/speed-serv
 import { connect } from '../../lake/cassandra';
 import { createDuckDb } from '../../lake/duckdb';
 import { generate } from '../../lake/generator';
-import { readSpeedWindows, speedStateUri } from '../../lake/speed';
+import { attachLake, lakeWrite } from '../../lake/lakehouse';
+import { readSpeedState, readSpeedWindows, writeSpeedState } from '../../lake/speed';
 import type { SpeedWindowRow } from '../../lake/speed';
-import { LocalStorage } from '../../lake/storage';
 import { tmpDir } from '../support/env';
 import { modelStream } from '../streaming/support';
 
@@ -59,12 +59,12 @@ describe('speed layer serving on Cassandra', () => {
         const r = await acts.updateSpeedLayer({ ...target, fileKey: `${EVENTS_PREFIX}/${n}` });
         expect(r.metrics.extra.serving_rows).toBeGreaterThan(0);
       }
+      const attached = await attachLake(db, config, lake);
       const conn = await db.connect();
       const lakeRows: SpeedWindowRow[] = [];
       for (const window of ['5m', '15m', '1h'] as const) {
-        lakeRows.push(...(await readSpeedWindows(conn, new LocalStorage(), lake, { window, lagMinutes: 120 })));
+        lakeRows.push(...(await readSpeedWindows(conn, attached, { window, lagMinutes: 120 })));
       }
-      conn.closeSync();
       const partitions = new Set(lakeRows.map((r) => `${r.org_id}|${r.window_size}|${r.window_start.slice(0, 10)}`));
       const served: string[] = [];
       for (const p of partitions) {
@@ -102,12 +102,11 @@ describe('speed layer serving on Cassandra', () => {
       expect(alertIds.sort()).toEqual(model.alerts);
       expect(model.alerts.length).toBeGreaterThanOrEqual(5);
 
-      // Re-processing the last file after a "crash": the same rows again, nothing added.
-      const state = JSON.parse(fs.readFileSync(speedStateUri(lake), 'utf8')) as {
-        files: Record<string, { status: string }>;
-      };
+      // Re-processing the last file (its state set back to pending): the same rows again, nothing added.
+      const state = await readSpeedState(conn, attached);
       state.files[texts[texts.length - 1].key].status = 'pending';
-      fs.writeFileSync(speedStateUri(lake), JSON.stringify(state));
+      await lakeWrite(conn, attached, async () => () => writeSpeedState(conn, attached, state));
+      conn.closeSync();
       await acts.updateSpeedLayer({ ...target, fileKey: texts[texts.length - 1].key });
       const again: string[] = [];
       for (const p of partitions) {

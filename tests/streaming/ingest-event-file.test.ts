@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { GOLD_COLUMNS } from '../../config/contracts';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
 import { createActivities } from '../../activities';
@@ -11,15 +12,16 @@ import { EVENTS_PREFIX } from '../../activities/bronze';
 import { createDuckDb } from '../../lake/duckdb';
 import { generate } from '../../lake/generator';
 import type { GeneratorReport } from '../../lake/generator';
-import { driftReport, readSpeedState, SPEED_LAYER, speedStateUri } from '../../lake/speed';
-import { LocalStorage } from '../../lake/storage';
+import { attachLake, lakeWrite } from '../../lake/lakehouse';
+import { driftReport, readSpeedState, writeSpeedState } from '../../lake/speed';
 import { createWorker } from '../../worker/main';
 import { hashLandingFile, startIngestFile, Watcher } from '../../worker/watcher';
 import type { WatchOutcome } from '../../worker/watcher';
 import type { IngestEventFileResult } from '../../workflows';
 import { dailyPipeline } from '../../workflows';
 import { REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
-import { bronzeStats, dropFile, goldDigest, modelStream, speedTotals, tableScan, waitFor, withDb } from './support';
+import { goldDigest, withLakeSql } from '../support/lake-sql';
+import { bronzeStats, dropFile, modelStream, speedState, speedTotals, waitFor } from './support';
 
 /**
  * Streaming ingestion on a real Temporal dev server with the real worker (createWorker: the pipeline worker plus the
@@ -105,7 +107,8 @@ describe('ingestEventFile and the speed layer', () => {
       await daily(config, lake, landing, 'daily-pipeline/stream-end');
       await daily(config, oneShot, REFERENCE_LANDING, 'daily-pipeline/one-shot');
     });
-    expect(await goldDigest(lake)).toEqual(await goldDigest(oneShot));
+    const marts = Object.keys(GOLD_COLUMNS);
+    expect(await goldDigest(lake, marts)).toEqual(await goldDigest(oneShot, marts));
     expect(await bronzeStats(lake)).toEqual({ rows: 43200, distinctIds: 43200, nullIds: 0 });
 
     // The speed layer judged every file like the independent model (the reference's files each span all 60 days,
@@ -117,7 +120,7 @@ describe('ingestEventFile and the speed layer', () => {
       })),
       { lagMinutes: 120 },
     );
-    const state = await readSpeedState(new LocalStorage(), lake);
+    const state = await speedState(lake);
     expect(model.files.map((f) => [f.key, state.files[f.key].onTime, state.files[f.key].late])).toEqual(
       model.files.map((f) => [f.key, f.onTime, f.late]),
     );
@@ -158,9 +161,10 @@ describe('ingestEventFile and the speed layer', () => {
       expect(rb !== 'duplicate' && rb.bronze.extra.duplicates_dropped).toBe(2);
     });
     expect(await bronzeStats(lake)).toEqual({ rows: 6, distinctIds: 6, nullIds: 0 });
-    const scan = await tableScan(lake, 'bronze', 'usage_events');
-    const [d4] = await withDb((q) =>
-      q(`select source_file, cost_usd_increment::varchar as cost from ${scan} where event_id = 'evt_d4'`),
+    const [d4] = await withLakeSql(lake, (q) =>
+      q(
+        `select source_file, cost_usd_increment::varchar as cost from lake.bronze.usage_events where event_id = 'evt_d4'`,
+      ),
     );
     expect(d4).toEqual({ source_file: `${EVENTS_PREFIX}/a.jsonl`, cost: '1.000000' });
     const totals = await speedTotals(lake);
@@ -238,7 +242,7 @@ describe('ingestEventFile and the speed layer', () => {
       expect(outcomes[2].workflowId).not.toBe(outcomes.find((o) => o.fileKey === k0)!.workflowId);
 
       const model = modelStream([texts[0], texts[1], { key: k0, text: extra.join('\n') }], { lagMinutes: 120 });
-      const state = await readSpeedState(new LocalStorage(), lake);
+      const state = await speedState(lake);
       expect(state.files[k0].sha256).toBe((await hashLandingFile(loadConfig({}), landing, k0)).sha256);
       const onTime = Object.values(state.files).reduce((a, f) => a + f.onTime, 0);
       const late = Object.values(state.files).reduce((a, f) => a + f.late, 0);
@@ -307,23 +311,20 @@ describe('ingestEventFile and the speed layer', () => {
       }
 
       // Late: per file and in total as the model, in total as the generator's report; recorded for audit.
-      const storage = new LocalStorage();
-      const state = await readSpeedState(storage, lake);
+      const state = await speedState(lake);
       expect(texts.map((t) => [state.files[t.key].onTime, state.files[t.key].late])).toEqual(
         model.files.map((f) => [f.onTime, f.late]),
       );
-      const lateScan = await tableScan(lake, SPEED_LAYER, 'late_events');
-      const lateIds = (await withDb((q) => q(`select event_id from ${lateScan} order by event_id`))).map((r) =>
-        String(r.event_id),
-      );
+      const lateIds = (
+        await withLakeSql(lake, (q) => q(`select event_id from lake.speed.late_events order by event_id`))
+      ).map((r) => String(r.event_id));
       expect(lateIds).toEqual(model.files.flatMap((f) => f.lateIds).sort());
       expect(lateIds).toHaveLength(report.quirks.late_events);
 
       // Alerts: the record, the log lines and the webhook all name exactly the model's windows.
-      const alertScan = await tableScan(lake, SPEED_LAYER, 'alerts');
-      const recorded = (await withDb((q) => q(`select alert_id from ${alertScan} order by alert_id`))).map((r) =>
-        String(r.alert_id),
-      );
+      const recorded = (
+        await withLakeSql(lake, (q) => q(`select alert_id from lake.speed.alerts order by alert_id`))
+      ).map((r) => String(r.alert_id));
       expect(recorded).toEqual(model.alerts);
       expect(received.map((r) => r.body.alert_id).sort()).toEqual(model.alerts);
       expect(received.every((r) => r.key === r.body.alert_id && r.body.type === 'cpa.cost_alert')).toBe(true);
@@ -331,45 +332,47 @@ describe('ingestEventFile and the speed layer', () => {
       expect(logged.map((l) => (JSON.parse(l) as SpeedAlert).alert_id).sort()).toEqual(model.alerts);
 
       // Drift against the batch layer: for closed days exactly the late events, nothing unexplained.
-      const db = await createDuckDb(loadConfig({}));
-      const conn = await db.connect();
-      const drift = await driftReport(
-        conn,
-        storage,
-        lake,
-        120,
-        texts.map((t) => t.key),
-      );
-      conn.closeSync();
-      db.closeSync();
-      expect(drift.days.length).toBeGreaterThan(50);
-      expect(drift.totals.unexplained_events).toBe(0);
-      expect(drift.totals.unexplained_cost_usd).toBe('0.000000');
-      expect(drift.totals.late_events).toBeGreaterThan(0);
-      expect(drift.filesNotInSpeed).toBe(0);
-
-      // Re-processing after a "crash" between output and bookkeeping: same windows, same alerts, no double count.
-      const before = await speedTotals(lake);
-      const last = texts[texts.length - 1].key;
-      const raw = JSON.parse(fs.readFileSync(speedStateUri(lake), 'utf8')) as typeof state;
-      raw.files[last].status = 'pending';
-      fs.writeFileSync(speedStateUri(lake), JSON.stringify(raw));
       const config = loadConfig({ CPA_LAKE_ROOT: lake, ...overrides });
-      const db2 = await createDuckDb(config);
-      const again = await createActivities({ config, db: db2 }).updateSpeedLayer({
-        lake,
-        landing,
-        runId: 'rerun',
-        fileKey: last,
-      });
-      db2.closeSync();
-      expect(again.metrics.extra.alerts_raised).toBe(0);
-      expect(again.alerts.map((a) => a.alert_id).sort()).toEqual([...model.files[texts.length - 1].alerts].sort());
-      expect(await speedTotals(lake)).toEqual(before);
-      expect((await readSpeedState(storage, lake)).files[last]).toMatchObject({
-        status: 'done',
-        late: model.files[texts.length - 1].late,
-      });
+      const db = await createDuckDb(config);
+      try {
+        const attached = await attachLake(db, config, lake);
+        const conn = await db.connect();
+        const drift = await driftReport(
+          conn,
+          attached,
+          120,
+          texts.map((t) => t.key),
+        );
+        expect(drift.days.length).toBeGreaterThan(50);
+        expect(drift.totals.unexplained_events).toBe(0);
+        expect(drift.totals.unexplained_cost_usd).toBe('0.000000');
+        expect(drift.totals.late_events).toBeGreaterThan(0);
+        expect(drift.filesNotInSpeed).toBe(0);
+
+        // Re-processing a file whose rows are committed (its state set back to pending): same windows, same
+        // alerts, no double count.
+        const before = await speedTotals(lake);
+        const last = texts[texts.length - 1].key;
+        const reset = await readSpeedState(conn, attached);
+        reset.files[last].status = 'pending';
+        await lakeWrite(conn, attached, async () => () => writeSpeedState(conn, attached, reset));
+        conn.closeSync();
+        const again = await createActivities({ config, db }).updateSpeedLayer({
+          lake,
+          landing,
+          runId: 'rerun',
+          fileKey: last,
+        });
+        expect(again.metrics.extra.alerts_raised).toBe(0);
+        expect(again.alerts.map((a) => a.alert_id).sort()).toEqual([...model.files[texts.length - 1].alerts].sort());
+        expect(await speedTotals(lake)).toEqual(before);
+        expect((await speedState(lake)).files[last]).toMatchObject({
+          status: 'done',
+          late: model.files[texts.length - 1].late,
+        });
+      } finally {
+        db.closeSync();
+      }
     }, 300_000);
   });
 });

@@ -149,14 +149,32 @@ export async function speedTotals(lake: string): Promise<Record<string, { events
   });
 }
 
-/** The speed layer's state: the latest `meta.state` row of its key (an empty state before the first file). */
+/** The speed layer's state as a fresh DuckDB reads it: the latest `meta.state` row per key (global + one per file). */
 export async function speedState(lake: string): Promise<SpeedState> {
   return withLakeSql(lake, async (q) => {
-    const [r] = await q(`select value from lake.meta.state where key = $key order by updated_at desc limit 1`, {
-      key: SPEED_STATE_KEY,
-    });
-    return r ? (JSON.parse(String(r.value)) as SpeedState) : { maxEventTs: null, files: {}, updatedAt: null };
+    const rows = await q(
+      `select key, value from lake.meta.state where key = $key or starts_with(key, $key || '/file/')
+       qualify row_number() over (partition by key order by updated_at desc) = 1`,
+      { key: SPEED_STATE_KEY },
+    );
+    const state: SpeedState = { maxEventTs: null, files: {}, updatedAt: null };
+    for (const r of rows) {
+      const key = String(r.key);
+      const value = JSON.parse(String(r.value)) as SpeedState['files'][string] & { maxEventTs: string | null };
+      if (key === SPEED_STATE_KEY) state.maxEventTs = value.maxEventTs;
+      else state.files[key.slice(`${SPEED_STATE_KEY}/file/`.length)] = value;
+    }
+    return state;
   });
+}
+
+/** Keys of the events files bronze has recorded in `meta.landed_files`. */
+export async function landedEventFiles(lake: string): Promise<string[]> {
+  return withLakeSql(lake, async (q) =>
+    (await q(`select distinct key from lake.meta.landed_files where source = 'usage_events' order by key`)).map((r) =>
+      String(r.key),
+    ),
+  );
 }
 
 /** Copies one file into a landing dir atomically (temp name, rename), as a well-behaved landing writer does. */

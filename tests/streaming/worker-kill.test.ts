@@ -5,14 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { loadConfig } from '../../config/env';
-import { EVENTS_PREFIX, readEventManifest } from '../../activities/bronze';
-import { readSpeedState } from '../../lake/speed';
-import { LocalStorage } from '../../lake/storage';
+import { EVENTS_PREFIX } from '../../activities/bronze';
 import { clientFor, startDevServer } from '../../worker/temporal';
 import type { TemporalEndpoint } from '../../worker/temporal';
 import { ingestFileWorkflowId } from '../../worker/watcher';
 import { REPO, temporalCli, tmpDir } from '../support/env';
-import { bronzeStats, speedTotals, waitFor } from './support';
+import { bronzeStats, landedEventFiles, speedState, speedTotals, waitFor } from './support';
 
 /**
  * `kill -9` of a real worker process (`node bin/cpa.js worker`: pipeline worker + events writer + watcher) in the
@@ -103,7 +101,7 @@ describe('worker killed during a file ingestion', () => {
     await running('ingestEventFiles');
     await new Promise((r) => setTimeout(r, 400));
     await kill9(w1);
-    expect((await readEventManifest(new LocalStorage(), lake))[key]).toBeUndefined();
+    expect(await landedEventFiles(lake)).not.toContain(key);
 
     // Worker 2 gets the retried bronze activity, then dies in the middle of the speed-layer update.
     const w2 = spawnWorker();
@@ -111,7 +109,7 @@ describe('worker killed during a file ingestion', () => {
     expect(speedAttempt).toBe(1);
     await new Promise((r) => setTimeout(r, 300));
     await kill9(w2);
-    expect((await readSpeedState(new LocalStorage(), lake)).files[key]?.status).not.toBe('done');
+    expect((await speedState(lake)).files[key]?.status).not.toBe('done');
 
     // Worker 3 finishes the workflow.
     const w3 = spawnWorker();
@@ -127,7 +125,7 @@ describe('worker killed during a file ingestion', () => {
     expect(started.some((e) => Number(e.activityTaskStartedEventAttributes!.attempt) > 1)).toBe(true);
 
     expect(await bronzeStats(lake)).toEqual({ rows: n, distinctIds: n, nullIds: 0 });
-    expect(Object.keys(await readEventManifest(new LocalStorage(), lake))).toEqual([key]);
+    expect(await landedEventFiles(lake)).toEqual([key]);
     const totals = await speedTotals(lake);
     expect([totals['5m'].events, totals['15m'].events, totals['1h'].events]).toEqual([n, n, n]);
     expect(result.speed.extra.events_on_time).toBe(n);

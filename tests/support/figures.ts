@@ -8,60 +8,97 @@ import { tableRef, withLakeSql } from './lake-sql';
  * `config`'s catalog and S3 settings.
  */
 export async function lakeFigures(lake: string, config?: Config): Promise<Figures> {
-  return withLakeSql(lake, async (q0) => {
-  const q = (sql: string): Promise<Record<string, unknown>[]> => q0(sql);
-  const view = (layer: string, table: string): Promise<string> => tableRef(q0, layer, table);
-  const out: Figures = { bronze: {}, quarantine: {}, silver: {}, gold: {} };
-  for (const t of ['usage_events', 'orgs', 'users', 'resources', 'billing', 'tickets', 'marketing_touches', 'nps_surveys']) {
-    const [b] = await q(`select count(*)::bigint as "rows", count(distinct event_id)::bigint d from ${await view('bronze', t)}`.replace(
-      'count(distinct event_id)::bigint d', t === 'usage_events' ? 'count(distinct event_id)::bigint d' : '0 d',
-    ));
-    out.bronze[t] = t === 'usage_events' ? { rows: Number(b.rows), distinct_event_ids: Number(b.d) } : { rows: Number(b.rows) };
-    const qrows = await q(`select rule, count(*)::bigint n from ${await view('quarantine', t)} group by rule order by rule`);
-    out.quarantine[t] = Object.fromEntries(qrows.map((r) => [String(r.rule), Number(r.n)]));
-    const [s] = await q(`select count(*)::bigint as "rows" from ${await view('silver', t)}`);
-    out.silver[t] = { rows: Number(s.rows) };
-  }
-  const [se] = await q(`select
+  return withLakeSql(
+    lake,
+    async (q0) => {
+      const q = (sql: string): Promise<Record<string, unknown>[]> => q0(sql);
+      const view = (layer: string, table: string): Promise<string> => tableRef(q0, layer, table);
+      const out: Figures = { bronze: {}, quarantine: {}, silver: {}, gold: {} };
+      for (const t of [
+        'usage_events',
+        'orgs',
+        'users',
+        'resources',
+        'billing',
+        'tickets',
+        'marketing_touches',
+        'nps_surveys',
+      ]) {
+        const [b] = await q(
+          `select count(*)::bigint as "rows", count(distinct event_id)::bigint d from ${await view('bronze', t)}`.replace(
+            'count(distinct event_id)::bigint d',
+            t === 'usage_events' ? 'count(distinct event_id)::bigint d' : '0 d',
+          ),
+        );
+        out.bronze[t] =
+          t === 'usage_events' ? { rows: Number(b.rows), distinct_event_ids: Number(b.d) } : { rows: Number(b.rows) };
+        const qrows = await q(
+          `select rule, count(*)::bigint n from ${await view('quarantine', t)} group by rule order by rule`,
+        );
+        out.quarantine[t] = Object.fromEntries(qrows.map((r) => [String(r.rule), Number(r.n)]));
+        const [s] = await q(`select count(*)::bigint as "rows" from ${await view('silver', t)}`);
+        out.silver[t] = { rows: Number(s.rows) };
+      }
+      const [se] = await q(`select
       count(*) filter (where value_cast_failed) value_cast_failed, count(*) filter (where unit_imputed) unit_imputed,
       count(*) filter (where region_unknown) region_unknown, count(*) filter (where orphan_org) orphan_org,
       count(*) filter (where orphan_resource) orphan_resource, count(*) filter (where zscore_flag) anomaly_zscore,
       count(*) filter (where mad_flag) anomaly_mad, count(*) filter (where pctl_flag) anomaly_pctl,
       count(*) filter (where is_anomaly) anomaly_any
     from ${await view('silver', 'usage_events')}`);
-  Object.assign(out.silver.usage_events, numbers(se));
-  const g = async (mart: string, sql: string): Promise<void> => {
-    const [r] = await q(sql.replace('$T', await view('gold', mart)));
-    out.gold[mart] = r;
-  };
-  await g('org_daily_usage_by_service', `select count(*)::bigint as "rows", sum(total_cost_usd)::varchar sum_total_cost_usd,
+      Object.assign(out.silver.usage_events, numbers(se));
+      const g = async (mart: string, sql: string): Promise<void> => {
+        const [r] = await q(sql.replace('$T', await view('gold', mart)));
+        out.gold[mart] = r;
+      };
+      await g(
+        'org_daily_usage_by_service',
+        `select count(*)::bigint as "rows", sum(total_cost_usd)::varchar sum_total_cost_usd,
       sum(total_requests)::varchar sum_total_requests, sum(cpu_hours)::varchar sum_cpu_hours,
       sum(storage_gb_hours)::varchar sum_storage_gb_hours, sum(genai_tokens)::bigint sum_genai_tokens,
       sum(carbon_kg)::varchar sum_carbon_kg, count(*) filter (where carbon_kg is null) null_carbon_rows,
       sum(event_count)::bigint sum_event_count, count(*) filter (where avg_cost_per_request is null) null_avg_cost_per_request_rows,
-      round(sum(avg_cost_per_request), 6) sum_avg_cost_per_request, sum(anomaly_event_count)::bigint sum_anomaly_event_count from $T`);
-  await g('cost_anomaly_mart', `select count(*)::bigint as "rows", sum(total_cost_usd)::varchar sum_total_cost_usd,
+      round(sum(avg_cost_per_request), 6) sum_avg_cost_per_request, sum(anomaly_event_count)::bigint sum_anomaly_event_count from $T`,
+      );
+      await g(
+        'cost_anomaly_mart',
+        `select count(*)::bigint as "rows", sum(total_cost_usd)::varchar sum_total_cost_usd,
       count(*) filter (where zscore_flag) zscore_flag, count(*) filter (where mad_flag) mad_flag,
       count(*) filter (where pctl_flag) pctl_flag, count(*) filter (where is_anomaly) is_anomaly,
       round(sum(abs(zscore)), 6) sum_abs_zscore, round(sum(abs(robust_z)), 6) sum_abs_robust_z,
-      count(*) filter (where zscore is null) null_zscore_rows, sum(anomaly_event_count)::bigint sum_anomaly_event_count from $T`);
-  await g('revenue_by_org_month', `select count(*)::bigint as "rows", sum(gross_revenue_usd)::varchar sum_gross_revenue_usd,
+      count(*) filter (where zscore is null) null_zscore_rows, sum(anomaly_event_count)::bigint sum_anomaly_event_count from $T`,
+      );
+      await g(
+        'revenue_by_org_month',
+        `select count(*)::bigint as "rows", sum(gross_revenue_usd)::varchar sum_gross_revenue_usd,
       sum(credits_usd)::varchar sum_credits_usd, sum(taxes_usd)::varchar sum_taxes_usd,
       sum(net_revenue_usd)::varchar sum_net_revenue_usd, sum(total_billed_usd)::varchar sum_total_billed_usd,
-      sum(invoice_count)::bigint sum_invoice_count, count(*) filter (where currency_original = 'MIXED') mixed_currency_rows from $T`);
-  await g('tickets_by_org_date', `select count(*)::bigint as "rows", sum(total_tickets)::bigint sum_total_tickets,
+      sum(invoice_count)::bigint sum_invoice_count, count(*) filter (where currency_original = 'MIXED') mixed_currency_rows from $T`,
+      );
+      await g(
+        'tickets_by_org_date',
+        `select count(*)::bigint as "rows", sum(total_tickets)::bigint sum_total_tickets,
       sum(open_tickets)::bigint sum_open_tickets, sum(sla_breach_count)::bigint sum_sla_breach_count,
       round(sum(sla_breach_rate), 6) sum_sla_breach_rate, count(*) filter (where avg_csat is null) null_avg_csat_rows,
-      round(sum(avg_csat), 6) sum_avg_csat, round(sum(avg_resolution_days), 6) sum_avg_resolution_days from $T`);
-  await g('genai_tokens_by_org_date', `select count(*)::bigint as "rows", sum(total_tokens)::bigint sum_total_tokens,
+      round(sum(avg_csat), 6) sum_avg_csat, round(sum(avg_resolution_days), 6) sum_avg_resolution_days from $T`,
+      );
+      await g(
+        'genai_tokens_by_org_date',
+        `select count(*)::bigint as "rows", sum(total_tokens)::bigint sum_total_tokens,
       sum(genai_events)::bigint sum_genai_events, sum(total_cost_usd)::varchar sum_total_cost_usd,
-      round(sum(est_cost_per_1k_tokens), 6) sum_est_cost_per_1k_tokens from $T`);
-  await g('org_service_cost_summary', `select count(*)::bigint as "rows", sum(cost_1d)::varchar sum_cost_1d,
+      round(sum(est_cost_per_1k_tokens), 6) sum_est_cost_per_1k_tokens from $T`,
+      );
+      await g(
+        'org_service_cost_summary',
+        `select count(*)::bigint as "rows", sum(cost_1d)::varchar sum_cost_1d,
       sum(cost_7d)::varchar sum_cost_7d, sum(cost_14d)::varchar sum_cost_14d,
-      count(*) filter (where rank_14d = 1) rank1_rows from $T`);
-  for (const mart of Object.keys(out.gold)) out.gold[mart] = numbers(out.gold[mart]);
-  return out;
-  }, config);
+      count(*) filter (where rank_14d = 1) rank1_rows from $T`,
+      );
+      for (const mart of Object.keys(out.gold)) out.gold[mart] = numbers(out.gold[mart]);
+      return out;
+    },
+    config,
+  );
 }
 
 /** One gold row by key, as JSON-safe values (decimals as strings), for spot checks. */
@@ -71,7 +108,9 @@ export async function goldRow(
   key: Record<string, string>,
   config?: Config,
 ): Promise<Record<string, unknown> | undefined> {
-  const where = Object.keys(key).map((k, i) => `cast("${k}" as varchar) = $p${i}`).join(' and ');
+  const where = Object.keys(key)
+    .map((k, i) => `cast("${k}" as varchar) = $p${i}`)
+    .join(' and ');
   const params = Object.fromEntries(Object.values(key).map((v, i) => [`p${i}`, v]));
   const rows = await withLakeSql(lake, (q) => q(`select * from lake.gold.${mart} where ${where}`, params), config);
   return rows[0];
@@ -99,9 +138,9 @@ export function expectFiguresEqual(actual: Figures, want: Figures): void {
   for (const [mart, fig] of Object.entries(want.gold)) {
     for (const [k, v] of Object.entries(fig)) {
       const got = actual.gold[mart]?.[k];
-      if (typeof v === 'number' && !Number.isInteger(v)) expect({ mart, k, diff: Math.abs(Number(got) - v) < 1e-3 }).toEqual({ mart, k, diff: true });
+      if (typeof v === 'number' && !Number.isInteger(v))
+        expect({ mart, k, diff: Math.abs(Number(got) - v) < 1e-3 }).toEqual({ mart, k, diff: true });
       else expect({ mart, k, v: got }).toEqual({ mart, k, v });
     }
   }
 }
-

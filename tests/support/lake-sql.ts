@@ -5,7 +5,10 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../../config/env';
 import { attachSpec } from '../../lake/lakehouse';
 
-export type Query = (sql: string, params?: Record<string, string | number | boolean | null>) => Promise<Array<Record<string, unknown>>>;
+export type Query = (
+  sql: string,
+  params?: Record<string, string | number | boolean | null>,
+) => Promise<Array<Record<string, unknown>>>;
 
 /** The offline extension directory of `scripts/tools.sh duckdb` (or CPA_DUCKDB_EXTENSION_DIR). */
 export function extensionDir(): string {
@@ -48,7 +51,10 @@ export async function withLakeSql<T>(lakeRoot: string, fn: (q: Query) => Promise
       target = `ducklake:sqlite:${catalog}`;
     }
     await conn.run(`attach '${target.replace(/'/g, "''")}' as lake (${options})`);
-    return await fn(async (sql, params) => (await conn.runAndReadAll(sql, params)).getRowObjectsJson() as Array<Record<string, unknown>>);
+    return await fn(
+      async (sql, params) =>
+        (await conn.runAndReadAll(sql, params)).getRowObjectsJson() as Array<Record<string, unknown>>,
+    );
   } finally {
     conn.closeSync();
     db.closeSync();
@@ -69,7 +75,9 @@ export async function goldDigest(lakeRoot: string, marts: string[]): Promise<Rec
   return withLakeSql(lakeRoot, async (q) => {
     const out: Record<string, string> = {};
     for (const mart of marts) {
-      const [r] = await q(`select count(*)::varchar || ':' || coalesce(sum(hash(t))::varchar, '0') as h from lake.gold.${mart} t`);
+      const [r] = await q(
+        `select count(*)::varchar || ':' || coalesce(sum(hash(t))::varchar, '0') as h from lake.gold.${mart} t`,
+      );
       out[mart] = String(r.h);
     }
     return out;

@@ -128,7 +128,11 @@ describe('dailyPipeline workflow', () => {
     };
     const err = await withWorker(activities, () =>
       env.client.workflow
-        .execute(dailyPipeline, { taskQueue, workflowId: 'daily-pipeline/bad-input', args: [{ runDate: null, lake, landing }] })
+        .execute(dailyPipeline, {
+          taskQueue,
+          workflowId: 'daily-pipeline/bad-input',
+          args: [{ runDate: null, lake, landing }],
+        })
         .then(
           () => undefined,
           (e: unknown) => e,
@@ -143,7 +147,13 @@ describe('dailyPipeline workflow', () => {
     expect(app.message).toMatch(/^billing_monthly\.csv line 6 column 4 \(subtotal\): .*not-a-number/);
     expect(billingAttempts).toBe(1);
     // Nothing of the rejected file was written, and the failed run is recorded with its reason.
-    expect(await withLakeSql(lake, (q) => q(`select * from duckdb_tables() where database_name = 'lake' and schema_name = 'bronze' and table_name = 'billing'`))).toEqual([]);
+    expect(
+      await withLakeSql(lake, (q) =>
+        q(
+          `select * from duckdb_tables() where database_name = 'lake' and schema_name = 'bronze' and table_name = 'billing'`,
+        ),
+      ),
+    ).toEqual([]);
     const [record] = (await runRecords(lake)) as unknown as RunSummary[];
     expect(record.status).toBe('failed');
     expect(record.error).toContain('billing_monthly.csv line 6 column 4');

@@ -199,12 +199,7 @@ export function register(program: Command, kit: CommandKit): void {
       const cfg = kit.config(lakeOpts(opts));
       await kit.checkStorage(cfg);
       const report = await withLakeReader(cfg, cfg.lakeRoot, async (conn, lake) =>
-        driftReport(
-          conn,
-          lake,
-          cfg.streaming.watermarkLagMinutes,
-          Object.keys(await readEventManifest(conn, lake)),
-        ),
+        driftReport(conn, lake, cfg.streaming.watermarkLagMinutes, Object.keys(await readEventManifest(conn, lake))),
       );
       if (opts.json) {
         await out(JSON.stringify(report, null, 2));
