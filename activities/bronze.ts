@@ -20,7 +20,6 @@ import {
   nullRates,
   onCancel,
   openLake,
-  persistMetrics,
   withLake,
 } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
@@ -83,28 +82,23 @@ export function readEventManifest(conn: DuckDBConnection, lake: AttachedLake): P
   return readLandedFiles(conn, lake, 'usage_events');
 }
 
-/** Appends landed-file records (inside the caller's publish transaction when there is one). */
+/** Appends landed-file records (inside the caller's publish transaction when there is one), 500 rows a statement. */
 async function writeLandedFiles(
   conn: DuckDBConnection,
   lake: AttachedLake,
   source: LandedSource,
   entries: ManifestEntry[],
 ): Promise<void> {
-  for (const e of entries) {
+  const row = (e: ManifestEntry): string =>
+    `(${[source, e.key, e.sha256].map(sqlString).join(', ')}, ${Math.trunc(e.size)}, ${sqlString(e.version)}, ` +
+    `${Math.trunc(e.rows)}, ${e.partitions ? `[${e.partitions.map(sqlString).join(', ')}]::varchar[]` : 'null'}, ` +
+    `${sqlString(e.runId)}, ${sqlString(e.ingestedAt)}::timestamptz)`;
+  for (let i = 0; i < entries.length; i += 500) {
     await conn.run(
-      `insert into ${qualified(lake, 'meta', 'landed_files')}
-       values ($source, $key, $sha, $size, $version, $rows, $partitions::varchar[], $run, $at::timestamptz)`,
-      {
-        source,
-        key: e.key,
-        sha: e.sha256,
-        size: e.size,
-        version: e.version,
-        rows: e.rows,
-        partitions: e.partitions ? JSON.stringify(e.partitions) : null,
-        run: e.runId,
-        at: e.ingestedAt,
-      },
+      `insert into ${qualified(lake, 'meta', 'landed_files')} values ${entries
+        .slice(i, i + 500)
+        .map(row)
+        .join(', ')}`,
     );
   }
 }
@@ -268,7 +262,6 @@ async function finish(
   started: number,
 ): Promise<StepMetrics> {
   m.durationMs = Date.now() - started;
-  await persistMetrics(ctx.conn, ctx.lake, target, m);
   return m;
 }
 

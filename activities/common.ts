@@ -6,7 +6,7 @@ import { aliasRows } from '../config/aliases';
 import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/duckdb';
 import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
-import { attachLake, lakeWrite, LakeUnavailableError, qualified } from '../lake/lakehouse';
+import { attachLake, LakeUnavailableError, qualified } from '../lake/lakehouse';
 import type { AttachedLake, LakeContext } from '../lake/lakehouse';
 
 /** What every activity gets from the worker: config and the process's single DuckDB instance. */
@@ -204,21 +204,19 @@ export async function nullRates(
 }
 
 /**
- * Persists a step's metrics as a row of `meta.step_metrics` (append-only: a retried step appends again and the
- * latest row per run and step is the step's record).
+ * Appends a step's metrics as a row of `meta.step_metrics`, inside the caller's lake write (a retried step appends
+ * again; the latest row per run and step is the step's record).
  */
 export async function persistMetrics(
   conn: DuckDBConnection,
   lake: AttachedLake,
-  target: RunTarget,
+  target: Pick<RunTarget, 'runId'>,
   m: StepMetrics,
 ): Promise<void> {
-  await lakeWrite(conn, lake, async () => async () => {
-    await conn.run(
-      `insert into ${qualified(lake, 'meta', 'step_metrics')} values ($run, $step, $layer, $table, $metrics, now())`,
-      { run: target.runId, step: m.step, layer: m.layer, table: m.table, metrics: JSON.stringify(m) },
-    );
-  });
+  await conn.run(
+    `insert into ${qualified(lake, 'meta', 'step_metrics')} values ($run, $step, $layer, $table, $metrics, now())`,
+    { run: target.runId, step: m.step, layer: m.layer, table: m.table, metrics: JSON.stringify(m) },
+  );
 }
 
 export function emptyMetrics(step: string, layer: StepMetrics['layer'], table: string): StepMetrics {

@@ -16,10 +16,18 @@ export interface MaintainLakeInput {
 
 /** Lake upkeep as one activity (lake/maintenance.ts): expire snapshots, merge small files, delete unreferenced files. */
 export async function maintainLake(deps: ActivityDeps, input: MaintainLakeInput): Promise<MaintenanceReport> {
-  return withLake(deps, input.lake, (conn, lake) =>
-    maintain(conn, lake, {
-      retention: input.retention ?? deps.config.snapshotRetention,
-      graceMinutes: input.graceMinutes,
-    }),
+  const graceMinutes = input.graceMinutes ?? 60;
+  const report = await withLake(deps, input.lake, (conn, lake) =>
+    maintain(conn, lake, { retention: input.retention ?? deps.config.snapshotRetention, graceMinutes }),
   );
+  const storage = storageFor(input.lake, deps.config);
+  if (storage instanceof S3Storage) {
+    // A writer killed mid-upload leaves an open multipart upload that neither readers nor DuckLake's orphan
+    // clean-up see; past the grace period it belongs to no live writer.
+    const before = Date.now() - graceMinutes * 60_000;
+    const stale = (await storage.listUploads(input.lake)).filter((u) => u.initiated && u.initiated.getTime() < before);
+    await storage.abortUploads(stale);
+    report.uploadsAborted = stale.length;
+  }
+  return report;
 }

@@ -4,7 +4,7 @@ import { publishTable, publishTables, registerView } from '../lake/lakehouse';
 import { loadSql, queryRows } from '../lake/duckdb';
 import { findModel } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
-import { classify, contractViolation, emptyMetrics, nullRates, onCancel, openLake, persistMetrics } from './common';
+import { classify, contractViolation, emptyMetrics, nullRates, onCancel, openLake } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 
 /** Columns to type an empty view with when an input table has never been written. */
@@ -96,7 +96,6 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
       for (const [k, v] of Object.entries(f)) metrics.extra[k] = Number(v);
     }
     metrics.durationMs = Date.now() - started;
-    await persistMetrics(conn, ctx.lake, input, metrics);
     return metrics;
   } catch (e) {
     throw classify(e, `silver.${model.table}`);
@@ -146,7 +145,6 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
       metrics.extra.anomaly_days = Number(f.anomaly_days);
     }
     metrics.durationMs = Date.now() - started;
-    await persistMetrics(conn, ctx.lake, input, metrics);
     return metrics;
   } catch (e) {
     throw classify(e, `gold.${model.table}`);

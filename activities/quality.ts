@@ -47,9 +47,6 @@ export async function qualityGate(
         failures.push(`silver.usage_events anomaly rate ${pct(aRate)} > limit ${pct(quality.maxAnomalyRate)}`);
     }
   }
-  const metrics = emptyMetrics('quality.gate', 'quality', 'silver');
-  metrics.extra = Object.fromEntries(checks.map((c) => [`${c.table}.${c.check}`, c.value]));
-  await withLake(deps, input.lake, (conn, lake) => persistMetrics(conn, lake, input, metrics));
   if (failures.length > 0) {
     throw ApplicationFailure.nonRetryable(`quality gate failed: ${failures.join('; ')}`, ErrorTypes.QualityGateFailed, {
       checks,
@@ -76,9 +73,18 @@ export interface RunSummary {
   snapshots?: { first: number; last: number; count: number };
 }
 
+/** The gate's checks as a step of the quality report (`quality.gate`: one figure per table and check). */
+export function gateMetrics(gate: GateResult): StepMetrics {
+  const metrics = emptyMetrics('quality.gate', 'quality', 'silver');
+  metrics.extra = Object.fromEntries(gate.checks.map((c) => [`${c.table}.${c.check}`, c.value]));
+  return metrics;
+}
+
 /**
- * Persists the run record as a row of `meta.runs` with the snapshot range the run committed (idempotent: a retry
- * appends the same record again and readers take the latest row per run id).
+ * Persists the run record as a row of `meta.runs` with the snapshot range the run committed, and every step's
+ * metrics (and the gate's) as rows of `meta.step_metrics`, in one transaction: one commit per run instead of one per
+ * step (steps report their metrics to the workflow, which has them all here). Idempotent: a retry appends the same
+ * rows again and readers take the latest per run id and step.
  */
 export async function recordRun(deps: ActivityDeps, summary: RunSummary): Promise<RunSummary> {
   return withLake(deps, summary.lake, async (conn, lake) => {
@@ -104,6 +110,8 @@ export async function recordRun(deps: ActivityDeps, summary: RunSummary): Promis
           summary: JSON.stringify(record),
         },
       );
+      const steps = [...record.steps, ...(record.gate ? [gateMetrics(record.gate)] : [])];
+      for (const m of steps) await persistMetrics(conn, lake, record, m);
     });
     return record;
   });

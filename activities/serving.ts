@@ -22,7 +22,7 @@ import {
 import type { CassandraClient, CassandraSettings } from '../lake/cassandra';
 import { queryRows } from '../lake/duckdb';
 import { Digest, keyOf, manifestFingerprint, partitionsToLoad, toCqlParams, toCqlValue } from '../lake/serving-codec';
-import { classify, emptyMetrics, heartbeat, openLake, persistMetrics, withLake } from './common';
+import { classify, emptyMetrics, heartbeat, openLake } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 import type { RunSummary } from './quality';
 
@@ -155,7 +155,6 @@ export async function loadServing(deps: ActivityDeps, input: LoadServingInput): 
     metrics.extra.load_ms = report.loadMs;
     // End to end: gold read, mapping and upserts (reconciliation excluded).
     metrics.extra.rows_per_second = report.loadMs > 0 ? Math.round((report.rowsWritten * 1000) / report.loadMs) : 0;
-    await withLake(deps, input.lake, (conn, lake) => persistMetrics(conn, lake, input, metrics));
     return metrics;
   } catch (e) {
     throw toFailure(e, 'serving.load', deps.config.cassandra);

@@ -253,7 +253,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     metrics.extra.events_late = entry.late;
     metrics.extra.watermark_lag_minutes = lag;
     metrics.durationMs = Date.now() - started;
-    await persistMetrics(conn, lake, input, metrics);
+    await lakeWrite(conn, lake, async () => () => persistMetrics(conn, lake, input, metrics));
     return { metrics, watermark, alerts: alerts.forVersion };
   } catch (e) {
     throw classify(e, 'speed.windows');

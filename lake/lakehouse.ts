@@ -156,18 +156,26 @@ async function doAttach(
     await conn.run(`attach ${sqlString(spec.target)} as ${sqlIdent(alias)} (${spec.options.join(', ')})`);
     // Concurrent writers settle commit races inside DuckLake; give a busy catalog more patience than the default.
     await conn.run(`set ducklake_max_retry_count = 50`);
-    // Two processes creating a new lake at once race on these creates; the loser's retry finds them made.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        for (const s of LAKE_SCHEMAS) await conn.run(`create schema if not exists ${sqlIdent(alias)}.${sqlIdent(s)}`);
-        await inlineMeta(conn, alias);
-        await ensureMetaTables(conn, alias);
-        break;
-      } catch (e) {
-        if (attempt >= 10 || !/Failed to commit|conflict|locked/i.test((e as Error).message)) throw e;
-        await new Promise((r) => setTimeout(r, 100 * attempt * (0.5 + Math.random())));
+    // Two processes creating a new lake at once race on these creates; the loser's retry finds them made. Within
+    // a process they take their turn with the lake's writers (lakeWrite), as every other catalog write does.
+    await withWriteTurn(alias, async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          // One transaction: one commit (a snapshot) for a new lake's schemas and meta tables, none for an existing one.
+          await conn.run('begin transaction');
+          for (const s of LAKE_SCHEMAS) await conn.run(`create schema if not exists ${sqlIdent(alias)}.${sqlIdent(s)}`);
+          await ensureMetaTables(conn, alias);
+          await conn.run('commit');
+          // A schema's options can only be set once the schema is committed; before any meta row is written.
+          await inlineMeta(conn, alias);
+          break;
+        } catch (e) {
+          await conn.run('rollback').catch(() => undefined);
+          if (attempt >= 10 || !/Failed to commit|conflict|locked/i.test((e as Error).message)) throw e;
+          await new Promise((r) => setTimeout(r, 100 * attempt * (0.5 + Math.random())));
+        }
       }
-    }
+    });
   } catch (e) {
     if (e instanceof LakeUnavailableError) throw e;
     const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
@@ -434,13 +442,7 @@ export async function lakeWrite(
   prepare: (attempt: number) => Promise<() => Promise<void>>,
   maxAttempts = 8,
 ): Promise<void> {
-  const prev = writeLocks.get(lake.alias) ?? Promise.resolve();
-  let release!: () => void;
-  const mine = new Promise<void>((r) => (release = r));
-  const chained = prev.then(() => mine);
-  writeLocks.set(lake.alias, chained);
-  await prev;
-  try {
+  await withWriteTurn(lake.alias, async () => {
     for (let attempt = 0; ; attempt++) {
       const body = await prepare(attempt);
       try {
@@ -454,9 +456,22 @@ export async function lakeWrite(
         await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random())));
       }
     }
+  });
+}
+
+/** Runs `fn` when it is this caller's turn to write the lake `alias` in this process (FIFO). */
+async function withWriteTurn<T>(alias: string, fn: () => Promise<T>): Promise<T> {
+  const prev = writeLocks.get(alias) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  const chained = prev.then(() => mine);
+  writeLocks.set(alias, chained);
+  await prev;
+  try {
+    return await fn();
   } finally {
     release();
-    if (writeLocks.get(lake.alias) === chained) writeLocks.delete(lake.alias);
+    if (writeLocks.get(alias) === chained) writeLocks.delete(alias);
   }
 }
 
@@ -579,4 +594,30 @@ export async function runSnapshots(conn: DuckDBConnection, lake: AttachedLake, r
     { run: runId },
   );
   return rows.map((r) => Number(r.snapshot_id));
+}
+
+/**
+ * Removes an S3 lake's catalog (its metadata schema in CPA_LAKE_CATALOG's database), for `cpa bench` and tests that
+ * rebuild a lake from scratch after deleting its objects. A local lake's catalog goes with its directory.
+ */
+export async function dropLakeCatalog(config: Config, lakeRoot: string): Promise<void> {
+  if (!isS3(lakeRoot) || !config.lakeCatalog) return;
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const db = await DuckDBInstance.create(':memory:', {
+    ...(config.duckdb.extensionDir ? { extension_directory: config.duckdb.extensionDir } : {}),
+    autoinstall_known_extensions: config.duckdb.extensionDir ? 'false' : 'true',
+  });
+  const conn = await db.connect();
+  try {
+    await loadExtension(conn, config, 'postgres_scanner');
+    await conn.run(
+      `attach ${sqlString(config.lakeCatalog.replace(/^postgres(ql)?:(?!\/\/)/, ''))} as pg (type postgres)`,
+    );
+    await conn.run(
+      `call postgres_execute('pg', ${sqlString(`drop schema if exists "${lakeAlias(lakeRoot)}" cascade`)})`,
+    );
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
 }

@@ -5,6 +5,7 @@ import Table from 'cli-table3';
 import { loadConfig } from '../config/env';
 import type { Config } from '../config/env';
 import { generate } from '../lake/generator';
+import { dropLakeCatalog } from '../lake/lakehouse';
 import { checkS3Access } from '../lake/s3-check';
 import { storageFor } from '../lake/storage';
 import { uploadDirectory } from '../lake/upload';
@@ -40,10 +41,11 @@ export async function runBench(
     ? (JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { events_written: number })
     : undefined;
   // Temporal from the environment only (embedded unless TEMPORAL_ADDRESS is exported), as before; S3 settings and the
-  // httpfs location as the CLI resolved them (environment, else the stack's .cpa-stack.env).
+  // httpfs location and the S3 lake's catalog as the CLI resolved them (environment, else the stack's .cpa-stack.env).
   const cfg: Config = {
     ...loadConfig({ ...process.env, CPA_LAKE_ROOT: lake, CPA_LANDING_ROOT: landing }),
     s3: base.s3,
+    lakeCatalog: base.lakeCatalog,
   };
   cfg.duckdb.extensionDir ??= base.duckdb.extensionDir;
   if (opts.s3) {
@@ -52,6 +54,7 @@ export async function runBench(
     if (up.uploaded > 0) process.stderr.write(`uploaded ${up.uploaded} landing files to ${landing}\n`);
   }
   await storageFor(lake, cfg).deletePrefix(lake);
+  await dropLakeCatalog(cfg, lake);
   const tStart = Date.now();
   const session = await openSession(cfg);
   const startup = Date.now() - tStart;

@@ -7,14 +7,14 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
 import { createDuckDb, sqlIdent, sqlString } from '../../lake/duckdb';
-import { attachLake, lakeAlias, LakeUnavailableError } from '../../lake/lakehouse';
+import { attachLake, dropLakeCatalog, LakeUnavailableError } from '../../lake/lakehouse';
 import type { AttachedLake } from '../../lake/lakehouse';
 import { maintainLake } from '../../lake/maintenance';
 import { S3Storage } from '../../lake/storage';
 import { cpa, REFERENCE_LANDING, REPO } from '../support/env';
 import { expectFiguresEqual, goldRow, lakeFigures } from '../support/figures';
 import type { Figures } from '../support/figures';
-import { extensionDir, withLakeSql } from '../support/lake-sql';
+import { withLakeSql } from '../support/lake-sql';
 import { bigTableSql, digestSql } from './support/big-table';
 
 /**
@@ -40,24 +40,7 @@ const lakesUsed = new Set<string>();
 
 /** Drops the lakes' metadata schemas (DuckLake keeps one per lake in CPA_LAKE_CATALOG's database). */
 async function dropCatalogSchemas(lakes: string[]): Promise<void> {
-  if (!config.lakeCatalog || lakes.length === 0) return;
-  const db = await DuckDBInstance.create(':memory:', {
-    extension_directory: extensionDir(),
-    autoinstall_known_extensions: 'false',
-  });
-  const conn = await db.connect();
-  try {
-    await conn.run('load postgres_scanner');
-    await conn.run(
-      `attach ${sqlString(config.lakeCatalog.replace(/^postgres(ql)?:(?!\/\/)/, ''))} as pg (type postgres)`,
-    );
-    for (const lake of lakes) {
-      await conn.run(`call postgres_execute('pg', ${sqlString(`drop schema if exists "${lakeAlias(lake)}" cascade`)})`);
-    }
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
+  for (const lake of lakes) await dropLakeCatalog(config, lake);
 }
 
 afterAll(async () => {
