@@ -1227,7 +1227,7 @@ describe('gold cost_anomaly_mart (SPEC §5 day level, trailing baseline)', () =>
 });
 
 describe('gold org_service_cost_summary', () => {
-  it('every date × (org, service) pair, windows of 1/7/14 days with days without usage counted as 0', async () => {
+  it('every date × (org, service) pair with usage in the 14 days ending at it; windows of 1/7/14 days, days without usage 0', async () => {
     const rows = await gold(
       'org_service_cost_summary',
       'usage_events',
@@ -1235,28 +1235,43 @@ describe('gold org_service_cost_summary', () => {
         silverEvent({ usage_date: '2025-07-01', service: 'compute', cost_usd_increment: '1' }),
         silverEvent({ usage_date: '2025-07-10', service: 'compute', cost_usd_increment: '2' }),
         silverEvent({ usage_date: '2025-07-05', service: 'storage', cost_usd_increment: '4' }),
+        // a zero-cost event is usage too
+        silverEvent({ usage_date: '2025-07-12', service: 'analytics', cost_usd_increment: '0' }),
         silverEvent({ org_id: 'org-2', usage_date: '2025-07-03', service: 'compute', cost_usd_increment: '0.5' }),
         silverEvent({ org_id: 'org-2', usage_date: '2025-07-15', service: 'compute', cost_usd_increment: '0.25' }),
+        silverEvent({ org_id: 'org-2', usage_date: '2025-07-01', service: 'storage', cost_usd_increment: '0.1' }),
       ],
       ['org_id', 'service', 'summary_date'],
     );
-    expect(rows).toHaveLength(3 * 15); // 3 (org, service) pairs × 2025-07-01..2025-07-15
-    const at = (org: string, service: string, date: string): [Json, Json, Json] => {
+    const datesOf = (org: string, service: string): Json[] =>
+      rows.filter((r) => r.org_id === org && r.service === service).map((r) => r.summary_date);
+    const range = (from: number, to: number): string[] =>
+      Array.from({ length: to - from + 1 }, (_, i) => `2025-07-${String(from + i).padStart(2, '0')}`);
+    // the usage range is 2025-07-01..2025-07-15; a pair appears from its first usage until 13 days after its last
+    expect(datesOf('org-1', 'compute')).toEqual(range(1, 15));
+    expect(datesOf('org-1', 'storage')).toEqual(range(5, 15));
+    expect(datesOf('org-1', 'analytics')).toEqual(range(12, 15));
+    expect(datesOf('org-2', 'compute')).toEqual(range(3, 15));
+    expect(datesOf('org-2', 'storage')).toEqual(range(1, 14)); // 07-01 is not in the 14 days ending at 07-15
+    expect(rows).toHaveLength(15 + 11 + 4 + 13 + 14);
+    const at = (org: string, service: string, date: string): Json[] => {
       const r = rows.find((x) => x.org_id === org && x.service === service && x.summary_date === date)!;
-      return [r.cost_1d, r.cost_7d, r.cost_14d];
+      return [r.cost_1d, r.cost_7d, r.cost_14d, r.rank_14d];
     };
-    // [cost_1d, cost_7d, cost_14d]; windows include summary_date and go back 6 / 13 days
-    expect(at('org-1', 'compute', '2025-07-03')).toEqual(['0.000000', '1.000000', '1.000000']);
-    expect(at('org-1', 'compute', '2025-07-07')).toEqual(['0.000000', '1.000000', '1.000000']);
-    expect(at('org-1', 'compute', '2025-07-08')).toEqual(['0.000000', '0.000000', '1.000000']);
-    expect(at('org-1', 'compute', '2025-07-10')).toEqual(['2.000000', '2.000000', '3.000000']);
-    expect(at('org-1', 'compute', '2025-07-14')).toEqual(['0.000000', '2.000000', '3.000000']);
-    expect(at('org-1', 'compute', '2025-07-15')).toEqual(['0.000000', '2.000000', '2.000000']);
-    expect(at('org-1', 'storage', '2025-07-01')).toEqual(['0.000000', '0.000000', '0.000000']);
-    expect(at('org-2', 'compute', '2025-07-01')).toEqual(['0.000000', '0.000000', '0.000000']);
-    expect(at('org-2', 'compute', '2025-07-09')).toEqual(['0.000000', '0.500000', '0.500000']);
-    expect(at('org-2', 'compute', '2025-07-10')).toEqual(['0.000000', '0.000000', '0.500000']);
-    expect(at('org-2', 'compute', '2025-07-15')).toEqual(['0.250000', '0.250000', '0.750000']);
+    // [cost_1d, cost_7d, cost_14d, rank_14d]; windows include summary_date and go back 6 / 13 days
+    expect(at('org-1', 'compute', '2025-07-03')).toEqual(['0.000000', '1.000000', '1.000000', 1]);
+    expect(at('org-1', 'compute', '2025-07-07')).toEqual(['0.000000', '1.000000', '1.000000', 2]);
+    expect(at('org-1', 'compute', '2025-07-08')).toEqual(['0.000000', '0.000000', '1.000000', 2]);
+    expect(at('org-1', 'compute', '2025-07-10')).toEqual(['2.000000', '2.000000', '3.000000', 2]);
+    expect(at('org-1', 'compute', '2025-07-14')).toEqual(['0.000000', '2.000000', '3.000000', 2]);
+    expect(at('org-1', 'compute', '2025-07-15')).toEqual(['0.000000', '2.000000', '2.000000', 2]);
+    expect(at('org-1', 'storage', '2025-07-15')).toEqual(['0.000000', '0.000000', '4.000000', 1]);
+    expect(at('org-1', 'analytics', '2025-07-12')).toEqual(['0.000000', '0.000000', '0.000000', 3]);
+    expect(at('org-2', 'compute', '2025-07-09')).toEqual(['0.000000', '0.500000', '0.500000', 1]);
+    expect(at('org-2', 'compute', '2025-07-10')).toEqual(['0.000000', '0.000000', '0.500000', 1]);
+    expect(at('org-2', 'compute', '2025-07-15')).toEqual(['0.250000', '0.250000', '0.750000', 1]);
+    expect(at('org-2', 'storage', '2025-07-01')).toEqual(['0.100000', '0.100000', '0.100000', 1]);
+    expect(at('org-2', 'storage', '2025-07-14')).toEqual(['0.000000', '0.000000', '0.100000', 2]);
   });
 
   it('rank_14d: 1 = costliest, ties broken by service name', async () => {

@@ -792,10 +792,14 @@ def derive(landing):
         pairs = sorted({(k[0], k[2]) for k in daily})
         for org, svc in pairs:
             cost_by_day = [daily[(org, d, svc)]['total_cost_usd'] if (org, d, svc) in daily else ZERO for d in all_dates]
+            used = [(org, d, svc) in daily for d in all_dates]
             prefix = [ZERO]
             for c in cost_by_day:
                 prefix.append(prefix[-1] + c)
             for i, d in enumerate(all_dates):
+                # SPEC §6: only dates with usage of the pair in the 14 days ending at the date
+                if not any(used[max(0, i - 13):i + 1]):
+                    continue
                 summary[(org, d, svc)] = {
                     'org_id': org, 'summary_date': d.isoformat(), 'service': svc,
                     'cost_1d': cost_by_day[i],
