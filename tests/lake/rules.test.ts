@@ -513,9 +513,19 @@ describe('silver usage_events (lake/sql/silver/usage_events.sql)', () => {
           ...series('b', base, on(addDays(D, -1))),
           event('zt', { cost_usd_increment: '12.0', ...on(D) }),
           // another org's, another service's and another metric's large costs must not enter org-1's baseline
-          ...series('other', ['1000', '1001', '1002', '1003', '1004', '1005', '1006'], { org_id: 'org-2', ...on(addDays(D, -1)) }),
-          ...series('stor', ['500', '501', '502', '503', '504', '505', '506'], { service: 'storage', ...on(addDays(D, -1)) }),
-          ...series('cpu', ['50', '51', '52', '53', '54', '55', '56'], { metric: 'cpu_hours', unit: 'hours', ...on(addDays(D, -1)) }),
+          ...series('other', ['1000', '1001', '1002', '1003', '1004', '1005', '1006'], {
+            org_id: 'org-2',
+            ...on(addDays(D, -1)),
+          }),
+          ...series('stor', ['500', '501', '502', '503', '504', '505', '506'], {
+            service: 'storage',
+            ...on(addDays(D, -1)),
+          }),
+          ...series('cpu', ['50', '51', '52', '53', '54', '55', '56'], {
+            metric: 'cpu_hours',
+            unit: 'hours',
+            ...on(addDays(D, -1)),
+          }),
         ]),
       );
       const e = byKey(rows, 'event_id');
@@ -590,7 +600,8 @@ describe('silver usage_events (lake/sql/silver/usage_events.sql)', () => {
       const ref = reference(base.map(Number));
       expect(num(e.big.zscore)).toBeCloseTo((1000 - ref.mean) / ref.sd, 4);
       expect(e.big).toMatchObject({ zscore_flag: true, mad_flag: true, pctl_flag: true });
-      for (let i = 0; i < 8; i += 1) expect(e[`one${i}`]).toMatchObject({ zscore: null, robust_z: null, is_anomaly: false });
+      for (let i = 0; i < 8; i += 1)
+        expect(e[`one${i}`]).toMatchObject({ zscore: null, robust_z: null, is_anomaly: false });
     });
 
     it('the baseline is the N = 28 days [d − 28, d − 1]: d − 28 is in it, d − 29 is not', async () => {
@@ -613,7 +624,13 @@ describe('silver usage_events (lake/sql/silver/usage_events.sql)', () => {
         try {
           const r = byKey(await silverEvents(s, events), 'event_id');
           for (const id of ['t', 'hi']) {
-            expect(r[id]).toMatchObject({ zscore: null, robust_z: null, zscore_flag: false, mad_flag: false, pctl_flag: false });
+            expect(r[id]).toMatchObject({
+              zscore: null,
+              robust_z: null,
+              zscore_flag: false,
+              mad_flag: false,
+              pctl_flag: false,
+            });
           }
         } finally {
           s.close();
