@@ -5,7 +5,8 @@ Usage: python3 derive.py <landing_dir> > expected.json
 
 Pure Python standard library on purpose: the pipeline is DuckDB SQL, this is a second,
 independent implementation of the same contract. Money and additive usage are exact
-(decimal.Decimal, quantized like DECIMAL(18,6) / DECIMAL(18,9) casts); statistics are float.
+(decimal.Decimal, quantized like DECIMAL(18,6) / DECIMAL(18,9) casts); anomaly statistics are exact
+(fractions.Fraction over a trailing baseline, SPEC §5), only the reported scores and ratios are float.
 See README.md next to this file for how every figure is derived.
 """
 
