@@ -31,11 +31,6 @@ export async function createDuckDb(config: Config, opts: { needS3?: boolean } = 
     settings.autoinstall_known_extensions = 'false';
   }
   const instance = await DuckDBInstance.create(':memory:', settings);
-  // The lake's table format (lake/lakehouse.ts): loaded up front, so the first activity does not pay for it. A missing
-  // extension is reported by attachLake, with what to do.
-  const conn = await instance.connect();
-  for (const ext of ['ducklake', 'sqlite_scanner']) await conn.run(`load ${ext}`).catch(() => undefined);
-  conn.closeSync();
   const needS3 = opts.needS3 ?? (isS3(config.lakeRoot) || isS3(config.landingRoot));
   if (needS3) await ensureS3(instance, config);
   return instance;

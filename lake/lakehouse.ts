@@ -46,6 +46,9 @@ export interface LakeContext {
   runId: string;
 }
 
+/** How often each lake root was (re-)attached in this process: a re-attach gets a new alias. */
+const generations = new Map<string, number>();
+
 const attachments = new WeakMap<DuckDBInstance, Map<string, Promise<AttachedLake & { inode?: number }>>>();
 
 /** `lake_<10 hex>`: a stable alias (and PostgreSQL metadata schema) per lake root. */
@@ -101,9 +104,12 @@ export async function attachLake(instance: DuckDBInstance, config: Config, lakeR
     const a = await cached.catch(() => undefined);
     if (a && (isS3(lakeRoot) || inodeOf(catalogPath(lakeRoot)) === a.inode)) return a;
     perInstance.delete(lakeRoot);
-    if (a) await detach(instance, a.alias);
   }
-  const p = doAttach(instance, config, lakeRoot);
+  // A re-attach (the catalog file was replaced) gets a fresh alias: the old one is never detached under a
+  // connection that may still be reading through it.
+  const generation = (generations.get(lakeRoot) ?? -1) + 1;
+  generations.set(lakeRoot, generation);
+  const p = doAttach(instance, config, lakeRoot, generation);
   perInstance.set(lakeRoot, p);
   p.catch(() => perInstance.delete(lakeRoot));
   const a = await p;
@@ -118,23 +124,13 @@ function inodeOf(file: string): number | undefined {
   }
 }
 
-async function detach(instance: DuckDBInstance, alias: string): Promise<void> {
-  const conn = await instance.connect();
-  try {
-    await conn.run(`detach database if exists ${sqlIdent(alias)}`);
-  } catch {
-    /* still in use by a connection: a later attach under the same alias fails loudly */
-  } finally {
-    conn.closeSync();
-  }
-}
-
 async function doAttach(
   instance: DuckDBInstance,
   config: Config,
   lakeRoot: string,
+  generation: number,
 ): Promise<AttachedLake & { inode?: number }> {
-  const alias = lakeAlias(lakeRoot);
+  const alias = generation === 0 ? lakeAlias(lakeRoot) : `${lakeAlias(lakeRoot)}_${generation}`;
   const spec = attachSpec(config, lakeRoot);
   if (!isS3(lakeRoot)) {
     if (fs.existsSync(lakeRoot) && !fs.statSync(lakeRoot).isDirectory()) {
@@ -152,25 +148,19 @@ async function doAttach(
   try {
     await loadExtension(conn, config, 'ducklake');
     await loadExtension(conn, config, isS3(lakeRoot) ? 'postgres_scanner' : 'sqlite_scanner');
-    await conn.run(`detach database if exists ${sqlIdent(alias)}`);
     await conn.run(`attach ${sqlString(spec.target)} as ${sqlIdent(alias)} (${spec.options.join(', ')})`);
     // Concurrent writers settle commit races inside DuckLake; give a busy catalog more patience than the default.
     await conn.run(`set ducklake_max_retry_count = 50`);
     // Two processes creating a new lake at once race on these creates; the loser's retry finds them made. Within
     // a process they take their turn with the lake's writers (lakeWrite), as every other catalog write does.
-    await withWriteTurn(alias, async () => {
+    await withWriteTurn(lakeRoot, async () => {
       for (let attempt = 1; ; attempt++) {
         try {
-          // One transaction: one commit (a snapshot) for a new lake's schemas and meta tables, none for an existing one.
-          await conn.run('begin transaction');
           for (const s of LAKE_SCHEMAS) await conn.run(`create schema if not exists ${sqlIdent(alias)}.${sqlIdent(s)}`);
-          await ensureMetaTables(conn, alias);
-          await conn.run('commit');
-          // A schema's options can only be set once the schema is committed; before any meta row is written.
           await inlineMeta(conn, alias);
+          await ensureMetaTables(conn, alias);
           break;
         } catch (e) {
-          await conn.run('rollback').catch(() => undefined);
           if (attempt >= 10 || !/Failed to commit|conflict|locked/i.test((e as Error).message)) throw e;
           await new Promise((r) => setTimeout(r, 100 * attempt * (0.5 + Math.random())));
         }
@@ -442,7 +432,7 @@ export async function lakeWrite(
   prepare: (attempt: number) => Promise<() => Promise<void>>,
   maxAttempts = 8,
 ): Promise<void> {
-  await withWriteTurn(lake.alias, async () => {
+  await withWriteTurn(lake.root, async () => {
     for (let attempt = 0; ; attempt++) {
       const body = await prepare(attempt);
       try {
@@ -459,19 +449,19 @@ export async function lakeWrite(
   });
 }
 
-/** Runs `fn` when it is this caller's turn to write the lake `alias` in this process (FIFO). */
-async function withWriteTurn<T>(alias: string, fn: () => Promise<T>): Promise<T> {
-  const prev = writeLocks.get(alias) ?? Promise.resolve();
+/** Runs `fn` when it is this caller's turn to write the lake at `root` in this process (FIFO, across instances). */
+async function withWriteTurn<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  const prev = writeLocks.get(root) ?? Promise.resolve();
   let release!: () => void;
   const mine = new Promise<void>((r) => (release = r));
   const chained = prev.then(() => mine);
-  writeLocks.set(alias, chained);
+  writeLocks.set(root, chained);
   await prev;
   try {
     return await fn();
   } finally {
     release();
-    if (writeLocks.get(alias) === chained) writeLocks.delete(alias);
+    if (writeLocks.get(root) === chained) writeLocks.delete(root);
   }
 }
 

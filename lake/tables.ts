@@ -35,55 +35,13 @@ export const CSV_BRONZE_TABLES = [
 ] as const;
 
 export const SILVER_MODELS: ModelSpec[] = [
-  {
-    layer: 'silver',
-    table: 'orgs',
-    sql: 'silver/orgs.sql',
-    inputs: [bronze('orgs')],
-    keyColumns: ['org_id', 'org_name', 'plan_tier'],
-  },
-  {
-    layer: 'silver',
-    table: 'users',
-    sql: 'silver/users.sql',
-    inputs: [bronze('users')],
-    keyColumns: ['user_id', 'org_id', 'email_hash'],
-  },
-  {
-    layer: 'silver',
-    table: 'resources',
-    sql: 'silver/resources.sql',
-    inputs: [bronze('resources')],
-    keyColumns: ['resource_id', 'org_id', 'service', 'region'],
-  },
-  {
-    layer: 'silver',
-    table: 'billing',
-    sql: 'silver/billing.sql',
-    inputs: [bronze('billing')],
-    keyColumns: ['invoice_id', 'org_id', 'billing_month', 'fx_rate'],
-  },
-  {
-    layer: 'silver',
-    table: 'tickets',
-    sql: 'silver/tickets.sql',
-    inputs: [bronze('tickets')],
-    keyColumns: ['ticket_id', 'org_id', 'created_at', 'csat'],
-  },
-  {
-    layer: 'silver',
-    table: 'marketing_touches',
-    sql: 'silver/marketing_touches.sql',
-    inputs: [bronze('marketing_touches')],
-    keyColumns: ['touch_id', 'org_id', 'channel'],
-  },
-  {
-    layer: 'silver',
-    table: 'nps_surveys',
-    sql: 'silver/nps_surveys.sql',
-    inputs: [bronze('nps_surveys')],
-    keyColumns: ['org_id', 'survey_date', 'nps_score'],
-  },
+  { layer: 'silver', table: 'orgs', sql: 'silver/orgs.sql', inputs: [bronze('orgs')], keyColumns: ['org_id', 'org_name', 'plan_tier'] },
+  { layer: 'silver', table: 'users', sql: 'silver/users.sql', inputs: [bronze('users')], keyColumns: ['user_id', 'org_id', 'email_hash'] },
+  { layer: 'silver', table: 'resources', sql: 'silver/resources.sql', inputs: [bronze('resources')], keyColumns: ['resource_id', 'org_id', 'service', 'region'] },
+  { layer: 'silver', table: 'billing', sql: 'silver/billing.sql', inputs: [bronze('billing')], keyColumns: ['invoice_id', 'org_id', 'billing_month', 'fx_rate'] },
+  { layer: 'silver', table: 'tickets', sql: 'silver/tickets.sql', inputs: [bronze('tickets')], keyColumns: ['ticket_id', 'org_id', 'created_at', 'csat'] },
+  { layer: 'silver', table: 'marketing_touches', sql: 'silver/marketing_touches.sql', inputs: [bronze('marketing_touches')], keyColumns: ['touch_id', 'org_id', 'channel'] },
+  { layer: 'silver', table: 'nps_surveys', sql: 'silver/nps_surveys.sql', inputs: [bronze('nps_surveys')], keyColumns: ['org_id', 'survey_date', 'nps_score'] },
   {
     layer: 'silver',
     table: 'usage_events',
@@ -97,53 +55,12 @@ export const SILVER_MODELS: ModelSpec[] = [
 const usage = [silver('usage_events')];
 
 export const GOLD_MARTS: ModelSpec[] = [
-  {
-    layer: 'gold',
-    table: 'org_daily_usage_by_service',
-    sql: 'gold/org_daily_usage_by_service.sql',
-    inputs: usage,
-    partitionBy: 'usage_date',
-    keyColumns: ['total_cost_usd', 'carbon_kg', 'avg_cost_per_request'],
-  },
-  {
-    layer: 'gold',
-    table: 'cost_anomaly_mart',
-    sql: 'gold/cost_anomaly_mart.sql',
-    inputs: usage,
-    partitionBy: 'usage_date',
-    keyColumns: ['zscore', 'robust_z'],
-  },
-  {
-    layer: 'gold',
-    table: 'revenue_by_org_month',
-    sql: 'gold/revenue_by_org_month.sql',
-    inputs: [silver('billing'), silver('orgs')],
-    keyColumns: ['org_name', 'fx_rate', 'gross_revenue_usd'],
-  },
-  {
-    layer: 'gold',
-    table: 'tickets_by_org_date',
-    sql: 'gold/tickets_by_org_date.sql',
-    inputs: [silver('tickets')],
-    partitionBy: 'ticket_date',
-    keyColumns: ['avg_csat', 'avg_resolution_days'],
-  },
-  {
-    layer: 'gold',
-    table: 'genai_tokens_by_org_date',
-    sql: 'gold/genai_tokens_by_org_date.sql',
-    inputs: usage,
-    partitionBy: 'usage_date',
-    keyColumns: ['est_cost_per_1k_tokens'],
-  },
-  {
-    layer: 'gold',
-    table: 'org_service_cost_summary',
-    sql: 'gold/org_service_cost_summary.sql',
-    inputs: usage,
-    partitionBy: 'summary_date',
-    keyColumns: ['cost_14d', 'rank_14d'],
-  },
+  { layer: 'gold', table: 'org_daily_usage_by_service', sql: 'gold/org_daily_usage_by_service.sql', inputs: usage, partitionBy: 'usage_date', keyColumns: ['total_cost_usd', 'carbon_kg', 'avg_cost_per_request'] },
+  { layer: 'gold', table: 'cost_anomaly_mart', sql: 'gold/cost_anomaly_mart.sql', inputs: usage, partitionBy: 'usage_date', keyColumns: ['zscore', 'robust_z'] },
+  { layer: 'gold', table: 'revenue_by_org_month', sql: 'gold/revenue_by_org_month.sql', inputs: [silver('billing'), silver('orgs')], keyColumns: ['org_name', 'fx_rate', 'gross_revenue_usd'] },
+  { layer: 'gold', table: 'tickets_by_org_date', sql: 'gold/tickets_by_org_date.sql', inputs: [silver('tickets')], partitionBy: 'ticket_date', keyColumns: ['avg_csat', 'avg_resolution_days'] },
+  { layer: 'gold', table: 'genai_tokens_by_org_date', sql: 'gold/genai_tokens_by_org_date.sql', inputs: usage, partitionBy: 'usage_date', keyColumns: ['est_cost_per_1k_tokens'] },
+  { layer: 'gold', table: 'org_service_cost_summary', sql: 'gold/org_service_cost_summary.sql', inputs: usage, partitionBy: 'summary_date', keyColumns: ['cost_14d', 'rank_14d'] },
 ];
 
 export function findModel(layer: 'silver' | 'gold', table: string): ModelSpec {

@@ -119,9 +119,7 @@ export async function runDaily(
     const running = await handle.describe();
     const runningLake = (running.memo as { lake?: string } | undefined)?.lake;
     if (runningLake && runningLake !== input.lake) {
-      throw new Error(
-        `${workflowId} is already running for lake ${runningLake}; wait for it or cancel it in the Web UI`,
-      );
+      throw new Error(`${workflowId} is already running for lake ${runningLake}; wait for it or cancel it in the Web UI`);
     }
   } catch (e) {
     throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);

@@ -74,8 +74,7 @@ export async function isServerUp(config: Config, address: string, timeoutMs = 15
 /** Where the `temporal` CLI binary is: TEMPORAL_CLI_PATH, then PATH, then the project's tool cache. */
 export function findTemporalCli(config: Config): string | undefined {
   if (config.temporal.cliPath) {
-    if (!fs.existsSync(config.temporal.cliPath))
-      throw new Error(`TEMPORAL_CLI_PATH ${config.temporal.cliPath} does not exist`);
+    if (!fs.existsSync(config.temporal.cliPath)) throw new Error(`TEMPORAL_CLI_PATH ${config.temporal.cliPath} does not exist`);
     return config.temporal.cliPath;
   }
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
@@ -153,8 +152,7 @@ async function spawnDevServer(
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null)
-      throw new DevServerExited(`temporal dev server exited (${child.exitCode}): ${reason()}`);
+    if (child.exitCode !== null) throw new DevServerExited(`temporal dev server exited (${child.exitCode}): ${reason()}`);
     if (await isServerUp(config, address, 1000)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -188,10 +186,5 @@ async function startDownloadedServer(opts: { uiPort?: number; dbFile?: string })
     },
   });
   const address = env.connection.options.address;
-  return {
-    address,
-    started: true,
-    uiUrl: opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : undefined,
-    stop: () => env.teardown(),
-  };
+  return { address, started: true, uiUrl: opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : undefined, stop: () => env.teardown() };
 }
