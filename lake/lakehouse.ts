@@ -384,6 +384,7 @@ export async function publishTables(
   const writes = plans.some((p) => p.changed.length > 0 || p.deleted.length > 0 || p.recreate);
   if (!writes && !(opts.extra && opts.extra.length > 0)) return plans.map((p) => p.result);
 
+  for (const p of plans) if (p.recreate) await createTable(conn, lake, p);
   let current = plans;
   try {
     await lakeWrite(conn, lake, async (attempt) => {
@@ -536,6 +537,25 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
   };
 }
 
+/**
+ * Drops and creates a table with the plan's columns and partitioning, in a transaction of its own before the one
+ * that fills it. A new table is empty until that commit; a table whose columns changed (a code change) reads empty
+ * between the two commits, and a crash there leaves it empty until the next run refills it. Its partition versions
+ * go with it, so the next publish rewrites everything.
+ */
+async function createTable(conn: DuckDBConnection, lake: AttachedLake, p: Plan): Promise<void> {
+  const { spec, target } = p;
+  await lakeWrite(conn, lake, async () => async () => {
+    await conn.run(`drop table if exists ${target}`);
+    await conn.run(`create table ${target} (${p.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`);
+  });
+  if (spec.partitionBy) {
+    await lakeWrite(conn, lake, async () => async () => {
+      await conn.run(`alter table ${target} set partitioned by (${sqlIdent(spec.partitionBy!)})`);
+    });
+  }
+}
+
 /** `expr in ('a', 'b', …)`, or false for no values. */
 function inList(expr: string, values: string[]): string {
   return values.length === 0 ? 'false' : `${expr} in (${values.map(sqlString).join(', ')})`;
@@ -547,9 +567,8 @@ async function apply(ctx: LakeContext, p: Plan, now: string): Promise<void> {
   const src = sqlIdent(spec.source);
   const meta = qualified(lake, 'meta', 'partitions');
   if (p.recreate) {
-    await conn.run(`drop table if exists ${target}`);
-    await conn.run(`create table ${target} (${p.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`);
-    if (spec.partitionBy) await conn.run(`alter table ${target} set partitioned by (${sqlIdent(spec.partitionBy)})`);
+    // The table was (re)created empty, with its partitioning, in its own transaction (createTable): DuckDB 1.5.5
+    // crashed (SIGSEGV planning the INSERT) when CREATE, ALTER … SET PARTITIONED BY and INSERT shared one.
     await conn.run(`insert into ${target} select * from ${src}`);
     if (p.carry) await conn.run(`insert into ${target} by name select * from ${sqlIdent(p.carry)}`);
   } else if (p.changed.length > 0 || p.deleted.length > 0) {
