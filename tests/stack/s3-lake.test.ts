@@ -331,11 +331,13 @@ describe('bad S3 or catalog settings end in one clear line, not a stack trace', 
   lakesUsed.add(lake);
   let silent: net.Server;
   let silentPort = 0;
+  const sockets: net.Socket[] = [];
   let closedPort = 0;
 
   beforeAll(async () => {
     // An endpoint that accepts connections and never answers (the kernel completes the handshake).
-    silent = net.createServer(() => undefined);
+    // Accepts and never answers; its sockets are destroyed at the end, or close() would wait for them forever.
+    silent = net.createServer((socket) => sockets.push(socket));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     silentPort = (silent.address() as net.AddressInfo).port;
     const probe = net.createServer();
@@ -345,6 +347,7 @@ describe('bad S3 or catalog settings end in one clear line, not a stack trace', 
   });
 
   afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
     await new Promise<void>((r) => silent.close(() => r()));
   });
 
