@@ -21,7 +21,7 @@ export interface DailyPipelineInput {
 const nonRetryableErrorTypes = ['ContractViolation', 'QualityGateFailed', 'SqlError'];
 
 /** Transforms: long, heartbeating, retried with backoff a bounded number of times. */
-const transform = proxyActivities<Activities>({
+const transformOptions = {
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '5 minutes',
   retry: {
@@ -31,25 +31,15 @@ const transform = proxyActivities<Activities>({
     maximumAttempts: 5,
     nonRetryableErrorTypes,
   },
-});
+} as const;
+const transform = proxyActivities<Activities>(transformOptions);
 
 /**
  * Bronze events writes go to the single-writer events queue (task-queues.ts) so they never overlap with streaming
  * ingestion (ingestEventFile); same timeouts and retries as the transforms.
  */
 function eventsWriter(taskQueue: string) {
-  return proxyActivities<Activities>({
-    taskQueue: eventsTaskQueue(taskQueue),
-    startToCloseTimeout: '2 hours',
-    heartbeatTimeout: '5 minutes',
-    retry: {
-      initialInterval: '2s',
-      backoffCoefficient: 2,
-      maximumInterval: '1 minute',
-      maximumAttempts: 5,
-      nonRetryableErrorTypes,
-    },
-  });
+  return proxyActivities<Activities>({ ...transformOptions, taskQueue: eventsTaskQueue(taskQueue) });
 }
 
 /** Bookkeeping: quick, retried more often. */

@@ -1,4 +1,5 @@
 import type { Config } from '../../config/env';
+import { CSV_BRONZE_TABLES } from '../../lake/tables';
 import { tableRef, withLakeSql } from './lake-sql';
 
 /**
@@ -14,16 +15,7 @@ export async function lakeFigures(lake: string, config?: Config): Promise<Figure
       const q = (sql: string): Promise<Record<string, unknown>[]> => q0(sql);
       const view = (layer: string, table: string): Promise<string> => tableRef(q0, layer, table);
       const out: Figures = { bronze: {}, quarantine: {}, silver: {}, gold: {} };
-      for (const t of [
-        'usage_events',
-        'orgs',
-        'users',
-        'resources',
-        'billing',
-        'tickets',
-        'marketing_touches',
-        'nps_surveys',
-      ]) {
+      for (const t of ['usage_events', ...CSV_BRONZE_TABLES]) {
         const [b] = await q(
           `select count(*)::bigint as "rows", count(distinct event_id)::bigint d from ${await view('bronze', t)}`.replace(
             'count(distinct event_id)::bigint d',
