@@ -155,6 +155,7 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
     anomaly_robust_z: String(a.robustZ),
     anomaly_pctl_factor: String(a.pctlFactor),
     anomaly_min_obs: String(a.minObs),
+    anomaly_baseline_days: String(a.baselineDays),
     anomaly_by_metric: String(a.byMetric),
   };
   for (const [k, v] of Object.entries(vars)) await conn.run(`set variable ${sqlIdent(k)} = ${v}`);

@@ -69,6 +69,7 @@ const schema = z.object({
   CPA_ANOMALY_ROBUST_Z: z.coerce.number().positive().default(3.5),
   CPA_ANOMALY_PCTL_FACTOR: z.coerce.number().positive().default(1.5),
   CPA_ANOMALY_MIN_OBS: positiveInt.default(7),
+  CPA_ANOMALY_BASELINE_DAYS: positiveInt.default(28),
   CPA_ANOMALY_EVENT_BY_METRIC: bool.default(true),
   CPA_DUCKDB_THREADS: positiveInt.default(2),
   CPA_DUCKDB_MEMORY_LIMIT: z
@@ -141,7 +142,15 @@ export interface Config {
   emailSalt: string;
   currencies: string[];
   quality: { maxQuarantineRate: number; maxAnomalyRate: number; perTable: Record<string, number> };
-  anomaly: { zscore: number; robustZ: number; pctlFactor: number; minObs: number; byMetric: boolean };
+  anomaly: {
+    zscore: number;
+    robustZ: number;
+    pctlFactor: number;
+    minObs: number;
+    /** Trailing baseline length N (SPEC §5): an observation of day d is scored against [d − N, d − 1]. */
+    baselineDays: number;
+    byMetric: boolean;
+  };
   duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string };
   temporal: {
     address?: string;
@@ -236,6 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       robustZ: e.CPA_ANOMALY_ROBUST_Z,
       pctlFactor: e.CPA_ANOMALY_PCTL_FACTOR,
       minObs: e.CPA_ANOMALY_MIN_OBS,
+      baselineDays: e.CPA_ANOMALY_BASELINE_DAYS,
       byMetric: e.CPA_ANOMALY_EVENT_BY_METRIC,
     },
     duckdb: {

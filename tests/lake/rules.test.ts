@@ -70,6 +70,16 @@ function series(prefix: string, costs: string[], over: Fixture = {}): Fixture[] 
   return costs.map((cost, i) => event(`${prefix}${i}`, { cost_usd_increment: cost, ...over }));
 }
 
+/** The UTC day `n` days after `day` (YYYY-MM-DD; n may be negative). */
+function addDays(day: string, n: number): string {
+  return new Date(Date.parse(`${day}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** Bronze time columns of an event at `time` (UTC) on `day`. */
+function on(day: string, time = '10:00:00'): Fixture {
+  return { timestamp_raw: `${day}T${time}Z`, event_ts: `${day} ${time}`, usage_date: day };
+}
+
 const ORGS: Fixture[] = [
   { org_id: 'org-1', org_name: 'Acme', industry: 'retail', plan_tier: 'pro', hq_region: 'us-east' },
 ];
@@ -491,64 +501,159 @@ describe('silver usage_events (lake/sql/silver/usage_events.sql)', () => {
     expect(rows['no-res']).toMatchObject({ _rule: null, orphan_resource: false });
   });
 
-  describe('event-level anomalies (SPEC §5)', () => {
-    it('z-score: |x − mean| / stddev_samp > 3 within the (org_id, service) series', async () => {
-      const costs = [...Array<string>(11).fill('1.0'), '100.0'];
+  describe('event-level anomalies (SPEC §5, trailing baseline)', () => {
+    // The event under test is on D; its baseline is the kept events of its (org, service, metric) on [D − 28, D − 1].
+    const D = '2025-07-20';
+
+    it('z-score: |x − mean| / stddev_samp of the baseline > 3, within the (org_id, service, metric) series', async () => {
+      // baseline: ten 1.0 and one 10.0 the day before → MAD 0 (robust z NULL) and 1.5 · p99 = 13.65 > 12
+      const base = [...Array<string>(10).fill('1.0'), '10.0'];
       const rows = await withSession((s) =>
         silverEvents(s, [
-          ...series('z', costs),
-          // another org's large costs must not enter org-1's statistics
-          ...series('other', ['1000', '1001', '1002', '1003', '1004', '1005', '1006'], { org_id: 'org-2' }),
-          // nor another service's
-          ...series('stor', ['500', '501', '502', '503', '504', '505', '506'], { service: 'storage' }),
+          ...series('b', base, on(addDays(D, -1))),
+          event('zt', { cost_usd_increment: '12.0', ...on(D) }),
+          // another org's, another service's and another metric's large costs must not enter org-1's baseline
+          ...series('other', ['1000', '1001', '1002', '1003', '1004', '1005', '1006'], {
+            org_id: 'org-2',
+            ...on(addDays(D, -1)),
+          }),
+          ...series('stor', ['500', '501', '502', '503', '504', '505', '506'], {
+            service: 'storage',
+            ...on(addDays(D, -1)),
+          }),
+          ...series('cpu', ['50', '51', '52', '53', '54', '55', '56'], {
+            metric: 'cpu_hours',
+            unit: 'hours',
+            ...on(addDays(D, -1)),
+          }),
         ]),
       );
       const e = byKey(rows, 'event_id');
-      const ref = reference(costs.map(Number));
-      expect(num(e.z11.zscore)).toBeCloseTo(Math.abs(100 - ref.mean) / ref.sd, 5);
-      expect(num(e.z0.zscore)).toBeCloseTo(Math.abs(1 - ref.mean) / ref.sd, 5);
-      expect(flagsOf(rows, 'zscore_flag')).toEqual({ z11: true });
-      // MAD of this series is 0 → robust z NULL; 100 < 1.5 · p99 (n = 12) → no percentile flag
-      expect(e.z11).toMatchObject({ robust_z: null, mad_flag: false, pctl_flag: false, is_anomaly: true });
-      expect(flagsOf(rows, 'is_anomaly')).toEqual({ z11: true });
+      const ref = reference(base.map(Number));
+      expect(num(e.zt.zscore)).toBeCloseTo((12 - ref.mean) / ref.sd, 5);
+      expect((12 - ref.mean) / ref.sd).toBeGreaterThan(3);
+      expect(flagsOf(rows, 'zscore_flag')).toEqual({ zt: true });
+      expect(e.zt).toMatchObject({ robust_z: null, mad_flag: false, pctl_flag: false, is_anomaly: true });
+      // the baseline events themselves have no earlier days: not scored
+      expect(e.b0).toMatchObject({ zscore: null, robust_z: null, is_anomaly: false });
+      expect(flagsOf(rows, 'is_anomaly')).toEqual({ zt: true });
     });
 
-    it('robust z (MAD): 0.6745 · |x − median| / MAD > 3.5, with n = 7 the minimum that scores', async () => {
-      const costs = ['1', '2', '3', '4', '5', '6', '20'];
-      const rows = await withSession((s) => silverEvents(s, series('m', costs)));
+    it('robust z (MAD): 0.6745 · |x − median| / MAD of the baseline > 3.5, with n = 7 the minimum that scores', async () => {
+      const base = ['1', '2', '3', '4', '5', '6', '20'];
+      const rows = await withSession((s) =>
+        silverEvents(s, [
+          ...series('b', base, on(addDays(D, -3))),
+          event('hi', { cost_usd_increment: '15', ...on(D) }),
+          event('mid', { cost_usd_increment: '4', ...on(D) }),
+          event('lo', { cost_usd_increment: '1', ...on(D) }),
+        ]),
+      );
       const e = byKey(rows, 'event_id');
-      const ref = reference(costs.map(Number));
+      const ref = reference(base.map(Number));
+      expect(ref.median).toBe(4);
       expect(ref.mad).toBe(2);
-      expect(num(e.m6.robust_z)).toBeCloseTo((0.6745 * 16) / 2, 6);
-      expect(num(e.m0.robust_z)).toBeCloseTo((0.6745 * 3) / 2, 6);
-      expect(num(e.m3.robust_z)).toBe(0);
-      expect(flagsOf(rows, 'mad_flag')).toEqual({ m6: true });
-      // the z-score of 20 is scored but below 3, and 20 < 1.5 · p99: only the MAD method flags it
-      expect(num(e.m6.zscore)).toBeCloseTo(Math.abs(20 - ref.mean) / ref.sd, 5);
+      expect(num(e.hi.robust_z)).toBeCloseTo((0.6745 * 11) / 2, 6);
+      expect(num(e.lo.robust_z)).toBeCloseTo((0.6745 * 3) / 2, 6); // silver keeps the absolute value
+      expect(num(e.mid.robust_z)).toBe(0);
+      expect(flagsOf(rows, 'mad_flag')).toEqual({ hi: true });
+      // the z-score of 15 is scored but below 3, and 15 < 1.5 · p99: only the MAD method flags it
+      expect(num(e.hi.zscore)).toBeCloseTo(Math.abs(15 - ref.mean) / ref.sd, 5);
       expect(flagsOf(rows, 'zscore_flag')).toEqual({});
       expect(flagsOf(rows, 'pctl_flag')).toEqual({});
-      expect(flagsOf(rows, 'is_anomaly')).toEqual({ m6: true });
+      expect(flagsOf(rows, 'is_anomaly')).toEqual({ hi: true });
     });
 
-    it('percentile: x > 1.5 · p99 (linearly interpolated) flags the outlier, just below does not', async () => {
+    it('percentile: x > 1.5 · p99 of the baseline, p99 linearly interpolated (not nearest rank)', async () => {
       const base = Array.from({ length: 39 }, (_, i) => (1 + i / 100).toFixed(2)); // 1.00 .. 1.38
-      // n = 40: p99 = x[38] + 0.61 · (max − x[38]) → the max is flagged iff max > 6.882 · 1.38 ≈ 9.50
-      const flagged = [...base, '10.00'];
-      const notFlagged = [...base, '9.00'];
+      // n = 39: p99 = x[37] + 0.62 · (x[38] − x[37]) = 1.3762 → threshold 2.0643; nearest rank would give 1.5 · 1.38 = 2.07
       const rows = await withSession((s) =>
-        silverEvents(s, [...series('hi', flagged), ...series('lo', notFlagged, { service: 'storage' })]),
+        silverEvents(s, [
+          ...series('b', base, on(addDays(D, -2))),
+          event('hi', { cost_usd_increment: '2.068', ...on(D) }),
+          event('lo', { cost_usd_increment: '2.06', ...on(D) }),
+        ]),
       );
-      expect(reference(flagged.map(Number)).p99 * 1.5).toBeLessThan(10);
-      expect(reference(notFlagged.map(Number)).p99 * 1.5).toBeGreaterThan(9);
-      expect(flagsOf(rows, 'pctl_flag')).toEqual({ hi39: true });
-      expect(byKey(rows, 'event_id').hi39.is_anomaly).toBe(true);
+      const ref = reference(base.map(Number));
+      expect(ref.p99 * 1.5).toBeLessThan(2.068);
+      expect(ref.p99 * 1.5).toBeGreaterThan(2.06);
+      expect(1.5 * 1.38).toBeGreaterThan(2.068);
+      expect(flagsOf(rows, 'pctl_flag')).toEqual({ hi: true });
+      expect(byKey(rows, 'event_id').hi.is_anomaly).toBe(true);
     });
 
-    it('fewer than 7 observations: scores NULL and flags false', async () => {
-      const rows = await withSession((s) => silverEvents(s, series('six', ['1', '2', '3', '4', '5', '100'])));
-      expect(rows).toHaveLength(6);
-      for (const r of rows) {
-        expect(r).toMatchObject({
+    it('day d is not in its own baseline: same-day events, however extreme, do not move the statistics', async () => {
+      const base = ['1', '2', '3', '4', '5', '6', '7'];
+      const rows = await withSession((s) =>
+        silverEvents(s, [
+          ...series('b', base, on(addDays(D, -1))),
+          event('a', { cost_usd_increment: '4', ...on(D, '01:00:00') }),
+          event('big', { cost_usd_increment: '1000', ...on(D, '02:00:00') }),
+          event('c', { cost_usd_increment: '4', ...on(D, '23:59:59') }),
+          // a series whose events are all on one day has no baseline at all
+          ...series('one', ['1', '1', '1', '1', '1', '1', '1', '500'], { service: 'storage', ...on(D) }),
+        ]),
+      );
+      const e = byKey(rows, 'event_id');
+      // x = 4 is exactly the baseline's mean and median: with 1000 (or 4 itself) in the baseline it would not be 0
+      for (const id of ['a', 'c']) expect(e[id]).toMatchObject({ zscore: 0, robust_z: 0, is_anomaly: false });
+      const ref = reference(base.map(Number));
+      expect(num(e.big.zscore)).toBeCloseTo((1000 - ref.mean) / ref.sd, 4);
+      expect(e.big).toMatchObject({ zscore_flag: true, mad_flag: true, pctl_flag: true });
+      for (let i = 0; i < 8; i += 1)
+        expect(e[`one${i}`]).toMatchObject({ zscore: null, robust_z: null, is_anomaly: false });
+    });
+
+    it('the baseline is the N = 28 days [d − 28, d − 1]: d − 28 is in it, d − 29 is not', async () => {
+      const base = ['1', '2', '3', '4', '5', '6', '7'];
+      const events = [
+        ...series('in', base, on(addDays(D, -28), '00:00:00')),
+        ...series('out', ['900', '950', '1000'], on(addDays(D, -29), '23:59:59')),
+        event('t', { cost_usd_increment: '4', ...on(D, '23:59:59') }),
+        event('hi', { cost_usd_increment: '30', ...on(D) }),
+      ];
+      const rows = await withSession((s) => silverEvents(s, events));
+      const e = byKey(rows, 'event_id');
+      // scored (so all seven events of d − 28 count) against 1..7 only (so none of d − 29 does)
+      expect(e.t).toMatchObject({ zscore: 0, robust_z: 0, is_anomaly: false });
+      expect(e.hi).toMatchObject({ zscore_flag: true, mad_flag: true, pctl_flag: true });
+      // CPA_ANOMALY_BASELINE_DAYS=27: d − 28 falls out and nothing is left of the baseline → NULL and false
+      const short = await RulesLake.create({ CPA_ANOMALY_BASELINE_DAYS: '27' });
+      try {
+        const s = await short.session();
+        try {
+          const r = byKey(await silverEvents(s, events), 'event_id');
+          for (const id of ['t', 'hi']) {
+            expect(r[id]).toMatchObject({
+              zscore: null,
+              robust_z: null,
+              zscore_flag: false,
+              mad_flag: false,
+              pctl_flag: false,
+            });
+          }
+        } finally {
+          s.close();
+        }
+      } finally {
+        short.close();
+      }
+    });
+
+    it('fewer than 7 observations in the baseline: scores NULL and every flag false (percentile included)', async () => {
+      const rows = await withSession((s) =>
+        silverEvents(s, [
+          ...series('b', ['1', '2', '3', '4', '5', '6'], on(addDays(D, -5))),
+          event('t', { cost_usd_increment: '100', ...on(D) }),
+          // seven observations, but one of them is on d itself: still six in the baseline
+          ...series('c', ['1', '2', '3', '4', '5', '6'], { service: 'storage', ...on(addDays(D, -5)) }),
+          event('c6', { service: 'storage', cost_usd_increment: '7', ...on(D, '01:00:00') }),
+          event('ct', { service: 'storage', cost_usd_increment: '100', ...on(D, '02:00:00') }),
+        ]),
+      );
+      const e = byKey(rows, 'event_id');
+      for (const id of ['t', 'ct']) {
+        expect(e[id]).toMatchObject({
           _rule: null,
           zscore: null,
           robust_z: null,
@@ -558,39 +663,42 @@ describe('silver usage_events (lake/sql/silver/usage_events.sql)', () => {
           is_anomaly: false,
         });
       }
+      expect(flagsOf(rows, 'is_anomaly')).toEqual({});
     });
 
-    it('zero spread: scores NULL and flags false', async () => {
-      const rows = await withSession((s) => silverEvents(s, series('flat', Array<string>(8).fill('0.5'))));
-      expect(rows).toHaveLength(8);
-      for (const r of rows) {
-        expect(r).toMatchObject({
-          _rule: null,
-          zscore: null,
-          robust_z: null,
-          zscore_flag: false,
-          mad_flag: false,
-          pctl_flag: false,
-          is_anomaly: false,
-        });
+    it('zero spread: z and robust z NULL with their flags false; the percentile method still applies', async () => {
+      const rows = await withSession((s) =>
+        silverEvents(s, [
+          ...series('flat', Array<string>(8).fill('0.5'), on(addDays(D, -1))),
+          event('same', { cost_usd_increment: '0.5', ...on(D) }),
+          event('jump', { cost_usd_increment: '5', ...on(D) }),
+        ]),
+      );
+      const e = byKey(rows, 'event_id');
+      for (const id of ['same', 'jump']) {
+        expect(e[id]).toMatchObject({ _rule: null, zscore: null, robust_z: null, zscore_flag: false, mad_flag: false });
       }
+      // p99 of eight 0.5 is 0.5: 5 > 0.75 flags, 0.5 does not
+      expect(e.same).toMatchObject({ pctl_flag: false, is_anomaly: false });
+      expect(e.jump).toMatchObject({ pctl_flag: true, is_anomaly: true });
     });
   });
 });
 
 describe('silver usage_events anomalies with CPA_ANOMALY_EVENT_BY_METRIC=false', () => {
   it('the series is exactly (org_id, service), all metrics together (decisions.md)', async () => {
+    const base = [...Array<string>(10).fill('1.0'), '10.0'];
+    const events = [
+      ...series('r', base, { metric: 'requests', ...on('2025-07-19') }),
+      event('cpu', { metric: 'cpu_hours', unit: 'hours', cost_usd_increment: '12.0', ...on('2025-07-20') }),
+    ];
     const flat = await RulesLake.create({ CPA_ANOMALY_EVENT_BY_METRIC: 'false' });
     try {
       const s = await flat.session();
       try {
-        const events = [
-          ...series('r', Array<string>(11).fill('1.0'), { metric: 'requests' }),
-          event('cpu', { metric: 'cpu_hours', unit: 'hours', cost_usd_increment: '100.0' }),
-        ];
         const rows = await silverEvents(s, events);
-        const ref = reference([...Array<number>(11).fill(1), 100]);
-        expect(num(byKey(rows, 'event_id').cpu.zscore)).toBeCloseTo(Math.abs(100 - ref.mean) / ref.sd, 5);
+        const ref = reference(base.map(Number));
+        expect(num(byKey(rows, 'event_id').cpu.zscore)).toBeCloseTo(Math.abs(12 - ref.mean) / ref.sd, 5);
         expect(flagsOf(rows, 'zscore_flag')).toEqual({ cpu: true });
       } finally {
         s.close();
@@ -598,6 +706,9 @@ describe('silver usage_events anomalies with CPA_ANOMALY_EVENT_BY_METRIC=false',
     } finally {
       flat.close();
     }
+    // by metric (the default), the cpu_hours event has no baseline of its own
+    const rows = await withSession((s) => silverEvents(s, events));
+    expect(byKey(rows, 'event_id').cpu).toMatchObject({ zscore: null, is_anomaly: false });
   });
 });
 
@@ -1045,8 +1156,95 @@ describe('gold revenue_by_org_month', () => {
   });
 });
 
+describe('gold cost_anomaly_mart (SPEC §5 day level, trailing baseline)', () => {
+  const D = '2025-07-20';
+  /** One silver event of org-1 on `day` (compute unless `over` says otherwise). */
+  const ev = (day: string, cost: string, over: Fixture = {}): Fixture =>
+    silverEvent({ usage_date: day, cost_usd_increment: cost, ...over });
+  const mart = (rows: Fixture[]): Promise<OutRow[]> =>
+    gold('cost_anomaly_mart', 'usage_events', rows, ['org_id', 'service', 'usage_date']);
+  const at = (rows: OutRow[], service: string, day: string): OutRow =>
+    rows.find((r) => r.service === service && r.usage_date === day)!;
+
+  it('x = the day total; baseline = the daily totals of the days with usage in [d − 28, d − 1]; signed scores', async () => {
+    // compute: seven days with usage (totals 1..7, day 3 from two events) spread over three weeks; the gaps are no
+    // observations (zero-filled, n would be 19 and the mean 28/19)
+    const days = [-19, -16, -13, -10, -7, -4, -1].map((k) => addDays(D, k));
+    const rows = await mart([
+      ...days.flatMap((day, i) => (i === 2 ? [ev(day, '1'), ev(day, '2')] : [ev(day, String(i + 1))])),
+      ev(D, '10', { is_anomaly: true }),
+      ev(D, '5'),
+      // storage: an unusually cheap day is as anomalous as an expensive one (signed score, absolute flag)
+      ...days.map((day, i) => ev(day, String(10 + i), { service: 'storage' })),
+      ev(D, '0', { service: 'storage' }),
+    ]);
+    const ref = reference([1, 2, 3, 4, 5, 6, 7]);
+    const c = at(rows, 'compute', D);
+    expect(c).toMatchObject({ total_cost_usd: '15.000000', anomaly_event_count: '1', is_anomaly: true });
+    expect(num(c.zscore)).toBeCloseTo((15 - ref.mean) / ref.sd, 6);
+    expect(num(c.robust_z)).toBeCloseTo((0.6745 * (15 - ref.median)) / ref.mad, 6);
+    expect(c).toMatchObject({ zscore_flag: true, mad_flag: true, pctl_flag: true });
+    const s = at(rows, 'storage', D);
+    const refS = reference([10, 11, 12, 13, 14, 15, 16]);
+    expect(num(s.zscore)).toBeCloseTo((0 - refS.mean) / refS.sd, 6);
+    expect(num(s.robust_z)).toBeCloseTo((0.6745 * (0 - refS.median)) / refS.mad, 6);
+    expect(num(s.zscore)).toBeLessThan(-3);
+    expect(s).toMatchObject({ zscore_flag: true, mad_flag: true, pctl_flag: false, is_anomaly: true });
+    // the earlier days have fewer than 7 days in their baseline: not scored
+    expect(at(rows, 'compute', days[6])).toMatchObject({ zscore: null, robust_z: null, is_anomaly: false });
+  });
+
+  it('day d is not in its own baseline, d − 28 is, d − 29 is not', async () => {
+    const rows = await mart([
+      ...[1, 2, 3, 4, 5, 6, 7].map((x, i) => ev(addDays(D, -28 + i), String(x))),
+      ev(addDays(D, -29), '1000'),
+      ev(D, '5'),
+      // the other (org, service) series of the same days stays out of it
+      ev(addDays(D, -1), '999', { org_id: 'org-2' }),
+    ]);
+    // the baseline is d − 28 .. d − 22 (1..7). With d − 29 (1000) or d itself (5) in it the mean and median would
+    // move; with d − 28 left out n would be 6 → NULL.
+    const ref = reference([1, 2, 3, 4, 5, 6, 7]);
+    const r = at(rows, 'compute', D);
+    expect(num(r.zscore)).toBeCloseTo((5 - ref.mean) / ref.sd, 6);
+    expect(num(r.robust_z)).toBeCloseTo((0.6745 * (5 - ref.median)) / ref.mad, 6);
+    expect(r.is_anomaly).toBe(false);
+  });
+
+  it('fewer than 7 days with usage in the baseline: scores NULL and every flag false', async () => {
+    const rows = await mart([
+      ...[1, 2, 3, 4, 5, 6].map((x, i) => ev(addDays(D, -6 + i), String(x))),
+      ev(D, '100'),
+      // the day after has seven (d − 6 .. d − 1 plus d): scored
+      ev(addDays(D, 1), '100'),
+    ]);
+    expect(at(rows, 'compute', D)).toMatchObject({
+      zscore: null,
+      robust_z: null,
+      pctl_flag: false,
+      zscore_flag: false,
+      mad_flag: false,
+      is_anomaly: false,
+    });
+    expect(num(at(rows, 'compute', addDays(D, 1)).zscore)).not.toBeNull();
+  });
+
+  it('zero spread: z and robust z NULL with their flags false; the percentile method still applies', async () => {
+    const rows = await mart([...[-7, -6, -5, -4, -3, -2, -1].map((k) => ev(addDays(D, k), '2')), ev(D, '3.5')]);
+    // p99 of seven days of 2 is 2: 3.5 > 3 flags
+    expect(at(rows, 'compute', D)).toMatchObject({
+      zscore: null,
+      robust_z: null,
+      zscore_flag: false,
+      mad_flag: false,
+      pctl_flag: true,
+      is_anomaly: true,
+    });
+  });
+});
+
 describe('gold org_service_cost_summary', () => {
-  it('every date × (org, service) pair, windows of 1/7/14 days with days without usage counted as 0', async () => {
+  it('every date × (org, service) pair with usage in the 14 days ending at it; windows of 1/7/14 days, days without usage 0', async () => {
     const rows = await gold(
       'org_service_cost_summary',
       'usage_events',
@@ -1054,28 +1252,43 @@ describe('gold org_service_cost_summary', () => {
         silverEvent({ usage_date: '2025-07-01', service: 'compute', cost_usd_increment: '1' }),
         silverEvent({ usage_date: '2025-07-10', service: 'compute', cost_usd_increment: '2' }),
         silverEvent({ usage_date: '2025-07-05', service: 'storage', cost_usd_increment: '4' }),
+        // a zero-cost event is usage too
+        silverEvent({ usage_date: '2025-07-12', service: 'analytics', cost_usd_increment: '0' }),
         silverEvent({ org_id: 'org-2', usage_date: '2025-07-03', service: 'compute', cost_usd_increment: '0.5' }),
         silverEvent({ org_id: 'org-2', usage_date: '2025-07-15', service: 'compute', cost_usd_increment: '0.25' }),
+        silverEvent({ org_id: 'org-2', usage_date: '2025-07-01', service: 'storage', cost_usd_increment: '0.1' }),
       ],
       ['org_id', 'service', 'summary_date'],
     );
-    expect(rows).toHaveLength(3 * 15); // 3 (org, service) pairs × 2025-07-01..2025-07-15
-    const at = (org: string, service: string, date: string): [Json, Json, Json] => {
+    const datesOf = (org: string, service: string): Json[] =>
+      rows.filter((r) => r.org_id === org && r.service === service).map((r) => r.summary_date);
+    const range = (from: number, to: number): string[] =>
+      Array.from({ length: to - from + 1 }, (_, i) => `2025-07-${String(from + i).padStart(2, '0')}`);
+    // the usage range is 2025-07-01..2025-07-15; a pair appears from its first usage until 13 days after its last
+    expect(datesOf('org-1', 'compute')).toEqual(range(1, 15));
+    expect(datesOf('org-1', 'storage')).toEqual(range(5, 15));
+    expect(datesOf('org-1', 'analytics')).toEqual(range(12, 15));
+    expect(datesOf('org-2', 'compute')).toEqual(range(3, 15));
+    expect(datesOf('org-2', 'storage')).toEqual(range(1, 14)); // 07-01 is not in the 14 days ending at 07-15
+    expect(rows).toHaveLength(15 + 11 + 4 + 13 + 14);
+    const at = (org: string, service: string, date: string): Json[] => {
       const r = rows.find((x) => x.org_id === org && x.service === service && x.summary_date === date)!;
-      return [r.cost_1d, r.cost_7d, r.cost_14d];
+      return [r.cost_1d, r.cost_7d, r.cost_14d, r.rank_14d];
     };
-    // [cost_1d, cost_7d, cost_14d]; windows include summary_date and go back 6 / 13 days
-    expect(at('org-1', 'compute', '2025-07-03')).toEqual(['0.000000', '1.000000', '1.000000']);
-    expect(at('org-1', 'compute', '2025-07-07')).toEqual(['0.000000', '1.000000', '1.000000']);
-    expect(at('org-1', 'compute', '2025-07-08')).toEqual(['0.000000', '0.000000', '1.000000']);
-    expect(at('org-1', 'compute', '2025-07-10')).toEqual(['2.000000', '2.000000', '3.000000']);
-    expect(at('org-1', 'compute', '2025-07-14')).toEqual(['0.000000', '2.000000', '3.000000']);
-    expect(at('org-1', 'compute', '2025-07-15')).toEqual(['0.000000', '2.000000', '2.000000']);
-    expect(at('org-1', 'storage', '2025-07-01')).toEqual(['0.000000', '0.000000', '0.000000']);
-    expect(at('org-2', 'compute', '2025-07-01')).toEqual(['0.000000', '0.000000', '0.000000']);
-    expect(at('org-2', 'compute', '2025-07-09')).toEqual(['0.000000', '0.500000', '0.500000']);
-    expect(at('org-2', 'compute', '2025-07-10')).toEqual(['0.000000', '0.000000', '0.500000']);
-    expect(at('org-2', 'compute', '2025-07-15')).toEqual(['0.250000', '0.250000', '0.750000']);
+    // [cost_1d, cost_7d, cost_14d, rank_14d]; windows include summary_date and go back 6 / 13 days
+    expect(at('org-1', 'compute', '2025-07-03')).toEqual(['0.000000', '1.000000', '1.000000', 1]);
+    expect(at('org-1', 'compute', '2025-07-07')).toEqual(['0.000000', '1.000000', '1.000000', 2]);
+    expect(at('org-1', 'compute', '2025-07-08')).toEqual(['0.000000', '0.000000', '1.000000', 2]);
+    expect(at('org-1', 'compute', '2025-07-10')).toEqual(['2.000000', '2.000000', '3.000000', 2]);
+    expect(at('org-1', 'compute', '2025-07-14')).toEqual(['0.000000', '2.000000', '3.000000', 2]);
+    expect(at('org-1', 'compute', '2025-07-15')).toEqual(['0.000000', '2.000000', '2.000000', 2]);
+    expect(at('org-1', 'storage', '2025-07-15')).toEqual(['0.000000', '0.000000', '4.000000', 1]);
+    expect(at('org-1', 'analytics', '2025-07-12')).toEqual(['0.000000', '0.000000', '0.000000', 3]);
+    expect(at('org-2', 'compute', '2025-07-09')).toEqual(['0.000000', '0.500000', '0.500000', 1]);
+    expect(at('org-2', 'compute', '2025-07-10')).toEqual(['0.000000', '0.000000', '0.500000', 1]);
+    expect(at('org-2', 'compute', '2025-07-15')).toEqual(['0.250000', '0.250000', '0.750000', 1]);
+    expect(at('org-2', 'storage', '2025-07-01')).toEqual(['0.100000', '0.100000', '0.100000', 1]);
+    expect(at('org-2', 'storage', '2025-07-14')).toEqual(['0.000000', '0.000000', '0.100000', 2]);
   });
 
   it('rank_14d: 1 = costliest, ties broken by service name', async () => {

@@ -1,4 +1,6 @@
 -- grain: one row per (org_id, usage_date, service); day-level anomaly scores within each (org_id, service) series
+-- against its trailing baseline (SPEC §5): the series' daily totals on [d - N, d - 1] that have usage
+-- (N = anomaly_baseline_days; a day without events is no observation, day d is not in its own baseline)
 with daily as (
     select
         org_id,
@@ -10,38 +12,36 @@ with daily as (
     group by org_id, usage_date, service
 ),
 
-stats as (
+baseline as (
     select
-        org_id,
-        service,
-        count(*) as n,
-        avg(total_cost_usd::double) as mean_cost,
-        stddev_samp(total_cost_usd::double) as sd_cost,
-        median(total_cost_usd::double) as median_cost,
-        quantile_cont(total_cost_usd::double, 0.99) as p99_cost
-    from daily
-    group by org_id, service
-),
-
-mad as (
-    select d.org_id, d.service, median(abs(d.total_cost_usd::double - s.median_cost)) as mad_cost
+        d.*,
+        count(*) over w as n,
+        avg(total_cost_usd::double) over w as mean_cost,
+        stddev_samp(total_cost_usd::double) over w as sd_cost,
+        -- non-zero spread decided exactly (min < max), not by a float stddev that may come out as 1e-17
+        min(total_cost_usd) over w < max(total_cost_usd) over w as has_spread,
+        median(total_cost_usd::double) over w as median_cost,
+        mad(total_cost_usd::double) over w as mad_cost,
+        quantile_cont(total_cost_usd::double, 0.99) over w as p99_cost
     from daily as d
-    join stats as s using (org_id, service)
-    group by d.org_id, d.service
+    window w as (
+        partition by org_id, service
+        order by usage_date
+        range between (getvariable('anomaly_baseline_days')::integer * interval 1 day) preceding
+            and interval 1 day preceding
+    )
 ),
 
 scored as (
     select
-        d.*,
-        case when s.n >= getvariable('anomaly_min_obs') and s.sd_cost > 0
-            then (d.total_cost_usd::double - s.mean_cost) / s.sd_cost end as zscore_raw,
-        case when s.n >= getvariable('anomaly_min_obs') and m.mad_cost > 0
-            then 0.6745 * (d.total_cost_usd::double - s.median_cost) / m.mad_cost end as robust_z_raw,
-        case when s.n >= getvariable('anomaly_min_obs') and s.sd_cost > 0
-            then d.total_cost_usd::double > getvariable('anomaly_pctl_factor') * s.p99_cost end as pctl_hit
-    from daily as d
-    join stats as s using (org_id, service)
-    join mad as m using (org_id, service)
+        *,
+        case when n >= getvariable('anomaly_min_obs') and has_spread
+            then (total_cost_usd::double - mean_cost) / sd_cost end as zscore_raw,
+        case when n >= getvariable('anomaly_min_obs') and mad_cost > 0
+            then 0.6745 * (total_cost_usd::double - median_cost) / mad_cost end as robust_z_raw,
+        case when n >= getvariable('anomaly_min_obs')
+            then total_cost_usd::double > getvariable('anomaly_pctl_factor') * p99_cost end as pctl_hit
+    from baseline
 ),
 
 final as (

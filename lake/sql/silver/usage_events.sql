@@ -58,39 +58,40 @@ kept as (
     where _rule is null
 ),
 
-stats as (
+-- SPEC §5 trailing baseline: an event of day d is scored against the kept events of its series on
+-- [d - N, d - 1] (N = anomaly_baseline_days); day d itself is never part of its own baseline. The frame ends
+-- one day before the event's day, so every event of a day shares the same baseline.
+baseline as (
     select
-        org_id,
-        service_canonical,
-        anomaly_group,
-        count(*) as n,
-        avg(cost_usd_increment::double) as mean_cost,
-        stddev_samp(cost_usd_increment::double) as sd_cost,
-        median(cost_usd_increment::double) as median_cost,
-        quantile_cont(cost_usd_increment::double, 0.99) as p99_cost
+        event_id,
+        cost_usd_increment::double as x,
+        count(*) over w as n,
+        avg(cost_usd_increment::double) over w as mean_cost,
+        stddev_samp(cost_usd_increment::double) over w as sd_cost,
+        -- non-zero spread decided exactly (min < max), not by a float stddev that may come out as 1e-17
+        min(cost_usd_increment) over w < max(cost_usd_increment) over w as has_spread,
+        median(cost_usd_increment::double) over w as median_cost,
+        mad(cost_usd_increment::double) over w as mad_cost,
+        quantile_cont(cost_usd_increment::double, 0.99) over w as p99_cost
     from kept
-    group by all
-),
-
-mad as (
-    select k.org_id, k.service_canonical, k.anomaly_group, median(abs(k.cost_usd_increment::double - s.median_cost)) as mad_cost
-    from kept as k
-    join stats as s using (org_id, service_canonical, anomaly_group)
-    group by all
+    window w as (
+        partition by org_id, service_canonical, anomaly_group
+        order by usage_date
+        range between (getvariable('anomaly_baseline_days')::integer * interval 1 day) preceding
+            and interval 1 day preceding
+    )
 ),
 
 scored as (
     select
-        k.event_id,
-        case when s.n >= getvariable('anomaly_min_obs') and s.sd_cost > 0
-            then abs(k.cost_usd_increment::double - s.mean_cost) / s.sd_cost end as zscore_abs,
-        case when s.n >= getvariable('anomaly_min_obs') and m.mad_cost > 0
-            then 0.6745 * abs(k.cost_usd_increment::double - s.median_cost) / m.mad_cost end as robust_z_abs,
-        case when s.n >= getvariable('anomaly_min_obs') and s.sd_cost > 0
-            then k.cost_usd_increment::double > getvariable('anomaly_pctl_factor') * s.p99_cost end as pctl_hit
-    from kept as k
-    join stats as s using (org_id, service_canonical, anomaly_group)
-    join mad as m using (org_id, service_canonical, anomaly_group)
+        event_id,
+        case when n >= getvariable('anomaly_min_obs') and has_spread
+            then abs(x - mean_cost) / sd_cost end as zscore_abs,
+        case when n >= getvariable('anomaly_min_obs') and mad_cost > 0
+            then 0.6745 * abs(x - median_cost) / mad_cost end as robust_z_abs,
+        case when n >= getvariable('anomaly_min_obs')
+            then x > getvariable('anomaly_pctl_factor') * p99_cost end as pctl_hit
+    from baseline
 ),
 
 final as (

@@ -5,7 +5,8 @@ Usage: python3 derive.py <landing_dir> > expected.json
 
 Pure Python standard library on purpose: the pipeline is DuckDB SQL, this is a second,
 independent implementation of the same contract. Money and additive usage are exact
-(decimal.Decimal, quantized like DECIMAL(18,6) / DECIMAL(18,9) casts); statistics are float.
+(decimal.Decimal, quantized like DECIMAL(18,6) / DECIMAL(18,9) casts); anomaly statistics are exact
+(fractions.Fraction over a trailing baseline, SPEC §5), only the reported scores and ratios are float.
 See README.md next to this file for how every figure is derived.
 """
 
@@ -20,6 +21,7 @@ import re
 import sys
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from fractions import Fraction
 
 Q6 = Decimal('0.000001')
 Q9 = Decimal('0.000000001')
@@ -334,10 +336,29 @@ def load_events(landing):
     return rows, malformed, len(seen), len(files), lines_total
 
 
-# ---------------------------------------------------------------------------- statistics
+# ---------------------------------------------------------------------------- statistics (SPEC §5)
+#
+# Exact rational arithmetic over the Decimal costs: mean, variance, median, MAD and p99 are Fractions, so "a non-zero
+# spread" and every threshold comparison are decided exactly; only the reported scores become floats.
+
+
+def env_number(name, default, cast=Fraction):
+    raw = os.environ.get(name, '').strip()
+    return cast(raw) if raw else cast(default)
+
+
+BASELINE_DAYS = env_number('CPA_ANOMALY_BASELINE_DAYS', 28, int)  # the baseline of day d is [d - N, d - 1]
+MIN_OBS = env_number('CPA_ANOMALY_MIN_OBS', 7, int)
+Z_THR = env_number('CPA_ANOMALY_ZSCORE', '3')
+MAD_THR = env_number('CPA_ANOMALY_ROBUST_Z', '3.5')
+PCTL_FACTOR = env_number('CPA_ANOMALY_PCTL_FACTOR', '1.5')
+MAD_K = Fraction('0.6745')
+HALF = Fraction(1, 2)
+P99 = Fraction(99, 100)
 
 
 def quantile_cont(sorted_xs, q):
+    """Linearly interpolated quantile at position (n - 1)·q of an ascending list (exact for Fractions)."""
     n = len(sorted_xs)
     pos = (n - 1) * q
     lo = math.floor(pos)
@@ -345,32 +366,55 @@ def quantile_cont(sorted_xs, q):
     return sorted_xs[lo] + (pos - lo) * (sorted_xs[hi] - sorted_xs[lo])
 
 
-def series_stats(xs):
-    """None unless n >= 7; else (mean, stddev_samp, median, mad, p99)."""
+def baseline_stats(xs):
+    """None when the baseline has fewer than MIN_OBS observations; else (mean, variance, median, mad, p99).
+
+    variance is the sample variance (n - 1), MAD = median(|x - median|) with no 1.4826 factor.
+    """
     n = len(xs)
-    if n < 7:
+    if n < MIN_OBS:
         return None
-    mean = math.fsum(xs) / n
-    var = math.fsum((x - mean) ** 2 for x in xs) / (n - 1)
-    sd = math.sqrt(var)
-    s = sorted(xs)
-    med = quantile_cont(s, 0.5)
-    mad = quantile_cont(sorted(abs(x - med) for x in xs), 0.5)
-    p99 = quantile_cont(s, 0.99)
-    return mean, sd, med, mad, p99
+    fx = [Fraction(x) for x in xs]
+    mean = sum(fx, Fraction(0)) / n
+    var = sum(((x - mean) ** 2 for x in fx), Fraction(0)) / (n - 1)
+    s = sorted(fx)
+    med = quantile_cont(s, HALF)
+    mad = quantile_cont(sorted(abs(x - med) for x in fx), HALF)
+    p99 = quantile_cont(s, P99)
+    return mean, var, med, mad, p99
 
 
-def score(x, st, z_thr=3.0, mad_thr=3.5, pctl_mult=1.5):
-    """(zscore, robust_z, zflag, madflag, pctlflag) — signed, unrounded scores."""
+def score(x, st):
+    """(zscore, robust_z, zflag, madflag, pctlflag) of observation x (a Decimal) against its baseline's statistics.
+
+    Scores are signed and unrounded (None when not defined); flags compare absolute values exactly.
+    """
     if st is None:
         return None, None, False, False, False
-    mean, sd, med, mad, p99 = st
-    z = (x - mean) / sd if sd > 0 else None
-    rz = 0.6745 * (x - med) / mad if mad > 0 else None
-    zf = z is not None and abs(z) > z_thr
-    mf = rz is not None and abs(rz) > mad_thr
-    pf = sd > 0 and x > pctl_mult * p99
+    mean, var, med, mad, p99 = st
+    x = Fraction(x)
+    z = rz = None
+    zf = mf = False
+    if var > 0:
+        z = float(x - mean) / math.sqrt(var)
+        zf = (x - mean) ** 2 > Z_THR ** 2 * var  # |x - mean| / sd > Z_THR
+    if mad > 0:
+        rzx = MAD_K * (x - med) / mad
+        rz = float(rzx)
+        mf = abs(rzx) > MAD_THR
+    pf = x > PCTL_FACTOR * p99
     return z, rz, zf, mf, pf
+
+
+def trailing_baselines(by_day):
+    """{day: [observations]} of one series -> {day: statistics of its baseline [day - N, day - 1]}."""
+    out = {}
+    for day in by_day:
+        window = []
+        for k in range(1, BASELINE_DAYS + 1):
+            window.extend(by_day.get(day - dt.timedelta(days=k), ()))
+        out[day] = baseline_stats(window)
+    return out
 
 
 def r6(x):
@@ -535,16 +579,18 @@ def derive(landing):
     # decisions.md: event-level statistics within (org_id, service, metric) by default; the spec's literal
     # (org_id, service) grouping when CPA_ANOMALY_EVENT_BY_METRIC=false.
     by_metric = os.environ.get('CPA_ANOMALY_EVENT_BY_METRIC', 'true').lower() in ('1', 'true', 'yes', 'on')
-    by_os = defaultdict(list)
+    # SPEC §5: each event against the kept events of its series on the N days before its own day.
+    by_os = defaultdict(lambda: defaultdict(list))
     for e in kept:
         m = (e['metric'] or '').strip().lower() if by_metric else ''
-        by_os[(e['org_id'], e['service'], m)].append(e)
-    for evs in by_os.values():
-        st = series_stats([float(e['cost']) for e in evs])
-        for e in evs:
-            _, _, zf, mf, pf = score(float(e['cost']), st)
-            e['a_z'], e['a_mad'], e['a_pctl'] = zf, mf, pf
-            e['is_anomaly'] = zf or mf or pf
+        by_os[(e['org_id'], e['service'], m)][e['usage_date']].append(e)
+    for days in by_os.values():
+        stats = trailing_baselines({d: [e['cost'] for e in evs] for d, evs in days.items()})
+        for d, evs in days.items():
+            for e in evs:
+                _, _, zf, mf, pf = score(e['cost'], stats[d])
+                e['a_z'], e['a_mad'], e['a_pctl'] = zf, mf, pf
+                e['is_anomaly'] = zf or mf or pf
 
     out['silver']['usage_events'] = {
         'rows': len(kept),
@@ -607,15 +653,15 @@ def derive(landing):
     }
 
     # ---- gold: cost_anomaly_mart
-    series = defaultdict(list)
+    # SPEC §5: each day's total against the series' totals on the days with usage among the N days before it.
+    series = defaultdict(dict)
     for key in daily:
-        series[(key[0], key[2])].append(key)
+        series[(key[0], key[2])][key[1]] = key
     anomaly = {}
-    for keys in series.values():
-        st = series_stats([float(daily[k]['total_cost_usd']) for k in keys])
-        for k in keys:
-            x = float(daily[k]['total_cost_usd'])
-            z, rz, zf, mf, pf = score(x, st)
+    for days in series.values():
+        stats = trailing_baselines({d: [daily[k]['total_cost_usd']] for d, k in days.items()})
+        for d, k in days.items():
+            z, rz, zf, mf, pf = score(daily[k]['total_cost_usd'], stats[d])
             anomaly[k] = {
                 'org_id': k[0], 'usage_date': k[1].isoformat(), 'service': k[2],
                 'total_cost_usd': daily[k]['total_cost_usd'],
@@ -747,10 +793,14 @@ def derive(landing):
         pairs = sorted({(k[0], k[2]) for k in daily})
         for org, svc in pairs:
             cost_by_day = [daily[(org, d, svc)]['total_cost_usd'] if (org, d, svc) in daily else ZERO for d in all_dates]
+            used = [(org, d, svc) in daily for d in all_dates]
             prefix = [ZERO]
             for c in cost_by_day:
                 prefix.append(prefix[-1] + c)
             for i, d in enumerate(all_dates):
+                # SPEC §6: only dates with usage of the pair in the 14 days ending at the date
+                if not any(used[max(0, i - 13):i + 1]):
+                    continue
                 summary[(org, d, svc)] = {
                     'org_id': org, 'summary_date': d.isoformat(), 'service': svc,
                     'cost_1d': cost_by_day[i],
