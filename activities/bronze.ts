@@ -526,9 +526,10 @@ async function ingestEventBatch(
     // Malformed lines are keyed by (file, line): re-ingesting a file after a crash does not duplicate them.
     await conn.run(
       `create or replace temp table _malformed_out as
-       select rule, detail, source_file, source_line, raw from quarantine_existing where rule = 'malformed_json'
+       select rule, detail, source_file, source_line, raw, null::date as usage_date
+       from quarantine_existing where rule = 'malformed_json'
        union all
-       select _rule, _detail, source_file, source_line, _raw from _parsed where _rule is not null
+       select _rule, _detail, source_file, source_line, _raw, null::date from _parsed where _rule is not null
        qualify row_number() over (partition by source_file, source_line order by source_file) = 1`,
     );
     specs.push({

@@ -7,6 +7,7 @@ import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/d
 import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
 import { attachLake, LakeUnavailableError, qualified } from '../lake/lakehouse';
+import { modelVariables } from '../lake/incremental';
 import type { AttachedLake, LakeContext } from '../lake/lakehouse';
 
 /** What every activity gets from the worker: config and the process's single DuckDB instance. */
@@ -35,6 +36,10 @@ export interface StepMetrics {
   nullRates: Record<string, number>;
   partitionsWritten: number;
   partitionsUnchanged: number;
+  /** SPEC §9a: partitions the step considered, recomputed (stale or forced) and whose content changed. */
+  partitionsConsidered: number;
+  partitionsRecomputed: number;
+  partitionsChanged: number;
   durationMs: number;
   extra: Record<string, number>;
   /** Partition values this step rewrote or deleted (e.g. usage_date values); serving reloads exactly these. */
@@ -148,21 +153,13 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
   await conn.run(
     `create or replace temp macro canon(k, s) as (select canonical from _aliases a where a.kind = k and a.token = norm_token(s))`,
   );
-  const a = deps.config.anomaly;
   const vars: Record<string, string> = {
     run_id: `'${target.runId.replace(/'/g, "''")}'`,
-    anomaly_zscore: String(a.zscore),
-    anomaly_robust_z: String(a.robustZ),
-    anomaly_pctl_factor: String(a.pctlFactor),
-    anomaly_min_obs: String(a.minObs),
-    anomaly_baseline_days: String(a.baselineDays),
-    anomaly_by_metric: String(a.byMetric),
+    ...modelVariables(deps.config),
   };
+  delete vars.email_salt;
   for (const [k, v] of Object.entries(vars)) await conn.run(`set variable ${sqlIdent(k)} = ${v}`);
   await conn.run(`set variable email_salt = $salt`, { salt: deps.config.emailSalt });
-  await conn.run(
-    `set variable currencies = [${deps.config.currencies.map((c) => `'${c.replace(/[^A-Z]/g, '')}'`).join(', ')}]`,
-  );
   return { conn, lake, storage: storageFor(target.lake, deps.config), lakeRoot: target.lake, runId: target.runId };
 }
 
@@ -231,6 +228,9 @@ export function emptyMetrics(step: string, layer: StepMetrics['layer'], table: s
     nullRates: {},
     partitionsWritten: 0,
     partitionsUnchanged: 0,
+    partitionsConsidered: 0,
+    partitionsRecomputed: 0,
+    partitionsChanged: 0,
     durationMs: 0,
     extra: {},
   };

@@ -2,6 +2,7 @@ import { ingestCsvSource, ingestEventFiles } from './bronze';
 import { withKeepalive } from './common';
 import type { ActivityDeps, RunTarget } from './common';
 import { buildGold, buildSilver } from './models';
+import type { ModelTarget } from './models';
 import { qualityGate, recordRun } from './quality';
 import type { RunSummary } from './quality';
 import { loadServing, recordServingRun } from './serving';
@@ -39,9 +40,9 @@ export function createActivities(deps: ActivityDeps) {
     /** Alert delivery: log line + optional webhook POST (at least once, Idempotency-Key = alert id). */
     notifyAlerts: (input: { alerts: SpeedAlert[] }) => notifyAlerts(deps, input),
     /** Silver: one conformed table plus its quarantine. */
-    buildSilver: (input: RunTarget & { table: string }) => buildSilver(deps, input),
+    buildSilver: (input: ModelTarget & { table: string }) => buildSilver(deps, input),
     /** Gold: one mart, checked against its column contract. */
-    buildGold: (input: RunTarget & { mart: string }) => buildGold(deps, input),
+    buildGold: (input: ModelTarget & { mart: string }) => buildGold(deps, input),
     /** Quality gate between silver and gold; non-retryable failure when a limit is crossed. */
     qualityGate: (input: Parameters<typeof qualityGate>[1]) => qualityGate(deps, input),
     /** Run record under _meta/runs. */

@@ -1,11 +1,17 @@
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS } from '../config/contracts';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import type { ColumnDef, LakeContext } from '../lake/lakehouse';
-import { publishTable, publishTables, registerView } from '../lake/lakehouse';
-import { loadSql, queryRows } from '../lake/duckdb';
-import { findModel } from '../lake/tables';
+import { NULL_PARTITION, partitionVersions, publishTables, qualified, registerView } from '../lake/lakehouse';
+import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
+import { inputRange, neededPartitions, planModel, WHOLE } from '../lake/incremental';
+import type { ModelPlan } from '../lake/incremental';
+import { findModel, isPartitioned } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
 import { classify, contractViolation, emptyMetrics, nullRates, onCancel, openLake } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
+
+/** A model step's input: the run target, and for a forced backfill the dates to recompute whether stale or not. */
+export type ModelTarget = RunTarget & { force?: { from: string; to: string } };
 
 /** Columns to type an empty view with when an input table has never been written. */
 function fallbackColumns(ref: TableRef): ColumnDef[] | undefined {
@@ -15,19 +21,126 @@ function fallbackColumns(ref: TableRef): ColumnDef[] | undefined {
   return contract ? [...contract.columns, ...INGEST_COLUMNS] : undefined;
 }
 
-async function registerInputs(ctx: LakeContext, model: ModelSpec): Promise<number> {
-  let rowsIn = 0;
-  for (const input of model.inputs) {
-    const m = await registerView(
-      ctx,
-      input.layer,
-      input.table,
-      `${input.layer}_${input.table}`,
-      fallbackColumns(input),
+/** The partition column of a table the models read by partition. */
+function partitionColumn(ref: TableRef): string | undefined {
+  if (ref.layer === 'bronze') return ref.table === 'usage_events' ? 'usage_date' : undefined;
+  return findModel(ref.layer as 'silver' | 'gold', ref.table).partitionBy;
+}
+
+/** `col` restricted to a set of partition values (dates, and NULL_PARTITION for NULL), prunable by DuckLake. */
+function partitionFilter(col: string, parts: Iterable<string>): string {
+  const all = [...parts];
+  const dates = all.filter((p) => /^\d{4}-\d{2}-\d{2}$/.test(p)).sort();
+  const clauses: string[] = [];
+  if (dates.length > 0) {
+    const c = sqlIdent(col);
+    clauses.push(
+      `(${c} between ${sqlString(dates[0])}::date and ${sqlString(dates[dates.length - 1])}::date ` +
+        `and ${c} in (${dates.map((d) => `${sqlString(d)}::date`).join(', ')}))`,
     );
-    if (m && input.layer === (model.layer === 'silver' ? 'bronze' : 'silver')) rowsIn += m.rows;
+  }
+  if (all.includes(NULL_PARTITION)) clauses.push(`${sqlIdent(col)} is null`);
+  return clauses.length === 0 ? 'false' : `(${clauses.join(' or ')})`;
+}
+
+/**
+ * Registers each input as a view `<layer>_<table>`, restricted to the partitions the units need. Returns the rows
+ * read from the layer below (the step's rows in).
+ */
+async function registerInputs(
+  ctx: LakeContext,
+  model: ModelSpec,
+  deps: ActivityDeps,
+  plan: ModelPlan,
+): Promise<number> {
+  let rowsIn = 0;
+  const needed = neededPartitions(model, plan.units, deps.config.anomaly.baselineDays);
+  for (const input of model.inputs) {
+    const view = `${input.layer}_${input.table}`;
+    const m = await registerView(ctx, input.layer, input.table, view, fallbackColumns(input));
+    const parts = needed.get(`${input.layer}.${input.table}`);
+    const col = partitionColumn(input);
+    if (m && parts && col) {
+      await ctx.conn.run(
+        `create or replace temp view ${sqlIdent(view)} as select * from ${qualified(ctx.lake, input.layer, input.table)}
+         where ${partitionFilter(col, parts)}`,
+      );
+    }
+    if (m && input.layer === (model.layer === 'silver' ? 'bronze' : 'silver')) {
+      const [r] = await queryRows(ctx.conn, `select count(*)::bigint as n from ${sqlIdent(view)}`);
+      rowsIn += Number(r.n);
+    }
+  }
+  if (model.rangeBound) {
+    const range = inputRange(model, plan.inputs);
+    await ctx.conn.run(`set variable range_first = ${range ? `${sqlString(range.first)}::date` : 'null'}`);
+    await ctx.conn.run(`set variable range_last = ${range ? `${sqlString(range.last)}::date` : 'null'}`);
   }
   return rowsIn;
+}
+
+/** The partition expression of a model's output (as publish computes it). */
+function partExpr(model: ModelSpec): string {
+  return model.partitionBy ? `coalesce(cast(${sqlIdent(model.partitionBy)} as varchar), '${NULL_PARTITION}')` : `''`;
+}
+
+/** Keeps only the rows of the computed units (rows of other partitions saw a truncated window). */
+async function restrictToUnits(
+  conn: DuckDBConnection,
+  table: string,
+  model: ModelSpec,
+  units: string[],
+): Promise<void> {
+  if (!isPartitioned(model)) return;
+  await conn.run(
+    `delete from ${sqlIdent(table)} where ${partExpr(model)} not in (${units.map(sqlString).join(', ') || "''"})`,
+  );
+}
+
+/**
+ * The lineage rows of the computed units, appended in the publishing transaction: code version, the versions of
+ * the inputs they were computed from, and their own data version (rows and content hash, '' when empty).
+ */
+async function lineageWriter(
+  ctx: LakeContext,
+  model: ModelSpec,
+  plan: ModelPlan,
+  source: string,
+): Promise<(conn: DuckDBConnection) => Promise<void>> {
+  const stats = new Map<string, { rows: number; hash: string }>();
+  const expr = isPartitioned(model) ? partExpr(model) : `'${WHOLE}'`;
+  for (const r of await queryRows(
+    ctx.conn,
+    `select ${expr} as p, count(*)::bigint as n, sum(hash(t))::varchar as h from ${sqlIdent(source)} t group by 1`,
+  )) {
+    stats.set(String(r.p), { rows: Number(r.n), hash: String(r.h) });
+  }
+  const now = new Date().toISOString();
+  const values = plan.units.map((u) => {
+    const e = plan.state.expected.get(u)!;
+    const st = stats.get(u);
+    return `(${[model.layer, model.table, u, e.codeVersion, JSON.stringify(e.inputs), st?.hash ?? '']
+      .map(sqlString)
+      .join(', ')}, ${st?.rows ?? 0}, ${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`;
+  });
+  return async (conn) => {
+    for (let i = 0; i < values.length; i += 500) {
+      await conn.run(
+        `insert into ${qualified(ctx.lake, 'meta', 'lineage')} values ${values.slice(i, i + 500).join(', ')}`,
+      );
+    }
+  };
+}
+
+function recordPlan(metrics: StepMetrics, plan: ModelPlan): void {
+  metrics.partitionsConsidered = plan.state.considered;
+  metrics.partitionsRecomputed = plan.units.length;
+}
+
+/** Rows the table holds now (a step that computed nothing still reports its table's size). */
+async function currentRows(ctx: LakeContext, layer: string, table: string): Promise<number> {
+  const v = await partitionVersions(ctx.conn, ctx.lake, layer, table);
+  return [...v.values()].reduce((a, x) => a + x.rows, 0);
 }
 
 /**
@@ -35,7 +148,7 @@ async function registerInputs(ctx: LakeContext, model: ModelSpec): Promise<numbe
  * and line, raw record), the rest to silver/<table>. Retries are safe: outputs are a pure function of bronze and
  * only partitions whose content changed are rewritten.
  */
-export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table: string }): Promise<StepMetrics> {
+export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { table: string }): Promise<StepMetrics> {
   const started = Date.now();
   const model = findModel('silver', input.table);
   const metrics = emptyMetrics(`silver.${model.table}`, 'silver', model.table);
@@ -43,32 +156,57 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
   const { conn } = ctx;
   const done = onCancel(conn);
   try {
-    metrics.rowsIn = await registerInputs(ctx, model);
+    const plan = await planModel(conn, ctx.lake, deps.config, model, input.force);
+    recordPlan(metrics, plan);
+    if (plan.units.length === 0) {
+      // Nothing stale: no transform work at all (SPEC §9a).
+      metrics.rowsOut = await currentRows(ctx, 'silver', model.table);
+      metrics.partitionsUnchanged = plan.state.considered;
+      metrics.durationMs = Date.now() - started;
+      return metrics;
+    }
+    metrics.rowsIn = await registerInputs(ctx, model, deps, plan);
     await conn.run(`create or replace temp table _model as ${loadSql(model.sql)}`);
+    await restrictToUnits(conn, '_model', model, plan.units);
     await conn.run(
       `create or replace temp table _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`,
     );
+    const scoped = isPartitioned(model);
+    // A partition-scoped run owns the quarantine rows of the days it recomputed (usage_date names the day).
     await conn.run(
       `create or replace temp table _rejected as
        select _rule as rule, _detail as detail, source_file, source_line::integer as source_line, _raw as raw
+              ${scoped ? `, ${sqlIdent(model.partitionBy!)}` : ''}
        from _model where _rule is not null`,
     );
-    // The table and its quarantine commit together. Bronze owns the malformed_json partition of
-    // quarantine.usage_events; silver owns the rest.
-    const [pub] = await publishTables(
+    const units = new Set(plan.units);
+    const lineage = await lineageWriter(ctx, model, plan, '_kept');
+    // The table, its quarantine and the partitions' lineage commit together. Bronze owns the malformed_json rows
+    // of quarantine.usage_events; silver owns the rest.
+    const [pub, qpub] = await publishTables(
       ctx,
       [
-        { layer: 'silver', table: model.table, source: '_kept', partitionBy: model.partitionBy },
+        {
+          layer: 'silver',
+          table: model.table,
+          source: '_kept',
+          partitionBy: model.partitionBy,
+          ...(scoped ? { owns: (p: string) => units.has(p) } : {}),
+        },
         {
           layer: 'quarantine',
           table: model.table,
           source: '_rejected',
           partitionBy: 'rule',
-          owns: (p) => p !== 'malformed_json',
+          ...(scoped
+            ? { scope: `rule <> 'malformed_json' and ${partitionFilter(model.partitionBy!, plan.units)}` }
+            : { owns: (p: string) => p !== 'malformed_json' }),
         },
       ],
-      { step: `silver.${model.table}` },
+      { step: `silver.${model.table}`, extra: [lineage] },
     );
+    metrics.partitionsChanged = pub.written.length + pub.deleted.length;
+    metrics.extra.quarantine_partitions_changed = qpub.written.length + qpub.deleted.length;
     for (const r of await queryRows(
       conn,
       `select rule, count(*)::bigint as n from _rejected group by rule order by rule`,
@@ -112,7 +250,7 @@ export async function buildSilver(deps: ActivityDeps, input: RunTarget & { table
  * Builds one gold mart from silver. The result's columns must equal the mart contract of SPEC §6 exactly (names
  * and order) — a mismatch is a non-retryable ContractViolation. Only changed partitions are rewritten.
  */
-export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: string }): Promise<StepMetrics> {
+export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart: string }): Promise<StepMetrics> {
   const started = Date.now();
   const model = findModel('gold', input.mart);
   const metrics = emptyMetrics(`gold.${model.table}`, 'gold', model.table);
@@ -120,8 +258,18 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
   const { conn } = ctx;
   const done = onCancel(conn);
   try {
-    metrics.rowsIn = await registerInputs(ctx, model);
+    const plan = await planModel(conn, ctx.lake, deps.config, model, input.force);
+    recordPlan(metrics, plan);
+    if (plan.units.length === 0) {
+      metrics.rowsOut = await currentRows(ctx, 'gold', model.table);
+      metrics.partitionsUnchanged = plan.state.considered;
+      metrics.changedPartitions = [];
+      metrics.durationMs = Date.now() - started;
+      return metrics;
+    }
+    metrics.rowsIn = await registerInputs(ctx, model, deps, plan);
     await conn.run(`create or replace temp table _mart as ${loadSql(model.sql)}`);
+    await restrictToUnits(conn, '_mart', model, plan.units);
     const cols = (await queryRows(conn, `describe _mart`)).map((r) => String(r.column_name));
     const expected = GOLD_COLUMNS[model.table];
     if (JSON.stringify(cols) !== JSON.stringify(expected)) {
@@ -129,12 +277,22 @@ export async function buildGold(deps: ActivityDeps, input: RunTarget & { mart: s
         `gold.${model.table} columns [${cols.join(', ')}] differ from the mart contract [${expected.join(', ')}]`,
       );
     }
-    const pub = await publishTable(ctx, {
-      layer: 'gold',
-      table: model.table,
-      source: '_mart',
-      partitionBy: model.partitionBy,
-    });
+    const units = new Set(plan.units);
+    const lineage = await lineageWriter(ctx, model, plan, '_mart');
+    const [pub] = await publishTables(
+      ctx,
+      [
+        {
+          layer: 'gold',
+          table: model.table,
+          source: '_mart',
+          partitionBy: model.partitionBy,
+          ...(isPartitioned(model) ? { owns: (p: string) => units.has(p) } : {}),
+        },
+      ],
+      { step: `gold.${model.table}`, extra: [lineage] },
+    );
+    metrics.partitionsChanged = pub.written.length + pub.deleted.length;
     metrics.changedPartitions = [...pub.written, ...pub.deleted].sort();
     metrics.rowsOut = pub.rows;
     metrics.partitionsWritten = pub.written.length;

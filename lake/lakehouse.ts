@@ -148,7 +148,17 @@ async function doAttach(
   try {
     await loadExtension(conn, config, 'ducklake');
     await loadExtension(conn, config, isS3(lakeRoot) ? 'postgres_scanner' : 'sqlite_scanner');
-    await conn.run(`attach ${sqlString(spec.target)} as ${sqlIdent(alias)} (${spec.options.join(', ')})`);
+    // Two processes initialising a new catalog at once: the loser's CREATE of DuckLake's own tables finds the
+    // SQLite database locked (seen in the two-writer test); the next attempt finds it initialised.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await conn.run(`attach ${sqlString(spec.target)} as ${sqlIdent(alias)} (${spec.options.join(', ')})`);
+        break;
+      } catch (e) {
+        if (attempt >= 10 || !/database is locked|SQLITE_BUSY/i.test((e as Error).message)) throw e;
+        await new Promise((r) => setTimeout(r, 100 * attempt * (0.5 + Math.random())));
+      }
+    }
     // Concurrent writers settle commit races inside DuckLake; give a busy catalog more patience than the default.
     await conn.run(`set ducklake_max_retry_count = 50`);
     // Two processes creating a new lake at once race on these creates; the loser's retry finds them made. Within
@@ -223,6 +233,8 @@ async function loadExtension(conn: DuckDBConnection, config: Config, name: strin
  * - `runs`: one row per run record written (the latest per run id is the run's state), with the snapshot range.
  * - `step_metrics`: each step's metrics per run (JSON, also in the Temporal history).
  * - `state`: small JSON documents by key (the speed layer's watermark).
+ * - `lineage`: per derived partition, the code version of its model and the versions of the input partitions it was
+ *   computed from (lake/incremental.ts), written in the transaction that publishes the partition.
  */
 const META_TABLES: Record<string, string> = {
   partitions: `layer varchar, table_name varchar, partition varchar, rows bigint, hash varchar, deleted boolean,
@@ -235,6 +247,8 @@ const META_TABLES: Record<string, string> = {
   step_metrics: `run_id varchar, step varchar, layer varchar, table_name varchar, metrics varchar,
     recorded_at timestamptz`,
   state: `key varchar, value varchar, updated_at timestamptz`,
+  lineage: `layer varchar, table_name varchar, partition varchar, code_version varchar, inputs varchar,
+    data_hash varchar, rows bigint, run_id varchar, written_at timestamptz`,
 };
 
 /**
@@ -335,6 +349,12 @@ export interface PublishSpec {
   partitionBy?: string;
   /** Partitions this writer may delete when `source` no longer has them (default: all). */
   owns?: (p: string) => boolean;
+  /**
+   * A predicate over the table's rows: this publish replaces exactly the rows it matches (in every partition), and
+   * `source` holds their new content. Used where a partition-scoped run owns rows across partitions (the
+   * quarantine of the days it recomputed). Without it, a publish replaces whole partitions.
+   */
+  scope?: string;
 }
 
 export interface PublishResult {
@@ -356,6 +376,23 @@ interface Plan {
   recreate: boolean;
   carry?: string;
   result: PublishResult;
+}
+
+/** Per-partition (rows, hash) of a relation; `where` restricts the rows. */
+async function partitionStats(
+  conn: DuckDBConnection,
+  relation: string,
+  partExpr: string,
+  where = 'true',
+): Promise<Map<string, { rows: number; hash: string }>> {
+  const stats = new Map<string, { rows: number; hash: string }>();
+  for (const s of await queryRows(
+    conn,
+    `select ${partExpr} as p, count(*)::bigint as n, sum(hash(t))::varchar as h from ${relation} t where ${where} group by 1`,
+  )) {
+    stats.set(String(s.p), { rows: Number(s.n), hash: String(s.h) });
+  }
+  return stats;
 }
 
 /** Names the commit: `snapshots()` shows who wrote what (author cpa, message = steps, extra = run id). */
@@ -483,13 +520,7 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
   const partExpr = spec.partitionBy
     ? `coalesce(cast(${sqlIdent(spec.partitionBy)} as varchar), '${NULL_PARTITION}')`
     : `''`;
-  const stats = new Map<string, { rows: number; hash: string }>();
-  for (const s of await queryRows(
-    conn,
-    `select ${partExpr} as p, count(*)::bigint as n, sum(hash(t))::varchar as h from ${src} t group by 1`,
-  )) {
-    stats.set(String(s.p), { rows: Number(s.n), hash: String(s.h) });
-  }
+  const stats = await partitionStats(conn, src, partExpr);
   const existing = await lakeColumns(conn, lake, spec.layer, spec.table);
   const recreate =
     !existing ||
@@ -498,6 +529,9 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
     ? await partitionVersions(conn, lake, spec.layer, spec.table)
     : new Map<string, { rows: number; hash: string }>();
 
+  const target = qualified(lake, spec.layer, spec.table);
+  if (spec.scope) return planScoped(ctx, spec, { target, columns, partExpr, stats, old, recreate, existing, i });
+
   const changed: string[] = [];
   for (const [p, s] of stats) {
     const prev = old.get(p);
@@ -505,7 +539,6 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
   }
   const deleted = [...old.keys()].filter((p) => !stats.has(p) && owns(p));
   const kept = [...old.keys()].filter((p) => !stats.has(p) && !owns(p));
-  const target = qualified(lake, spec.layer, spec.table);
 
   let carry: string | undefined;
   if (recreate && existing && kept.length > 0) {
@@ -533,6 +566,67 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
       written: [...changed].sort(),
       deleted: [...deleted].sort(),
       unchanged: stats.size + kept.length - changed.length,
+    },
+  };
+}
+
+/**
+ * The plan of a scoped publish: the rows `spec.scope` matches are compared with `source` partition by partition;
+ * any difference replaces them all (delete the scope, insert the source), and the changed partitions' versions are
+ * read back from the table inside the transaction.
+ */
+async function planScoped(
+  ctx: LakeContext,
+  spec: PublishSpec,
+  p: {
+    target: string;
+    columns: ColumnDef[];
+    partExpr: string;
+    stats: Map<string, { rows: number; hash: string }>;
+    old: Map<string, { rows: number; hash: string }>;
+    recreate: boolean;
+    existing: ColumnDef[] | undefined;
+    i: number;
+  },
+): Promise<Plan> {
+  const { conn } = ctx;
+  const scoped = p.recreate
+    ? new Map<string, { rows: number; hash: string }>()
+    : await partitionStats(conn, p.target, p.partExpr, spec.scope);
+  const changed = new Set<string>();
+  for (const part of new Set([...p.stats.keys(), ...scoped.keys()])) {
+    const a = p.stats.get(part);
+    const b = scoped.get(part);
+    if (p.recreate || !a || !b || a.rows !== b.rows || a.hash !== b.hash) changed.add(part);
+  }
+  let carry: string | undefined;
+  if (p.recreate && p.existing) {
+    carry = `_publish_carry_${p.i}`;
+    await conn.run(
+      `create or replace temp table ${sqlIdent(carry)} as select * from ${p.target} where not (${spec.scope})`,
+    );
+  }
+  const rowsOf = (part: string): number =>
+    (p.old.get(part)?.rows ?? 0) - (scoped.get(part)?.rows ?? 0) + (p.stats.get(part)?.rows ?? 0);
+  const parts = new Set([...p.old.keys(), ...p.stats.keys()]);
+  const deleted = [...changed].filter((part) => rowsOf(part) === 0).sort();
+  const written = [...changed].filter((part) => rowsOf(part) > 0).sort();
+  return {
+    spec,
+    target: p.target,
+    columns: p.columns,
+    partExpr: p.partExpr,
+    stats: p.stats,
+    changed: written,
+    deleted,
+    recreate: p.recreate,
+    carry,
+    result: {
+      rows: [...parts].reduce((a, part) => a + rowsOf(part), 0),
+      partitions: [...parts].filter((part) => rowsOf(part) > 0).length,
+      written,
+      deleted,
+      unchanged: [...parts].filter((part) => rowsOf(part) > 0 && !changed.has(part)).length,
     },
   };
 }
@@ -566,6 +660,27 @@ async function apply(ctx: LakeContext, p: Plan, now: string): Promise<void> {
   const { spec, target } = p;
   const src = sqlIdent(spec.source);
   const meta = qualified(lake, 'meta', 'partitions');
+  if (spec.scope) {
+    if (p.changed.length === 0 && p.deleted.length === 0 && !p.recreate) return;
+    if (!p.recreate) await conn.run(`delete from ${target} where ${spec.scope}`);
+    await conn.run(`insert into ${target} select * from ${src}`);
+    if (p.carry) await conn.run(`insert into ${target} by name select * from ${sqlIdent(p.carry)}`);
+    // The partitions' new versions, read back inside the transaction (rows outside the scope are part of them).
+    const touched = [...p.changed, ...p.deleted];
+    const after = await partitionStats(conn, target, p.partExpr, p.recreate ? 'true' : inList(p.partExpr, touched));
+    const values: string[] = [];
+    for (const part of p.recreate ? [...after.keys()] : touched) {
+      const st = after.get(part);
+      values.push(
+        `(${[spec.layer, spec.table, part].map(sqlString).join(', ')}, ${st?.rows ?? 0}, ${sqlString(st?.hash ?? '')}, ` +
+          `${!st}, ${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`,
+      );
+    }
+    for (let i = 0; i < values.length; i += 1000) {
+      await conn.run(`insert into ${meta} values ${values.slice(i, i + 1000).join(', ')}`);
+    }
+    return;
+  }
   if (p.recreate) {
     // The table was (re)created empty, with its partitioning, in its own transaction (createTable): DuckDB 1.5.5
     // crashed (SIGSEGV planning the INSERT) when CREATE, ALTER … SET PARTITIONED BY and INSERT shared one.

@@ -11,17 +11,36 @@ export interface TableRef {
   table: string;
 }
 
+/**
+ * Which input partitions an output partition needs (SPEC §9a): the same partition (`d ← d`), a trailing window
+ * (`d ← [d − days, d]`; `days: 'baseline'` = the anomaly baseline N of the run's configuration) or the whole input.
+ */
+export type Dependency = { kind: 'same' } | { kind: 'window'; days: number | 'baseline' } | { kind: 'all' };
+
+export interface InputSpec extends TableRef {
+  dep: Dependency;
+}
+
 export interface ModelSpec {
   layer: 'silver' | 'gold';
   table: string;
   sql: string;
-  inputs: TableRef[];
+  inputs: InputSpec[];
   partitionBy?: string;
+  /**
+   * The model's partitions exist only inside the date range of its windowed input ([first, last] partition): the
+   * SQL reads that range from the variables range_first / range_last, so a partition-scoped run sees the whole
+   * range, and a partition whose position relative to the range changed is stale.
+   */
+  rangeBound?: boolean;
   keyColumns: string[];
 }
 
-const bronze = (table: string): TableRef => ({ layer: 'bronze', table });
-const silver = (table: string): TableRef => ({ layer: 'silver', table });
+const same: Dependency = { kind: 'same' };
+const all: Dependency = { kind: 'all' };
+const trailing = (days: number | 'baseline'): Dependency => ({ kind: 'window', days });
+const bronze = (table: string, dep: Dependency = all): InputSpec => ({ layer: 'bronze', table, dep });
+const silver = (table: string, dep: Dependency = all): InputSpec => ({ layer: 'silver', table, dep });
 
 /** Bronze tables fed from CSV snapshots (see config/contracts.ts for their columns). */
 export const CSV_BRONZE_TABLES = [
@@ -35,33 +54,129 @@ export const CSV_BRONZE_TABLES = [
 ] as const;
 
 export const SILVER_MODELS: ModelSpec[] = [
-  { layer: 'silver', table: 'orgs', sql: 'silver/orgs.sql', inputs: [bronze('orgs')], keyColumns: ['org_id', 'org_name', 'plan_tier'] },
-  { layer: 'silver', table: 'users', sql: 'silver/users.sql', inputs: [bronze('users')], keyColumns: ['user_id', 'org_id', 'email_hash'] },
-  { layer: 'silver', table: 'resources', sql: 'silver/resources.sql', inputs: [bronze('resources')], keyColumns: ['resource_id', 'org_id', 'service', 'region'] },
-  { layer: 'silver', table: 'billing', sql: 'silver/billing.sql', inputs: [bronze('billing')], keyColumns: ['invoice_id', 'org_id', 'billing_month', 'fx_rate'] },
-  { layer: 'silver', table: 'tickets', sql: 'silver/tickets.sql', inputs: [bronze('tickets')], keyColumns: ['ticket_id', 'org_id', 'created_at', 'csat'] },
-  { layer: 'silver', table: 'marketing_touches', sql: 'silver/marketing_touches.sql', inputs: [bronze('marketing_touches')], keyColumns: ['touch_id', 'org_id', 'channel'] },
-  { layer: 'silver', table: 'nps_surveys', sql: 'silver/nps_surveys.sql', inputs: [bronze('nps_surveys')], keyColumns: ['org_id', 'survey_date', 'nps_score'] },
+  {
+    layer: 'silver',
+    table: 'orgs',
+    sql: 'silver/orgs.sql',
+    inputs: [bronze('orgs')],
+    keyColumns: ['org_id', 'org_name', 'plan_tier'],
+  },
+  {
+    layer: 'silver',
+    table: 'users',
+    sql: 'silver/users.sql',
+    inputs: [bronze('users')],
+    keyColumns: ['user_id', 'org_id', 'email_hash'],
+  },
+  {
+    layer: 'silver',
+    table: 'resources',
+    sql: 'silver/resources.sql',
+    inputs: [bronze('resources')],
+    keyColumns: ['resource_id', 'org_id', 'service', 'region'],
+  },
+  {
+    layer: 'silver',
+    table: 'billing',
+    sql: 'silver/billing.sql',
+    inputs: [bronze('billing')],
+    keyColumns: ['invoice_id', 'org_id', 'billing_month', 'fx_rate'],
+  },
+  {
+    layer: 'silver',
+    table: 'tickets',
+    sql: 'silver/tickets.sql',
+    inputs: [bronze('tickets')],
+    keyColumns: ['ticket_id', 'org_id', 'created_at', 'csat'],
+  },
+  {
+    layer: 'silver',
+    table: 'marketing_touches',
+    sql: 'silver/marketing_touches.sql',
+    inputs: [bronze('marketing_touches')],
+    keyColumns: ['touch_id', 'org_id', 'channel'],
+  },
+  {
+    layer: 'silver',
+    table: 'nps_surveys',
+    sql: 'silver/nps_surveys.sql',
+    inputs: [bronze('nps_surveys')],
+    keyColumns: ['org_id', 'survey_date', 'nps_score'],
+  },
   {
     layer: 'silver',
     table: 'usage_events',
     sql: 'silver/usage_events.sql',
-    inputs: [bronze('usage_events'), silver('orgs'), silver('resources')],
+    inputs: [bronze('usage_events', trailing('baseline')), silver('orgs'), silver('resources')],
     partitionBy: 'usage_date',
     keyColumns: ['event_id', 'org_id', 'service', 'region', 'value', 'unit', 'resource_id'],
   },
 ];
 
-const usage = [silver('usage_events')];
+const usage = (dep: Dependency): InputSpec[] => [silver('usage_events', dep)];
 
 export const GOLD_MARTS: ModelSpec[] = [
-  { layer: 'gold', table: 'org_daily_usage_by_service', sql: 'gold/org_daily_usage_by_service.sql', inputs: usage, partitionBy: 'usage_date', keyColumns: ['total_cost_usd', 'carbon_kg', 'avg_cost_per_request'] },
-  { layer: 'gold', table: 'cost_anomaly_mart', sql: 'gold/cost_anomaly_mart.sql', inputs: usage, partitionBy: 'usage_date', keyColumns: ['zscore', 'robust_z'] },
-  { layer: 'gold', table: 'revenue_by_org_month', sql: 'gold/revenue_by_org_month.sql', inputs: [silver('billing'), silver('orgs')], keyColumns: ['org_name', 'fx_rate', 'gross_revenue_usd'] },
-  { layer: 'gold', table: 'tickets_by_org_date', sql: 'gold/tickets_by_org_date.sql', inputs: [silver('tickets')], partitionBy: 'ticket_date', keyColumns: ['avg_csat', 'avg_resolution_days'] },
-  { layer: 'gold', table: 'genai_tokens_by_org_date', sql: 'gold/genai_tokens_by_org_date.sql', inputs: usage, partitionBy: 'usage_date', keyColumns: ['est_cost_per_1k_tokens'] },
-  { layer: 'gold', table: 'org_service_cost_summary', sql: 'gold/org_service_cost_summary.sql', inputs: usage, partitionBy: 'summary_date', keyColumns: ['cost_14d', 'rank_14d'] },
+  {
+    layer: 'gold',
+    table: 'org_daily_usage_by_service',
+    sql: 'gold/org_daily_usage_by_service.sql',
+    inputs: usage(same),
+    partitionBy: 'usage_date',
+    keyColumns: ['total_cost_usd', 'carbon_kg', 'avg_cost_per_request'],
+  },
+  {
+    layer: 'gold',
+    table: 'cost_anomaly_mart',
+    sql: 'gold/cost_anomaly_mart.sql',
+    inputs: usage(trailing('baseline')),
+    partitionBy: 'usage_date',
+    keyColumns: ['zscore', 'robust_z'],
+  },
+  {
+    layer: 'gold',
+    table: 'revenue_by_org_month',
+    sql: 'gold/revenue_by_org_month.sql',
+    inputs: [silver('billing'), silver('orgs')],
+    keyColumns: ['org_name', 'fx_rate', 'gross_revenue_usd'],
+  },
+  {
+    layer: 'gold',
+    table: 'tickets_by_org_date',
+    sql: 'gold/tickets_by_org_date.sql',
+    inputs: [silver('tickets')],
+    partitionBy: 'ticket_date',
+    keyColumns: ['avg_csat', 'avg_resolution_days'],
+  },
+  {
+    layer: 'gold',
+    table: 'genai_tokens_by_org_date',
+    sql: 'gold/genai_tokens_by_org_date.sql',
+    inputs: usage(same),
+    partitionBy: 'usage_date',
+    keyColumns: ['est_cost_per_1k_tokens'],
+  },
+  {
+    layer: 'gold',
+    table: 'org_service_cost_summary',
+    sql: 'gold/org_service_cost_summary.sql',
+    inputs: usage(trailing(13)),
+    partitionBy: 'summary_date',
+    rangeBound: true,
+    keyColumns: ['cost_14d', 'rank_14d'],
+  },
 ];
+
+/** Days of trailing window a dependency spans (0 for `same`); undefined for `all`. */
+export function windowDays(dep: Dependency, baselineDays: number): number | undefined {
+  if (dep.kind === 'all') return undefined;
+  if (dep.kind === 'same') return 0;
+  return dep.days === 'baseline' ? baselineDays : dep.days;
+}
+
+/** A model is computed partition by partition when some input is read by partition (same or window). */
+export function isPartitioned(model: ModelSpec): boolean {
+  return model.partitionBy !== undefined && model.inputs.some((i) => i.dep.kind !== 'all');
+}
 
 export function findModel(layer: 'silver' | 'gold', table: string): ModelSpec {
   const m = (layer === 'silver' ? SILVER_MODELS : GOLD_MARTS).find((x) => x.table === table);

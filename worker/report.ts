@@ -5,6 +5,9 @@ import { isS3 } from '../lake/storage';
 import { queryRows } from '../lake/duckdb';
 import { withLakeReader } from '../lake/reader';
 import type { RunSummary, StepMetrics } from '../activities';
+import { planModel } from '../lake/incremental';
+import type { StalePartition } from '../lake/incremental';
+import { GOLD_MARTS, SILVER_MODELS } from '../lake/tables';
 
 export interface QualityReport {
   runId: string;
@@ -64,4 +67,55 @@ export async function qualityReport(config: Config, runId?: string): Promise<Qua
     }
   }
   return { runId: id, workflowId: run?.workflowId, status: run?.status, steps, highlights };
+}
+
+export interface StaleTable {
+  table: string;
+  considered: number;
+  stale: StalePartition[];
+}
+
+/**
+ * `cpa status --stale`: per model (silver, then gold, in dependency order), the partitions the next run would
+ * recompute now and why (`new`, `code`, `range`, or the input whose version changed). Downstream partitions whose
+ * inputs the next run changes become stale during that run; they are not listed until then.
+ */
+export async function staleReport(config: Config, table?: string): Promise<StaleTable[]> {
+  const models = [...SILVER_MODELS, ...GOLD_MARTS].filter(
+    (m) => !table || table === m.table || table === `${m.layer}.${m.table}`,
+  );
+  if (table && models.length === 0) throw new Error(`unknown table ${table} (a silver or gold table of the registry)`);
+  if (!isS3(config.lakeRoot) && !fs.existsSync(catalogPath(config.lakeRoot))) {
+    throw new Error(`no lake at ${config.lakeRoot}`);
+  }
+  return withLakeReader(config, config.lakeRoot, async (conn, lake) => {
+    const out: StaleTable[] = [];
+    for (const m of models) {
+      const plan = await planModel(conn, lake, config, m);
+      out.push({ table: `${m.layer}.${m.table}`, considered: plan.state.considered, stale: plan.state.stale });
+    }
+    return out;
+  });
+}
+
+/** `2025-08-01..2025-08-05, 2025-08-09` — consecutive dates folded into ranges. */
+export function foldPartitions(parts: string[]): string {
+  const out: string[] = [];
+  let start: string | undefined;
+  let prev: string | undefined;
+  const next = (d: string): string => new Date(Date.parse(`${d}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+  const flush = (): void => {
+    if (start) out.push(start === prev ? start : `${start}..${prev}`);
+  };
+  for (const p of [...parts].sort()) {
+    if (/^\d{4}-\d{2}-\d{2}$/.test(p) && prev && /^\d{4}-\d{2}-\d{2}$/.test(prev) && next(prev) === p) {
+      prev = p;
+      continue;
+    }
+    flush();
+    start = p;
+    prev = p;
+  }
+  flush();
+  return out.join(', ');
 }

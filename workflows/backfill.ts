@@ -47,6 +47,9 @@ export interface BackfillDateResult {
   reason?: string;
   durationMs: number;
   partitionsWritten?: number;
+  /** Silver and gold partitions the date's run recomputed, and how many of them changed (SPEC §9a). */
+  recomputed?: number;
+  changed?: number;
 }
 
 export interface BackfillProgress {
@@ -150,7 +153,14 @@ export async function backfill(input: BackfillInput): Promise<BackfillReport> {
       const summary: RunSummary = await executeChild(dailyPipeline, {
         workflowId,
         args: [
-          { runDate: date, lake: input.lake, landing: input.landing, kind: RunKinds.backfill, serve: input.serve },
+          {
+            runDate: date,
+            lake: input.lake,
+            landing: input.landing,
+            kind: RunKinds.backfill,
+            serve: input.serve,
+            force: { from: date, to: date },
+          },
         ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
@@ -162,6 +172,8 @@ export async function backfill(input: BackfillInput): Promise<BackfillReport> {
         runId: summary.runId,
         durationMs: Date.now() - started,
         partitionsWritten: summary.steps.reduce((n, s) => n + s.partitionsWritten, 0),
+        recomputed: modelSteps(summary).reduce((n, s) => n + (s.partitionsRecomputed ?? 0), 0),
+        changed: modelSteps(summary).reduce((n, s) => n + (s.partitionsChanged ?? 0), 0),
       });
     } catch (err) {
       // A child that could not start (e.g. a manual run of that date is in progress) fails the date the same way.
@@ -184,6 +196,21 @@ export async function backfill(input: BackfillInput): Promise<BackfillReport> {
     await continueAsNew<typeof backfill>({ ...input, carried: { ...carried, results, next, runs: carried.runs + 1 } });
   }
   const report: BackfillReport = { ...progress(), startedAt: carried.startedAt, finishedAt: new Date().toISOString() };
-  mark(report.failed === 0 ? RunStatuses.succeeded : RunStatuses.failed);
+  if (report.failed > 0) {
+    mark(RunStatuses.failed);
+    // The backfill ends FAILED (in the UI too), naming the dates; the report rides along as the failure's details.
+    const failed = report.results.filter((r) => r.status === 'failed');
+    throw ApplicationFailure.nonRetryable(
+      `backfill ${input.from}..${input.to}: ${failed.length} of ${report.total} dates failed: ` +
+        failed.map((r) => `${r.date} (${r.reason ?? 'failed'})`).join('; '),
+      'BackfillFailed',
+      report,
+    );
+  }
+  mark(RunStatuses.succeeded);
   return report;
+}
+
+function modelSteps(summary: RunSummary): RunSummary['steps'] {
+  return summary.steps.filter((s) => s.layer === 'silver' || s.layer === 'gold');
 }

@@ -15,6 +15,11 @@ export interface DailyPipelineInput {
   timeZone?: string;
   /** Load the serving layer (Cassandra) after gold; the CLI sets it when CPA_CASSANDRA_CONTACT_POINTS is configured. */
   serve?: boolean;
+  /**
+   * Recompute the silver and gold partitions of these dates whether stale or not (a backfill, SPEC §9a); what
+   * depends on them follows when their content changed.
+   */
+  force?: { from: string; to: string };
 }
 
 // Non-retryable types: contract violations, failed gates and SQL defects fail the run at once with their message.
@@ -129,14 +134,20 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
 
     const silver: StepMetrics[] = [];
     for (const wave of waves(SILVER_MODELS)) {
-      silver.push(...(await Promise.all(wave.map((m) => transform.buildSilver({ ...target, table: m.table })))));
+      silver.push(
+        ...(await Promise.all(
+          wave.map((m) => transform.buildSilver({ ...target, table: m.table, force: input.force })),
+        )),
+      );
     }
     steps.push(...silver);
 
     gate = await quick.qualityGate({ ...target, silver });
 
     for (const wave of waves(GOLD_MARTS)) {
-      steps.push(...(await Promise.all(wave.map((m) => transform.buildGold({ ...target, mart: m.table })))));
+      steps.push(
+        ...(await Promise.all(wave.map((m) => transform.buildGold({ ...target, mart: m.table, force: input.force })))),
+      );
     }
 
     // Serving reloads exactly the partitions gold rewrote (changedPartitions), then reconciles with gold.

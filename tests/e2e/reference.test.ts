@@ -109,8 +109,14 @@ describe('cpa run over the reference dataset', () => {
     const before = await goldDigest(lake);
     const second = cpa(['run', '--landing', REFERENCE_LANDING, '--lake', lake, '--json']);
     expect({ code: second.code, stderr: second.stderr }).toEqual({ code: 0, stderr: '' });
-    const summary = JSON.parse(second.stdout) as { steps: Array<{ step: string; partitionsWritten: number }> };
+    const summary = JSON.parse(second.stdout) as {
+      steps: Array<{ step: string; layer: string; partitionsWritten: number; partitionsRecomputed: number }>;
+    };
     expect(summary.steps.filter((s) => s.partitionsWritten > 0)).toEqual([]);
+    // Nothing new: no model recomputed a partition (SPEC §9a).
+    const models = summary.steps.filter((s) => s.layer === 'silver' || s.layer === 'gold');
+    expect(models).toHaveLength(14);
+    expect(models.filter((s) => s.partitionsRecomputed > 0)).toEqual([]);
     expect(await goldDigest(lake)).toEqual(before);
     const fig = await lakeFigures(lake);
     expect(fig.bronze.usage_events.rows).toBe(fig.bronze.usage_events.distinct_event_ids);
@@ -119,14 +125,25 @@ describe('cpa run over the reference dataset', () => {
   it('reports the run through cpa status and cpa quality', () => {
     const status = cpa(['status', '--lake', lake, '--json']);
     expect(status.code).toBe(0);
-    const runs = JSON.parse(status.stdout) as Array<{ workflowId: string; status: string }>;
+    const runs = JSON.parse(status.stdout) as Array<{
+      workflowId: string;
+      status: string;
+      runId: string;
+      startedAt: string;
+    }>;
     expect(runs.length).toBe(2);
     expect(runs.every((r) => r.workflowId === 'daily-pipeline/all' && r.status === 'succeeded')).toBe(true);
-    const quality = cpa(['quality', '--lake', lake, '--json']);
-    expect(quality.code).toBe(0);
-    const report = JSON.parse(quality.stdout) as {
-      steps: Array<{ step: string; quarantined: Record<string, number> }>;
+    const quality = (runId?: string) => {
+      const q = cpa(['quality', '--lake', lake, '--json', ...(runId ? ['--run', runId] : [])]);
+      expect(q.code).toBe(0);
+      const report = JSON.parse(q.stdout) as {
+        steps: Array<{ step: string; quarantined: Record<string, number>; partitionsRecomputed: number }>;
+      };
+      return report.steps.find((s) => s.step === 'silver.usage_events')!;
     };
-    expect(report.steps.find((s) => s.step === 'silver.usage_events')?.quarantined).toEqual({ negative_cost: 211 });
+    // The first run computed every partition and quarantined what the oracle says; the latest (a no-op) nothing.
+    const first = [...runs].sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1))[0];
+    expect(quality(first.runId).quarantined).toEqual({ negative_cost: 211 });
+    expect(quality()).toMatchObject({ quarantined: {}, partitionsRecomputed: 0 });
   });
 });

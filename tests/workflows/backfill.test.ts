@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { GOLD_COLUMNS } from '../../config/contracts';
@@ -13,7 +14,7 @@ import { emptyMetrics } from '../../activities/common';
 import { goldDigest as digest } from '../support/lake-sql';
 import { createDuckDb } from '../../lake/duckdb';
 import { createWorker, PipelineWorkers, workflowBundle } from '../../worker/main';
-import { runBackfill } from '../../worker/commands/backfill';
+import { backfillReportOf, runBackfill } from '../../worker/commands/backfill';
 import { backfillWorkflowId, progressQuery } from '../../workflows/backfill';
 import type { BackfillInput, BackfillProgress, BackfillReport } from '../../workflows/backfill';
 import { CpaSearchAttributes } from '../../workflows/run-context';
@@ -125,12 +126,15 @@ describe('backfill over the reference dataset', () => {
     expect(p.done).toBe(7);
   });
 
-  it('re-running the backfill changes nothing in gold, which equals a from-scratch run', async () => {
+  it('re-running the backfill recomputes the dates (forced), changes nothing in gold, which equals a from-scratch run', async () => {
     const before = await goldDigest(lake);
     const again = await runBackfill(env.client, config, input());
-    expect(again.results.map((r) => [r.date, r.status, r.partitionsWritten])).toEqual(
-      DATES.map((d) => [d, 'succeeded', 0]),
+    expect(again.results.map((r) => [r.date, r.status, r.partitionsWritten, r.changed])).toEqual(
+      DATES.map((d) => [d, 'succeeded', 0, 0]),
     );
+    // A forced backfill recomputes each date's silver and gold partitions (the date and the windows ending
+    // at it) though nothing is stale, and reports it.
+    for (const r of again.results) expect(r.recomputed).toBeGreaterThanOrEqual(5);
     expect(await goldDigest(lake)).toEqual(before);
 
     const scratch = tmpDir('backfill-scratch');
@@ -214,10 +218,9 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
   it('continues as new after each small batch and reports a failing child with its reason, the others going on', async () => {
     const lake = tmpDir('bf-fake');
     const fake = fakeActivities({ failDate: '2025-08-03' });
-    const report = await run(
-      fake.activities,
-      () =>
-        env.client.workflow.execute('backfill', {
+    const failure = await run(fake.activities, () =>
+      env.client.workflow
+        .execute('backfill', {
           taskQueue,
           workflowId: 'backfill/2025-08-01..2025-08-05',
           args: [
@@ -230,8 +233,18 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
               batchSize: 2,
             } satisfies BackfillInput,
           ],
-        }) as Promise<BackfillReport>,
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
     );
+    // A backfill with a failed date ends FAILED, naming the dates; the full report is the failure's details.
+    expect(failure).toBeInstanceOf(WorkflowFailedError);
+    expect(String((failure as WorkflowFailedError).cause?.message)).toBe(
+      'backfill 2025-08-01..2025-08-05: 1 of 5 dates failed: 2025-08-03 (billing_monthly.csv line 6 column 4 (subtotal): not-a-number)',
+    );
+    const report = backfillReportOf(failure)!;
     expect(report.workflowRuns).toBe(3);
     expect(report.results.map((r) => [r.date, r.status])).toEqual([
       ['2025-08-01', 'succeeded'],
@@ -245,6 +258,7 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
     // Each run of the chain holds at most one batch of children: its history stays small.
     const handle = env.client.workflow.getHandle('backfill/2025-08-01..2025-08-05');
     const desc = await handle.describe();
+    expect(desc.status.name).toBe('FAILED');
     expect(desc.historyLength).toBeLessThan(60);
     // The failed child run is there to inspect, failed with the same reason.
     await expect(env.client.workflow.getHandle('daily-pipeline/2025-08-03').result()).rejects.toThrow();

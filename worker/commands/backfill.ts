@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import Table from 'cli-table3';
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import type { Config } from '../../config/env';
 import type { CommandKit } from '../cli';
 import { openSession, PipelineFailed } from '../run';
@@ -48,16 +49,33 @@ export async function runBackfill(
   })();
   try {
     return await handle.result();
+  } catch (e) {
+    // A backfill with failed dates ends FAILED; its report is the failure's details.
+    const report = backfillReportOf(e);
+    if (report) return report;
+    throw e;
   } finally {
     stop = true;
     await poll;
   }
 }
 
+/** The report a failed backfill carries (ApplicationFailure 'BackfillFailed', details[0]), if `e` is one. */
+export function backfillReportOf(e: unknown): BackfillReport | undefined {
+  let cur: unknown = e;
+  while (cur instanceof Error) {
+    if (cur instanceof ApplicationFailure && cur.type === 'BackfillFailed') {
+      return cur.details?.[0] as BackfillReport | undefined;
+    }
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 export function reportTable(report: BackfillReport): string {
   const t = new Table({
     style: { head: [], border: [] },
-    head: ['date', 'status', 'workflow id', 'seconds', 'partitions written', 'reason'],
+    head: ['date', 'status', 'workflow id', 'seconds', 'recomputed', 'changed', 'reason'],
   });
   for (const r of report.results) {
     t.push([
@@ -65,7 +83,8 @@ export function reportTable(report: BackfillReport): string {
       r.status,
       r.workflowId,
       (r.durationMs / 1000).toFixed(2),
-      r.partitionsWritten ?? '',
+      r.recomputed ?? '',
+      r.changed ?? '',
       (r.reason ?? '').length > 70 ? `${(r.reason ?? '').slice(0, 69)}…` : (r.reason ?? ''),
     ]);
   }

@@ -6,8 +6,13 @@ with daily as (
     group by org_id, service, usage_date
 ),
 
+-- the usage date range of the whole input: a partition-scoped run reads only some days, so the run passes the
+-- range in range_first / range_last (NULL when unset: the range of what is read)
 date_range as (
-    select min(usage_date) as first_date, max(usage_date) as last_date from daily
+    select
+        coalesce(getvariable('range_first')::date, min(usage_date)) as first_date,
+        coalesce(getvariable('range_last')::date, max(usage_date)) as last_date
+    from daily
 ),
 
 dates as (
