@@ -1,7 +1,7 @@
 import { ingestCsvSource, ingestEventFiles } from './bronze';
 import { withKeepalive } from './common';
 import type { ActivityDeps, RunTarget } from './common';
-import { buildGold, buildSilver } from './models';
+import { buildGold, buildSilver, planWave } from './models';
 import type { ModelTarget } from './models';
 import { qualityGate, recordRun } from './quality';
 import type { RunSummary } from './quality';
@@ -40,6 +40,7 @@ export function createActivities(deps: ActivityDeps) {
     /** Alert delivery: log line + optional webhook POST (at least once, Idempotency-Key = alert id). */
     notifyAlerts: (input: { alerts: SpeedAlert[] }) => notifyAlerts(deps, input),
     /** Silver: one conformed table plus its quarantine. */
+    planWave: (input: ModelTarget & { layer: 'silver' | 'gold'; tables: string[] }) => planWave(deps, input),
     buildSilver: (input: ModelTarget & { table: string }) => buildSilver(deps, input),
     /** Gold: one mart, checked against its column contract. */
     buildGold: (input: ModelTarget & { mart: string }) => buildGold(deps, input),

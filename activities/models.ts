@@ -3,11 +3,11 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { ColumnDef, LakeContext } from '../lake/lakehouse';
 import { NULL_PARTITION, partitionVersions, publishTables, qualified, registerView } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
-import { inputRange, neededPartitions, planModel, WHOLE } from '../lake/incremental';
+import { inputRange, neededPartitions, planModel, planModels, WHOLE } from '../lake/incremental';
 import type { ModelPlan } from '../lake/incremental';
 import { findModel, isPartitioned } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
-import { classify, contractViolation, emptyMetrics, nullRates, onCancel, openLake } from './common';
+import { classify, contractViolation, emptyMetrics, nullRates, onCancel, openLake, withLake } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 
 /** A model step's input: the run target, and for a forced backfill the dates to recompute whether stale or not. */
@@ -311,4 +311,42 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
     await conn.run(`drop table if exists _mart`).catch(() => undefined);
     conn.closeSync();
   }
+}
+
+/** What a wave's planning step returns: the models to run, and the metrics of those with nothing stale. */
+export interface WavePlan {
+  run: string[];
+  skipped: StepMetrics[];
+}
+
+/**
+ * Plans a wave of models (SPEC §9a) with two catalog reads: the models with stale partitions are returned to run;
+ * the others get their step metrics here (partitions considered, none recomputed) and no activity of their own,
+ * so a run with nothing new does no transform work.
+ */
+export async function planWave(
+  deps: ActivityDeps,
+  input: ModelTarget & { layer: 'silver' | 'gold'; tables: string[] },
+): Promise<WavePlan> {
+  const started = Date.now();
+  const models = input.tables.map((t) => findModel(input.layer, t));
+  return withLake(deps, input.lake, async (conn, lake) => {
+    const plans = await planModels(conn, lake, deps.config, models, input.force);
+    const out: WavePlan = { run: [], skipped: [] };
+    for (const m of models) {
+      const plan = plans.get(`${m.layer}.${m.table}`)!;
+      if (plan.units.length > 0) {
+        out.run.push(m.table);
+        continue;
+      }
+      const metrics = emptyMetrics(`${m.layer}.${m.table}`, m.layer, m.table);
+      recordPlan(metrics, plan);
+      metrics.rowsOut = plan.rows ?? 0;
+      metrics.partitionsUnchanged = plan.state.considered;
+      if (m.layer === 'gold') metrics.changedPartitions = [];
+      metrics.extra.planned_in_ms = Date.now() - started;
+      out.skipped.push(metrics);
+    }
+    return out;
+  });
 }

@@ -250,6 +250,8 @@ export interface ModelPlan {
   /** Partitions (units) to compute now. */
   units: string[];
   inputs: Map<string, Versions>;
+  /** Rows the model's table holds now (set by {@link planModels}). */
+  rows?: number;
 }
 
 /** What a run must compute of `model` now: its stale partitions (plus forced dates), SPEC §9a. */
@@ -265,6 +267,71 @@ export async function planModel(
   const lineage = await readLineage(conn, lake, model.layer, model.table);
   const state = staleness({ model, code, baselineDays: config.anomaly.baselineDays, inputs, lineage, force });
   return { code, state, units: state.stale.map((x) => x.partition), inputs };
+}
+
+/**
+ * {@link planModel} for several models with two catalog reads in all (every table's current versions, every
+ * model's lineage) instead of a few per model: what a wave's planning step and `cpa status --stale` use.
+ */
+export async function planModels(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  config: Config,
+  models: ModelSpec[],
+  force?: { from: string; to: string },
+): Promise<Map<string, ModelPlan>> {
+  const versions = new Map<string, Versions>();
+  for (const r of await queryRows(
+    conn,
+    `select layer, table_name, partition, rows, hash, deleted from ${qualified(lake, 'meta', 'partitions')}
+     qualify row_number() over (partition by layer, table_name, partition order by written_at desc, deleted desc) = 1`,
+  )) {
+    if (r.deleted) continue;
+    const key = `${String(r.layer)}.${String(r.table_name)}`;
+    if (!versions.has(key)) versions.set(key, new Map());
+    versions.get(key)!.set(String(r.partition), { rows: Number(r.rows), hash: String(r.hash) });
+  }
+  const lineage = new Map<string, Map<string, LineageRecord>>();
+  for (const r of await queryRows(
+    conn,
+    `select layer, table_name, partition, code_version, inputs, data_hash, rows from ${qualified(lake, 'meta', 'lineage')}
+     qualify row_number() over (partition by layer, table_name, partition order by written_at desc) = 1`,
+  )) {
+    const key = `${String(r.layer)}.${String(r.table_name)}`;
+    if (!lineage.has(key)) lineage.set(key, new Map());
+    lineage.get(key)!.set(String(r.partition), {
+      codeVersion: String(r.code_version),
+      inputs: JSON.parse(String(r.inputs)) as Record<string, string>,
+      dataHash: String(r.data_hash),
+      rows: Number(r.rows),
+    });
+  }
+  const vars = modelVariables(config);
+  const aliases = aliasesVersion();
+  const out = new Map<string, ModelPlan>();
+  for (const model of models) {
+    const code = codeVersion(model, vars, aliases);
+    const inputs = new Map<string, Versions>();
+    for (const i of model.inputs)
+      inputs.set(`${i.layer}.${i.table}`, versions.get(`${i.layer}.${i.table}`) ?? new Map());
+    const state = staleness({
+      model,
+      code,
+      baselineDays: config.anomaly.baselineDays,
+      inputs,
+      lineage: lineage.get(`${model.layer}.${model.table}`) ?? new Map(),
+      force,
+    });
+    const own = versions.get(`${model.layer}.${model.table}`) ?? new Map<string, { rows: number }>();
+    out.set(`${model.layer}.${model.table}`, {
+      code,
+      state,
+      units: state.stale.map((x) => x.partition),
+      inputs,
+      rows: [...own.values()].reduce((a, x) => a + x.rows, 0),
+    });
+  }
+  return out;
 }
 
 export { NULL_PARTITION };

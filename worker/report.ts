@@ -5,7 +5,7 @@ import { isS3 } from '../lake/storage';
 import { queryRows } from '../lake/duckdb';
 import { withLakeReader } from '../lake/reader';
 import type { RunSummary, StepMetrics } from '../activities';
-import { planModel } from '../lake/incremental';
+import { planModels } from '../lake/incremental';
 import type { StalePartition } from '../lake/incremental';
 import { GOLD_MARTS, SILVER_MODELS } from '../lake/tables';
 
@@ -89,12 +89,11 @@ export async function staleReport(config: Config, table?: string): Promise<Stale
     throw new Error(`no lake at ${config.lakeRoot}`);
   }
   return withLakeReader(config, config.lakeRoot, async (conn, lake) => {
-    const out: StaleTable[] = [];
-    for (const m of models) {
-      const plan = await planModel(conn, lake, config, m);
-      out.push({ table: `${m.layer}.${m.table}`, considered: plan.state.considered, stale: plan.state.stale });
-    }
-    return out;
+    const plans = await planModels(conn, lake, config, models);
+    return models.map((m) => {
+      const plan = plans.get(`${m.layer}.${m.table}`)!;
+      return { table: `${m.layer}.${m.table}`, considered: plan.state.considered, stale: plan.state.stale };
+    });
   });
 }
 

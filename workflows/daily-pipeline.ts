@@ -132,22 +132,22 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     ]);
     steps.push(...bronze);
 
+    // Each wave is planned first (SPEC §9a): only models with stale partitions run an activity.
+    const force = input.force;
     const silver: StepMetrics[] = [];
     for (const wave of waves(SILVER_MODELS)) {
-      silver.push(
-        ...(await Promise.all(
-          wave.map((m) => transform.buildSilver({ ...target, table: m.table, force: input.force })),
-        )),
-      );
+      const plan = await quick.planWave({ ...target, layer: 'silver', tables: wave.map((m) => m.table), force });
+      const built = await Promise.all(plan.run.map((table) => transform.buildSilver({ ...target, table, force })));
+      silver.push(...ordered(wave, [...built, ...plan.skipped]));
     }
     steps.push(...silver);
 
     gate = await quick.qualityGate({ ...target, silver });
 
     for (const wave of waves(GOLD_MARTS)) {
-      steps.push(
-        ...(await Promise.all(wave.map((m) => transform.buildGold({ ...target, mart: m.table, force: input.force })))),
-      );
+      const plan = await quick.planWave({ ...target, layer: 'gold', tables: wave.map((m) => m.table), force });
+      const built = await Promise.all(plan.run.map((mart) => transform.buildGold({ ...target, mart, force })));
+      steps.push(...ordered(wave, [...built, ...plan.skipped]));
     }
 
     // Serving reloads exactly the partitions gold rewrote (changedPartitions), then reconciles with gold.
@@ -174,6 +174,11 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
   if (input.serve) await recordServingRun(summary);
   upsertMemo({ status: 'succeeded' });
   return summary;
+}
+
+/** Step metrics in the registry's order of the wave (built and skipped models interleaved). */
+function ordered(wave: Array<{ table: string }>, steps: StepMetrics[]): StepMetrics[] {
+  return wave.map((m) => steps.find((s) => s.table === m.table)).filter((s): s is StepMetrics => s !== undefined);
 }
 
 /** pipeline_runs mirrors the lake's run record; once its retries are spent it is skipped (the lake record is the truth). */

@@ -195,7 +195,9 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
         step(n),
       ]),
     );
-    return { activities: { ...real, ...fakes }, maxWriters: () => maxWriters, started };
+    // Every model of a wave runs (as if all were stale).
+    const planWave = async (input: { tables: string[] }) => ({ run: input.tables, skipped: [] });
+    return { activities: { ...real, ...fakes, planWave }, maxWriters: () => maxWriters, started };
   }
 
   async function run<T>(activities: object, fn: () => Promise<T>): Promise<T> {

@@ -50,6 +50,8 @@ describe('dailyPipeline holds the lake lease', () => {
       activities: {
         ...real,
         ...fakes,
+        // Every model of a wave runs (as if all were stale).
+        planWave: async (input: { tables: string[] }) => ({ run: input.tables, skipped: [] }),
         acquireLakeLease: async (input: LeaseInput) => {
           calls.push('acquire');
           return { ...(await real.acquireLakeLease(input)), renewEveryMs: 300 };
