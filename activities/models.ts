@@ -171,6 +171,13 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     await conn.run(
       `create or replace temp table _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`,
     );
+    // The rows of the recomputed partitions (rowsIn also counts the window days they read): the gate's denominators.
+    const [computed] = await queryRows(
+      conn,
+      `select count(*)::bigint as n, count(*) filter (where _rule is null)::bigint as kept from _model`,
+    );
+    metrics.extra.rows_computed = Number(computed.n);
+    metrics.extra.rows_kept = Number(computed.kept);
     const scoped = isPartitioned(model);
     // A partition-scoped run owns the quarantine rows of the days it recomputed (usage_date names the day).
     await conn.run(

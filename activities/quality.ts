@@ -9,7 +9,8 @@ export interface GateResult {
 }
 
 /**
- * The quality gate between silver and gold. Per silver table: quarantine rate (quarantined / rows in) against the
+ * The quality gate between silver and gold. Per silver table: quarantine rate (quarantined / rows the step computed,
+ * i.e. of the partitions it recomputed) against the
  * table's limit (CPA_QUALITY_THRESHOLDS, else CPA_QUALITY_MAX_QUARANTINE_RATE); for usage_events also the event
  * anomaly rate against CPA_QUALITY_MAX_ANOMALY_RATE (a detector that flags a large share of events is broken).
  * Crossing a limit fails the run, non-retryable, naming the table, the rate and its top rule.
@@ -23,7 +24,9 @@ export async function qualityGate(
   const failures: string[] = [];
   for (const m of input.silver) {
     const quarantined = Object.values(m.quarantined).reduce((a, b) => a + b, 0);
-    const rate = m.rowsIn > 0 ? quarantined / m.rowsIn : 0;
+    // Rates over what this run computed: a partition-scoped step reads window days it does not recompute.
+    const computed = m.extra.rows_computed ?? m.rowsIn;
+    const rate = computed > 0 ? quarantined / computed : 0;
     const limit = quality.perTable[m.table] ?? quality.maxQuarantineRate;
     const passed = rate <= limit;
     checks.push({ table: m.table, check: 'quarantine_rate', value: round6(rate), limit, passed });
@@ -33,8 +36,9 @@ export async function qualityGate(
         `silver.${m.table} quarantine rate ${pct(rate)} > limit ${pct(limit)} (top rule ${topRule}: ${topCount} rows)`,
       );
     }
-    if (m.table === 'usage_events' && m.rowsOut > 0) {
-      const aRate = (m.extra.anomaly_any ?? 0) / m.rowsOut;
+    const kept = m.extra.rows_kept ?? m.rowsOut;
+    if (m.table === 'usage_events' && kept > 0) {
+      const aRate = (m.extra.anomaly_any ?? 0) / kept;
       const aPassed = aRate <= quality.maxAnomalyRate;
       checks.push({
         table: m.table,
