@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/common';
+import type { ApplicationFailure } from '@temporalio/common';
 import { emptyMetrics } from '../../activities/common';
 import type { StepMetrics } from '../../activities/common';
 import { qualityGate } from '../../activities/quality';
