@@ -7,9 +7,17 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { joinUri } from '../config/env';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../config/contracts';
 import type { CsvContract } from '../config/contracts';
-import { lakeWrite, NULL_PARTITION, publishTables, qualified, registerView } from '../lake/lakehouse';
+import {
+  lakeWrite,
+  NULL_PARTITION,
+  partitionVersions,
+  publishTables,
+  qualified,
+  registerView,
+} from '../lake/lakehouse';
 import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlString } from '../lake/duckdb';
+import { partitionFilter } from '../lake/incremental';
 import { isNotFound, resolveLandingKey, scratchDir, storageFor } from '../lake/storage';
 import type { Storage, StoredObject } from '../lake/storage';
 import {
@@ -468,8 +476,15 @@ async function ingestEventBatch(
     filePartitions.set(String(r.source_file), (r.ps as string[]).map(String));
   }
 
-  // Existing bronze: event ids (for dedup across runs) and malformed lines (to merge quarantine).
-  await registerView(ctx, 'bronze', 'usage_events', 'bronze_existing', BRONZE_EVENT_COLUMNS);
+  // Existing bronze of the days the batch's rows fall in (SPEC §9a: the id index is per usage_date, so dedup and
+  // the partition rewrite read those days only, never all of bronze), and malformed lines (to merge quarantine).
+  const batchDays = new Set([...filePartitions.values()].flat());
+  if (await registerView(ctx, 'bronze', 'usage_events', 'bronze_existing', BRONZE_EVENT_COLUMNS)) {
+    await conn.run(
+      `create or replace temp view bronze_existing as select * from ${qualified(ctx.lake, 'bronze', 'usage_events')}
+       where ${partitionFilter('usage_date', batchDays)}`,
+    );
+  }
   await registerView(ctx, 'quarantine', 'usage_events', 'quarantine_existing', QUARANTINE_COLUMNS);
 
   const [counts] = await queryRows(
@@ -484,7 +499,8 @@ async function ingestEventBatch(
     `create or replace temp table _new_events as
      select * exclude (_rule, _detail, _raw) from _parsed p
      where _rule is null
-       and (event_id is null or not exists (select 1 from bronze_existing b where b.event_id = p.event_id))
+       and (event_id is null or not exists (
+         select 1 from bronze_existing b where b.event_id = p.event_id and b.usage_date is not distinct from p.usage_date))
      qualify event_id is null
        or row_number() over (partition by event_id order by source_file, source_line) = 1`,
   );
@@ -553,8 +569,8 @@ async function ingestEventBatch(
     metrics.partitionsWritten += pub.written.length;
     metrics.partitionsUnchanged = pub.unchanged;
   } else {
-    const [r] = await queryRows(conn, `select count(*)::bigint as n from bronze_existing`);
-    metrics.rowsOut = Number(r.n);
+    const v = await partitionVersions(conn, ctx.lake, 'bronze', 'usage_events');
+    metrics.rowsOut = [...v.values()].reduce((a, x) => a + x.rows, 0);
   }
   await conn.run(`drop table if exists _parsed; drop table if exists _new_events; drop table if exists _bronze_out`);
   return recorded;

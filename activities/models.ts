@@ -3,7 +3,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { ColumnDef, LakeContext } from '../lake/lakehouse';
 import { NULL_PARTITION, partitionVersions, publishTables, qualified, registerView } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
-import { inputRange, neededPartitions, planModel, planModels, WHOLE } from '../lake/incremental';
+import { inputRange, neededPartitions, partitionFilter, planModel, planModels, WHOLE } from '../lake/incremental';
 import type { ModelPlan } from '../lake/incremental';
 import { findModel, isPartitioned } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
@@ -25,22 +25,6 @@ function fallbackColumns(ref: TableRef): ColumnDef[] | undefined {
 function partitionColumn(ref: TableRef): string | undefined {
   if (ref.layer === 'bronze') return ref.table === 'usage_events' ? 'usage_date' : undefined;
   return findModel(ref.layer as 'silver' | 'gold', ref.table).partitionBy;
-}
-
-/** `col` restricted to a set of partition values (dates, and NULL_PARTITION for NULL), prunable by DuckLake. */
-function partitionFilter(col: string, parts: Iterable<string>): string {
-  const all = [...parts];
-  const dates = all.filter((p) => /^\d{4}-\d{2}-\d{2}$/.test(p)).sort();
-  const clauses: string[] = [];
-  if (dates.length > 0) {
-    const c = sqlIdent(col);
-    clauses.push(
-      `(${c} between ${sqlString(dates[0])}::date and ${sqlString(dates[dates.length - 1])}::date ` +
-        `and ${c} in (${dates.map((d) => `${sqlString(d)}::date`).join(', ')}))`,
-    );
-  }
-  if (all.includes(NULL_PARTITION)) clauses.push(`${sqlIdent(col)} is null`);
-  return clauses.length === 0 ? 'false' : `(${clauses.join(' or ')})`;
 }
 
 /**

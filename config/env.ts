@@ -88,6 +88,7 @@ const schema = z.object({
   TEMPORAL_ADDRESS: z.string().trim().optional(),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TEMPORAL_TASK_QUEUE: z.string().default('cpa-pipeline'),
+  CPA_WORKER_IDENTITY: z.string().optional(),
   TEMPORAL_CLI_PATH: z.string().optional(),
   TEMPORAL_TLS: bool.default(false),
   TEMPORAL_TLS_CERT_PATH: z.string().optional(),
@@ -156,6 +157,8 @@ export interface Config {
     address?: string;
     namespace: string;
     taskQueue: string;
+    /** The worker's identity in the Temporal history (default: Temporal's `<pid>@<host>`). */
+    workerIdentity?: string;
     cliPath?: string;
     tls: boolean;
     tlsCertPath?: string;
@@ -258,6 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       address: e.TEMPORAL_ADDRESS || undefined,
       namespace: e.TEMPORAL_NAMESPACE,
       taskQueue: e.TEMPORAL_TASK_QUEUE,
+      workerIdentity: e.CPA_WORKER_IDENTITY || undefined,
       cliPath: e.TEMPORAL_CLI_PATH,
       tls: e.TEMPORAL_TLS,
       tlsCertPath: e.TEMPORAL_TLS_CERT_PATH,

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { AttachedLake } from './lakehouse';
 import { NULL_PARTITION, partitionVersions, qualified } from './lakehouse';
-import { loadSql, queryRows } from './duckdb';
+import { loadSql, queryRows, sqlIdent, sqlString } from './duckdb';
 import type { ModelSpec } from './tables';
 import type { Config } from '../config/env';
 import { aliasRows } from '../config/aliases';
@@ -332,6 +332,22 @@ export async function planModels(
     });
   }
   return out;
+}
+
+/** `col` restricted to a set of partition values (dates, and NULL_PARTITION for NULL), prunable by DuckLake. */
+export function partitionFilter(col: string, parts: Iterable<string>): string {
+  const all = [...parts];
+  const dates = all.filter((p) => /^\d{4}-\d{2}-\d{2}$/.test(p)).sort();
+  const clauses: string[] = [];
+  if (dates.length > 0) {
+    const c = sqlIdent(col);
+    clauses.push(
+      `(${c} between ${sqlString(dates[0])}::date and ${sqlString(dates[dates.length - 1])}::date ` +
+        `and ${c} in (${dates.map((d) => `${sqlString(d)}::date`).join(', ')}))`,
+    );
+  }
+  if (all.includes(NULL_PARTITION)) clauses.push(`${sqlIdent(col)} is null`);
+  return clauses.length === 0 ? 'false' : `(${clauses.join(' or ')})`;
 }
 
 export { NULL_PARTITION };

@@ -68,6 +68,7 @@ export async function createWorker(
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
+    ...(config.temporal.workerIdentity ? { identity: config.temporal.workerIdentity } : {}),
     workflowBundle: await workflowBundle(),
     activities: pick((k) => !writers.has(k)),
     // DuckDB parallelises inside each activity; a few concurrent activities keep both cores busy.
@@ -77,6 +78,7 @@ export async function createWorker(
     connection,
     namespace: config.temporal.namespace,
     taskQueue: eventsTaskQueue(config.temporal.taskQueue),
+    ...(config.temporal.workerIdentity ? { identity: `${config.temporal.workerIdentity}/events` } : {}),
     activities: pick((k) => writers.has(k)),
     maxConcurrentActivityTaskExecutions: 1,
   });

@@ -1,0 +1,106 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { GOLD_COLUMNS } from '../../config/contracts';
+import { loadConfig } from '../../config/env';
+import { goldDigest as digest } from '../support/lake-sql';
+import { REFERENCE_LANDING, REPO, temporalCli, tmpDir } from '../support/env';
+import { searchAttributeKeys } from '../support/temporal';
+
+const goldDigest = (lake: string): Promise<Record<string, string>> => digest(lake, Object.keys(GOLD_COLUMNS));
+
+/**
+ * SPEC §9a: a run's activities go to any worker polling the task queue. Two `cpa worker` processes (one DuckDB thread
+ * each) share one dailyPipeline run over the reference data: both execute model activities, and gold equals a run
+ * done by one worker alone.
+ */
+describe('two cpa worker processes share one run', () => {
+  let env: TestWorkflowEnvironment;
+  const config = loadConfig({ CPA_LAKE_ROOT: tmpDir('two-unused') });
+  const workers: ChildProcess[] = [];
+
+  function startWorker(name: string): Promise<ChildProcess> {
+    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), 'worker'], {
+      cwd: REPO,
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: env.address,
+        CPA_LAKE_ROOT: tmpDir(`two-${name}`),
+        CPA_LANDING_ROOT: REFERENCE_LANDING,
+        CPA_DUCKDB_THREADS: '1',
+        CPA_LOG_LEVEL: 'warn',
+        CPA_WORKER_IDENTITY: name,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    workers.push(child);
+    return new Promise((resolve, reject) => {
+      let err = '';
+      child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+      child.stdout!.on('data', (b: Buffer) => {
+        if (b.toString().includes('worker polling')) resolve(child);
+      });
+      child.on('exit', (code) => reject(new Error(`worker ${name} exited ${code}: ${err}`)));
+    });
+  }
+
+  beforeAll(async () => {
+    env = await TestWorkflowEnvironment.createLocal({
+      server: {
+        executable: { type: 'existing-path', path: temporalCli() },
+        extraArgs: ['--log-level', 'error'],
+        searchAttributes: searchAttributeKeys,
+      },
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const w of workers) w.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    await env?.teardown();
+  });
+
+  /** Runs dailyPipeline on `lake`; returns, per activity type, the identities of the workers that executed it. */
+  async function run(lake: string, id: string): Promise<Map<string, Set<string>>> {
+    const handle = await env.client.workflow.start('dailyPipeline', {
+      taskQueue: config.temporal.taskQueue,
+      workflowId: id,
+      args: [{ runDate: null, lake, landing: REFERENCE_LANDING }],
+    });
+    await handle.result();
+    const history = await handle.fetchHistory();
+    const scheduled = new Map<string, string>();
+    const out = new Map<string, Set<string>>();
+    for (const e of history.events ?? []) {
+      const s = e.activityTaskScheduledEventAttributes;
+      if (s) scheduled.set(String(e.eventId), s.activityType?.name ?? '');
+      const st = e.activityTaskStartedEventAttributes;
+      if (st) {
+        const type = scheduled.get(String(st.scheduledEventId)) ?? '';
+        if (!out.has(type)) out.set(type, new Set());
+        out.get(type)!.add(st.identity ?? '');
+      }
+    }
+    return out;
+  }
+
+  it('both workers execute model activities, and gold equals a one-worker run', async () => {
+    const [, second] = await Promise.all([startWorker('worker-a'), startWorker('worker-b')]);
+    const shared = tmpDir('two-shared');
+    const byType = await run(shared, 'two-workers-shared');
+    const modelWorkers = new Set([
+      ...(byType.get('ingestCsvSource') ?? []),
+      ...(byType.get('buildSilver') ?? []),
+      ...(byType.get('buildGold') ?? []),
+    ]);
+    expect([...modelWorkers].sort()).toEqual(['worker-a', 'worker-b']);
+
+    second.kill('SIGTERM');
+    await new Promise((r) => second.once('exit', r));
+    const alone = tmpDir('two-alone');
+    const single = await run(alone, 'two-workers-alone');
+    expect([...(single.get('buildSilver') ?? [])]).toEqual(['worker-a']);
+    expect(await goldDigest(shared)).toEqual(await goldDigest(alone));
+  }, 600_000);
+});
