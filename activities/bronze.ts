@@ -166,6 +166,7 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     if (prev && prev.sha256 === hash) {
       metrics.rowsOut = prev.rows;
       metrics.extra.unchanged_source = 1;
+      metrics.partitionsConsidered = 1;
       return await finish(ctx, input, metrics, started);
     }
     if (!isUtf8(bytes)) {
@@ -228,6 +229,10 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     metrics.rowsOut = pub.rows;
     metrics.partitionsWritten = pub.written.length;
     metrics.partitionsUnchanged = pub.unchanged;
+    // A changed snapshot recomputes the whole table (one unit).
+    metrics.partitionsConsidered = 1;
+    metrics.partitionsRecomputed = 1;
+    metrics.partitionsChanged = pub.written.length + pub.deleted.length;
     metrics.nullRates = await nullRates(conn, '_bronze_out', contract.key);
     return await finish(ctx, input, metrics, started);
   } catch (e) {
@@ -568,6 +573,10 @@ async function ingestEventBatch(
     metrics.rowsOut = pub.rows;
     metrics.partitionsWritten += pub.written.length;
     metrics.partitionsUnchanged = pub.unchanged;
+    // SPEC §9a figures: the days the batch's new rows fall in are the ones bronze recomputed.
+    metrics.partitionsConsidered += batchDays.size;
+    metrics.partitionsRecomputed += affected.size;
+    metrics.partitionsChanged += pub.written.length + pub.deleted.length;
   } else {
     const v = await partitionVersions(conn, ctx.lake, 'bronze', 'usage_events');
     metrics.rowsOut = [...v.values()].reduce((a, x) => a + x.rows, 0);
