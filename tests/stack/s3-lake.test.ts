@@ -119,14 +119,20 @@ describe('cpa run with landing and lake on MinIO, catalog in PostgreSQL', () => 
   it('reads run records and quality metrics from the meta schema (cpa status, cpa quality)', () => {
     const status = cpa(['status', '--lake', lake, '--json']);
     expect(status.code).toBe(0);
-    const runs = JSON.parse(status.stdout) as Array<{ workflowId: string; status: string }>;
+    const runs = JSON.parse(status.stdout) as Array<{ status: string; runId: string; startedAt: string }>;
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
-    const quality = cpa(['quality', '--lake', lake, '--json']);
-    expect(quality.code).toBe(0);
-    const report = JSON.parse(quality.stdout) as {
-      steps: Array<{ step: string; quarantined: Record<string, number> }>;
+    const quality = (runId?: string) => {
+      const q = cpa(['quality', '--lake', lake, '--json', ...(runId ? ['--run', runId] : [])]);
+      expect(q.code).toBe(0);
+      const report = JSON.parse(q.stdout) as {
+        steps: Array<{ step: string; quarantined: Record<string, number>; partitionsRecomputed: number }>;
+      };
+      return report.steps.find((s) => s.step === 'silver.usage_events')!;
     };
-    expect(report.steps.find((s) => s.step === 'silver.usage_events')?.quarantined).toEqual({ negative_cost: 211 });
+    // The first run computed every partition; the second (nothing new) recomputed none (SPEC §9a).
+    const first = [...runs].sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1))[0];
+    expect(quality(first.runId).quarantined).toEqual({ negative_cost: 211 });
+    expect(quality()).toMatchObject({ quarantined: {}, partitionsRecomputed: 0 });
   });
 });
 
