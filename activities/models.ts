@@ -1,7 +1,14 @@
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS } from '../config/contracts';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { ColumnDef, LakeContext } from '../lake/lakehouse';
-import { NULL_PARTITION, partitionVersions, publishTables, qualified, registerView } from '../lake/lakehouse';
+import {
+  lakeColumns,
+  NULL_PARTITION,
+  partitionVersions,
+  publishTables,
+  qualified,
+  registerView,
+} from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { inputRange, neededPartitions, partitionFilter, planModel, planModels, WHOLE } from '../lake/incremental';
 import type { ModelPlan } from '../lake/incremental';
@@ -155,14 +162,27 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     await conn.run(
       `create or replace temp table _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`,
     );
-    // The rows of the recomputed partitions (rowsIn also counts the window days they read): the gate's denominators.
+    const scoped = isPartitioned(model);
+    // What this step judged, for its metrics and the gate: the rows of the recomputed partitions (rowsIn also counts
+    // the window days they read). Rows of no day (an unparseable timestamp: bronze's NULL partition, which gathers
+    // them from all history) count once, when first judged: the rows of that partition already in quarantine were
+    // counted by the run that put them there, or every later run would re-count the whole history's bad rows.
+    const known =
+      scoped && plan.units.includes(NULL_PARTITION) && (await lakeColumns(conn, ctx.lake, 'quarantine', model.table))
+        ? `not exists (select 1 from ${qualified(ctx.lake, 'quarantine', model.table)} q
+             where q.${sqlIdent(model.partitionBy!)} is null and q.rule <> 'malformed_json'
+               and q.source_file = m.source_file and q.source_line = m.source_line)`
+        : 'true';
+    await conn.run(
+      `create or replace temp table _judged as select _rule from _model m
+       where ${scoped ? `m.${sqlIdent(model.partitionBy!)} is not null or ${known}` : 'true'}`,
+    );
     const [computed] = await queryRows(
       conn,
-      `select count(*)::bigint as n, count(*) filter (where _rule is null)::bigint as kept from _model`,
+      `select count(*)::bigint as n, count(*) filter (where _rule is null)::bigint as kept from _judged`,
     );
     metrics.extra.rows_computed = Number(computed.n);
     metrics.extra.rows_kept = Number(computed.kept);
-    const scoped = isPartitioned(model);
     // A partition-scoped run owns the quarantine rows of the days it recomputed (usage_date names the day).
     await conn.run(
       `create or replace temp table _rejected as
@@ -200,7 +220,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     metrics.extra.quarantine_partitions_changed = qpub.written.length + qpub.deleted.length;
     for (const r of await queryRows(
       conn,
-      `select rule, count(*)::bigint as n from _rejected group by rule order by rule`,
+      `select _rule as rule, count(*)::bigint as n from _judged where _rule is not null group by 1 order by 1`,
     )) {
       metrics.quarantined[String(r.rule)] = Number(r.n);
     }
@@ -231,7 +251,9 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   } finally {
     done();
     await conn
-      .run(`drop table if exists _model; drop table if exists _kept; drop table if exists _rejected`)
+      .run(
+        `drop table if exists _model; drop table if exists _kept; drop table if exists _rejected; drop table if exists _judged`,
+      )
       .catch(() => undefined);
     conn.closeSync();
   }

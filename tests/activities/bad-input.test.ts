@@ -189,4 +189,49 @@ describe('bad input', () => {
       expect(err.message).toMatch(/outside the landing root|is not an events file/);
     }
   });
+
+  it('counts events without a day (bad timestamps) once: a later run judges only its own, not all history again', async () => {
+    const landing = tmpDir('bad-ts-landing');
+    for (const f of ['customers_orgs.csv', 'resources.csv']) {
+      fs.copyFileSync(path.join(REFERENCE_LANDING, f), path.join(landing, f));
+    }
+    fs.mkdirSync(path.join(landing, 'usage_events_stream'));
+    const line = (id: string, ts: string) =>
+      `{"event_id": "${id}", "timestamp": "${ts}", "org_id": "org_x", "resource_id": null, "service": "compute", ` +
+      `"region": "us-east", "metric": "requests", "value": 1, "unit": "count", "cost_usd_increment": 0.5, "schema_version": 1}`;
+    const file = (name: string, day: string, good: number, bad: number) =>
+      fs.writeFileSync(
+        path.join(landing, 'usage_events_stream', name),
+        [
+          ...Array.from({ length: good }, (_, i) =>
+            line(`${name}-g${i}`, `${day}T10:${String(i % 60).padStart(2, '0')}:00Z`),
+          ),
+          ...Array.from({ length: bad }, (_, i) => line(`${name}-b${i}`, 'not-a-time')),
+        ].join('\n') + '\n',
+      );
+    const lake = tmpDir('bad-ts-lake');
+    const run = async (runId: string) => {
+      const t = { lake, landing, runId };
+      for (const table of ['orgs', 'resources']) await acts.ingestCsvSource({ ...t, table });
+      for (const table of ['orgs', 'resources']) await acts.buildSilver({ ...t, table });
+      await acts.ingestEventFiles(t);
+      return acts.buildSilver({ ...t, table: 'usage_events' });
+    };
+    file('a.jsonl', '2025-08-01', 20, 3);
+    const first = await run('run-1');
+    expect(first.quarantined).toEqual({ bad_timestamp: 3 });
+    expect(first.extra.rows_computed).toBe(23);
+    file('b.jsonl', '2025-08-02', 20, 1);
+    const second = await run('run-2');
+    // The NULL partition (all bad timestamps so far) was recomputed, but only b.jsonl's one is new.
+    expect(second.quarantined).toEqual({ bad_timestamp: 1 });
+    expect(second.extra.rows_computed).toBe(21);
+    const q = await rows(
+      lake,
+      'quarantine',
+      'usage_events',
+      `select rule, count(*)::integer as n from t group by rule`,
+    );
+    expect(q).toEqual([{ rule: 'bad_timestamp', n: 4 }]);
+  });
 });
