@@ -1,16 +1,9 @@
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS } from '../config/contracts';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { ColumnDef, LakeContext } from '../lake/lakehouse';
-import {
-  lakeColumns,
-  NULL_PARTITION,
-  partitionVersions,
-  publishTables,
-  qualified,
-  registerView,
-} from '../lake/lakehouse';
+import { lakeColumns, NULL_PARTITION, publishTables, qualified, registerView } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
-import { inputRange, neededPartitions, partitionFilter, planModel, planModels, WHOLE } from '../lake/incremental';
+import { inputRange, neededPartitions, partitionFilter, planModels, WHOLE } from '../lake/incremental';
 import type { ModelPlan } from '../lake/incremental';
 import { findModel, isPartitioned } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
@@ -128,12 +121,6 @@ function recordPlan(metrics: StepMetrics, plan: ModelPlan): void {
   metrics.partitionsRecomputed = plan.units.length;
 }
 
-/** Rows the table holds now (a step that computed nothing still reports its table's size). */
-async function currentRows(ctx: LakeContext, layer: string, table: string): Promise<number> {
-  const v = await partitionVersions(ctx.conn, ctx.lake, layer, table);
-  return [...v.values()].reduce((a, x) => a + x.rows, 0);
-}
-
 /**
  * Builds one silver table from its model: rows with a rule id go to quarantine/<table> (rule, detail, source file
  * and line, raw record), the rest to silver/<table>. Retries are safe: outputs are a pure function of bronze and
@@ -147,11 +134,13 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   const { conn } = ctx;
   const done = onCancel(conn);
   try {
-    const plan = await planModel(conn, ctx.lake, deps.config, model, input.force);
+    const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
+      `${model.layer}.${model.table}`,
+    )!;
     recordPlan(metrics, plan);
     if (plan.units.length === 0) {
       // Nothing stale: no transform work at all (SPEC §9a).
-      metrics.rowsOut = await currentRows(ctx, 'silver', model.table);
+      metrics.rowsOut = plan.rows ?? 0;
       metrics.partitionsUnchanged = plan.state.considered;
       metrics.durationMs = Date.now() - started;
       return metrics;
@@ -271,10 +260,12 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
   const { conn } = ctx;
   const done = onCancel(conn);
   try {
-    const plan = await planModel(conn, ctx.lake, deps.config, model, input.force);
+    const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
+      `${model.layer}.${model.table}`,
+    )!;
     recordPlan(metrics, plan);
     if (plan.units.length === 0) {
-      metrics.rowsOut = await currentRows(ctx, 'gold', model.table);
+      metrics.rowsOut = plan.rows ?? 0;
       metrics.partitionsUnchanged = plan.state.considered;
       metrics.changedPartitions = [];
       metrics.durationMs = Date.now() - started;

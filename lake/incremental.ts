@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { AttachedLake } from './lakehouse';
-import { NULL_PARTITION, partitionVersions, qualified } from './lakehouse';
+import { NULL_PARTITION, qualified } from './lakehouse';
 import { loadSql, queryRows, sqlIdent, sqlString } from './duckdb';
 import type { ModelSpec } from './tables';
 import type { Config } from '../config/env';
@@ -180,7 +180,7 @@ export function staleness(s: StalenessInput): Staleness {
       if (rec.codeVersion !== s.code) reasons.push('code');
       for (const [k, v] of Object.entries(inputs)) if (rec.inputs[k] !== v) reasons.push(k);
     }
-    if (s.force && (p === WHOLE ? false : isDate(p) && p >= s.force.from && p <= s.force.to)) reasons.push('forced');
+    if (s.force && isDate(p) && p >= s.force.from && p <= s.force.to) reasons.push('forced');
     if (reasons.length > 0) stale.push({ partition: p, reasons });
   }
   return { considered: candidates.size, stale, expected };
@@ -207,71 +207,20 @@ export function neededPartitions(
   return out;
 }
 
-/** The latest lineage record per partition of a table. */
-export async function readLineage(
-  conn: DuckDBConnection,
-  lake: AttachedLake,
-  layer: string,
-  table: string,
-): Promise<Map<string, LineageRecord>> {
-  const rows = await queryRows(
-    conn,
-    `select partition, code_version, inputs, data_hash, rows from ${qualified(lake, 'meta', 'lineage')}
-     where layer = $layer and table_name = $table
-     qualify row_number() over (partition by partition order by written_at desc) = 1`,
-    { layer, table },
-  );
-  const out = new Map<string, LineageRecord>();
-  for (const r of rows) {
-    out.set(String(r.partition), {
-      codeVersion: String(r.code_version),
-      inputs: JSON.parse(String(r.inputs)) as Record<string, string>,
-      dataHash: String(r.data_hash),
-      rows: Number(r.rows),
-    });
-  }
-  return out;
-}
-
-/** Current versions of every input of a model, keyed `layer.table`. */
-export async function inputVersions(
-  conn: DuckDBConnection,
-  lake: AttachedLake,
-  model: ModelSpec,
-): Promise<Map<string, Versions>> {
-  const out = new Map<string, Versions>();
-  for (const i of model.inputs) out.set(`${i.layer}.${i.table}`, await partitionVersions(conn, lake, i.layer, i.table));
-  return out;
-}
-
 export interface ModelPlan {
   code: string;
   state: Staleness;
   /** Partitions (units) to compute now. */
   units: string[];
   inputs: Map<string, Versions>;
-  /** Rows the model's table holds now (set by {@link planModels}). */
+  /** Rows the model's table holds now. */
   rows?: number;
 }
 
-/** What a run must compute of `model` now: its stale partitions (plus forced dates), SPEC §9a. */
-export async function planModel(
-  conn: DuckDBConnection,
-  lake: AttachedLake,
-  config: Config,
-  model: ModelSpec,
-  force?: { from: string; to: string },
-): Promise<ModelPlan> {
-  const code = codeVersion(model, modelVariables(config), aliasesVersion());
-  const inputs = await inputVersions(conn, lake, model);
-  const lineage = await readLineage(conn, lake, model.layer, model.table);
-  const state = staleness({ model, code, baselineDays: config.anomaly.baselineDays, inputs, lineage, force });
-  return { code, state, units: state.stale.map((x) => x.partition), inputs };
-}
-
 /**
- * {@link planModel} for several models with two catalog reads in all (every table's current versions, every
- * model's lineage) instead of a few per model: what a wave's planning step and `cpa status --stale` use.
+ * What a run must compute of each model now: its stale partitions (plus forced dates), SPEC §9a. Two catalog reads
+ * in all (every table's current versions, every model's lineage), whatever the number of models: a wave's planning
+ * step, a model's build step and `cpa status --stale` use it.
  */
 export async function planModels(
   conn: DuckDBConnection,
