@@ -4,7 +4,7 @@ import { GOLD_COLUMNS } from '../../config/contracts';
 import { goldDigest as digest, withLakeSql } from '../support/lake-sql';
 import { expectFiguresEqual, goldRow, lakeFigures } from '../support/figures';
 import type { Figures } from '../support/figures';
-import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
+import { cpa, firstRun, REFERENCE_LANDING, silverEventsQuality, tmpDir } from '../support/env';
 
 /**
  * End to end over the real reference dataset: `cpa run` through an embedded Temporal dev server, then every figure
@@ -133,17 +133,8 @@ describe('cpa run over the reference dataset', () => {
     }>;
     expect(runs.length).toBe(2);
     expect(runs.every((r) => r.workflowId === 'daily-pipeline/all' && r.status === 'succeeded')).toBe(true);
-    const quality = (runId?: string) => {
-      const q = cpa(['quality', '--lake', lake, '--json', ...(runId ? ['--run', runId] : [])]);
-      expect(q.code).toBe(0);
-      const report = JSON.parse(q.stdout) as {
-        steps: Array<{ step: string; quarantined: Record<string, number>; partitionsRecomputed: number }>;
-      };
-      return report.steps.find((s) => s.step === 'silver.usage_events')!;
-    };
     // The first run computed every partition and quarantined what the oracle says; the latest (a no-op) nothing.
-    const first = [...runs].sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1))[0];
-    expect(quality(first.runId).quarantined).toEqual({ negative_cost: 211 });
-    expect(quality()).toMatchObject({ quarantined: {}, partitionsRecomputed: 0 });
+    expect(silverEventsQuality(lake, firstRun(runs).runId).quarantined).toEqual({ negative_cost: 211 });
+    expect(silverEventsQuality(lake)).toMatchObject({ quarantined: {}, partitionsRecomputed: 0 });
   });
 });

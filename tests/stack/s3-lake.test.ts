@@ -11,7 +11,7 @@ import { attachLake, dropLakeCatalog, LakeUnavailableError } from '../../lake/la
 import type { AttachedLake } from '../../lake/lakehouse';
 import { maintainLake } from '../../lake/maintenance';
 import { S3Storage } from '../../lake/storage';
-import { cpa, REFERENCE_LANDING, REPO } from '../support/env';
+import { cpa, firstRun, REFERENCE_LANDING, REPO, silverEventsQuality } from '../support/env';
 import { expectFiguresEqual, goldRow, lakeFigures } from '../support/figures';
 import type { Figures } from '../support/figures';
 import { withLakeSql } from '../support/lake-sql';
@@ -121,18 +121,9 @@ describe('cpa run with landing and lake on MinIO, catalog in PostgreSQL', () => 
     expect(status.code).toBe(0);
     const runs = JSON.parse(status.stdout) as Array<{ status: string; runId: string; startedAt: string }>;
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
-    const quality = (runId?: string) => {
-      const q = cpa(['quality', '--lake', lake, '--json', ...(runId ? ['--run', runId] : [])]);
-      expect(q.code).toBe(0);
-      const report = JSON.parse(q.stdout) as {
-        steps: Array<{ step: string; quarantined: Record<string, number>; partitionsRecomputed: number }>;
-      };
-      return report.steps.find((s) => s.step === 'silver.usage_events')!;
-    };
     // The first run computed every partition; the second (nothing new) recomputed none (SPEC §9a).
-    const first = [...runs].sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1))[0];
-    expect(quality(first.runId).quarantined).toEqual({ negative_cost: 211 });
-    expect(quality()).toMatchObject({ quarantined: {}, partitionsRecomputed: 0 });
+    expect(silverEventsQuality(lake, firstRun(runs).runId).quarantined).toEqual({ negative_cost: 211 });
+    expect(silverEventsQuality(lake)).toMatchObject({ quarantined: {}, partitionsRecomputed: 0 });
   });
 });
 

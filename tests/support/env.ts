@@ -57,3 +57,21 @@ export function cpa(args: string[], env: Record<string, string> = {}, timeoutMs 
     return { code: err.status ?? 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
   }
 }
+
+/** `cpa quality --json [--run id]` on `lake`: the silver.usage_events step of that run (default: the latest). */
+export function silverEventsQuality(
+  lake: string,
+  runId?: string,
+): { step: string; quarantined: Record<string, number>; partitionsRecomputed: number } {
+  const q = cpa(['quality', '--lake', lake, '--json', ...(runId ? ['--run', runId] : [])]);
+  expect(q.code).toBe(0);
+  const report = JSON.parse(q.stdout) as {
+    steps: Array<{ step: string; quarantined: Record<string, number>; partitionsRecomputed: number }>;
+  };
+  return report.steps.find((s) => s.step === 'silver.usage_events')!;
+}
+
+/** The run that started first among `cpa status --json` records. */
+export function firstRun<T extends { startedAt: string }>(runs: T[]): T {
+  return [...runs].sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1))[0];
+}
