@@ -54,9 +54,10 @@ async function client(config: Config): Promise<CassandraClient> {
 }
 
 /**
- * Upserts the totals of the windows this file touched (temp tables `_speed_contrib` and `_speed_windows_out` of the
- * speed activity's connection) and the file's alerts. Returns rows written. Unreachable Cassandra → retryable;
- * a rejected statement → non-retryable `ServingRejected`.
+ * Writes the windows the speed activity may have changed (temp table `_speed_touched` of its connection: those the
+ * judged files touch now or touched before): the totals of `_speed_windows_out` are upserted, and a window that no
+ * longer has a row there (a re-judged file's events became late) is deleted. Then the file's alerts. Returns rows
+ * written. Unreachable Cassandra → retryable; a rejected statement → non-retryable `ServingRejected`.
  */
 export async function upsertSpeedServing(
   config: Config,
@@ -71,9 +72,18 @@ export async function upsertSpeedServing(
             w.window_date::varchar as window_date, sum(w.cost_usd)::decimal(18, 6)::varchar as cost_usd,
             sum(w.requests)::decimal(18, 6)::varchar as requests, sum(w.events)::varchar as events
      from _speed_windows_out as w
-     where exists (select 1 from _speed_contrib as c where c.window_size = w.window_size and c.window_start = w.window_start
-                   and c.org_id = w.org_id and c.service = w.service)
+     where exists (select 1 from _speed_touched as t
+                   where t.window_size = w.window_size and t.window_start = w.window_start
+                     and t.org_id = w.org_id and t.service = w.service)
      group by w.window_size, w.window_start, w.org_id, w.service, w.window_date`,
+  );
+  const gone = await queryRows(
+    conn,
+    `select t.window_size, strftime(t.window_start, '%Y-%m-%dT%H:%M:%SZ') as window_start, t.org_id, t.service,
+            t.window_date::varchar as window_date
+     from _speed_touched as t
+     where not exists (select 1 from _speed_windows_out as w where w.window_size = t.window_size
+                       and w.window_start = t.window_start and w.org_id = t.org_id and w.service = t.service)`,
   );
   try {
     const cl = await client(config);
@@ -97,6 +107,21 @@ export async function upsertSpeedServing(
       windowParams,
       { concurrencyLevel: 32 },
     );
+    if (gone.length > 0) {
+      await cassandra.concurrent.executeConcurrent(
+        cl,
+        `DELETE FROM ${ks}.speed_windows WHERE org_id = ? AND window_size = ? AND window_date = ? AND window_start = ?
+           AND service = ?`,
+        gone.map((r) => [
+          String(r.org_id),
+          String(r.window_size),
+          types.LocalDate.fromString(String(r.window_date)),
+          new Date(String(r.window_start)),
+          String(r.service),
+        ]),
+        { concurrencyLevel: 32 },
+      );
+    }
     const alertParams = alerts.map((a) => [
       types.LocalDate.fromString(a.window_start.slice(0, 10)),
       new Date(a.window_start),
@@ -117,7 +142,7 @@ export async function upsertSpeedServing(
         { concurrencyLevel: 8 },
       );
     }
-    return windowParams.length + alertParams.length;
+    return windowParams.length + gone.length + alertParams.length;
   } catch (e) {
     const err = describeError(e, config.cassandra);
     if (err instanceof CassandraRejected) throw ApplicationFailure.nonRetryable(err.message, 'ServingRejected');

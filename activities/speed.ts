@@ -16,7 +16,7 @@ import {
   WINDOW_SIZES,
   writeSpeedState,
 } from '../lake/speed';
-import type { SpeedAlert, SpeedFileEntry } from '../lake/speed';
+import type { SpeedAlert, SpeedFileEntry, SpeedState } from '../lake/speed';
 import { readLandedFiles } from './bronze';
 import { classify, contractViolation, emptyMetrics, onCancel, openLake, persistMetrics } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
@@ -31,10 +31,12 @@ export interface SpeedUpdateInput extends RunTarget {
 
 export interface SpeedUpdateResult {
   metrics: StepMetrics;
-  /** The watermark the file was judged against (DuckDB timestamp text), null for the first file. */
+  /** The watermark the file was judged against (DuckDB timestamp text), null when no earlier file is done. */
   watermark: string | null;
   /** Alerts this file version raised (also when an earlier attempt already recorded them). */
   alerts: SpeedAlert[];
+  /** Files after this one in landing order, processed before it, judged again (their watermark changed). */
+  rejudged: string[];
 }
 
 /** Columns of silver orgs/resources the silver usage_events model joins, for when silver was never built. */
@@ -58,19 +60,25 @@ const tsParam = (ts: string | null): string => ts ?? '-infinity';
  *    not counted twice), read from the bronze partitions its meta.landed_files record names.
  * 2. The silver usage_events model itself runs over those rows (empty enrichment views): only events that pass the
  *    silver rules, canonicalised the same way, feed the windows.
- * 3. Watermark = max event time over earlier files − lag, fixed per key at first processing. Events older than it
- *    are late: recorded in `speed.late_events`, counted, and applied to no window (the batch layer has them).
- * 4. The file's contribution to the 5 min / 15 min / 1 h windows replaces its earlier one (rows keyed by
- *    source_file), so a retry or re-processing never double-counts; alerts for org 5-minute windows over the
- *    threshold are recorded once per window; Cassandra gets the touched windows when configured.
+ * 3. Watermark = max event time over the done files whose key sorts before this one (landing order) − lag: a
+ *    function of the data, not of which files the writer happened to process first. Events older than it are late:
+ *    recorded in `speed.late_events`, counted, and applied to no window (the batch layer has them).
+ * 4. Files after this one in landing order that were processed before it are judged again when their watermark now
+ *    differs, in key order, each against the files before it: the end state is that of processing in key order whatever the arrival order. Every judged
+ *    file's contribution to the 5 min / 15 min / 1 h windows and its late events replace its earlier ones (rows
+ *    keyed by source_file), so a retry or re-judging never double-counts; alerts for org 5-minute windows over the
+ *    threshold are recorded once per window (never withdrawn); Cassandra gets every window a judged file touches
+ *    now or touched before.
  *
- * Windows, late events, alerts and the file's final state commit in one DuckLake transaction: the state never
- * names partitions or a max event time the tables do not have, nor the reverse. Cassandra is upserted just before
- * that commit, so a serving failure leaves the file pending and the retry upserts again (totals by primary key:
- * idempotent); until the retry commits, serving may be ahead of the lake, never behind it.
+ * Windows, late events, alerts and the final state of every judged file commit in one DuckLake transaction: the
+ * state never names partitions, watermarks or a max event time the tables do not have, nor the reverse, and a
+ * crash before the commit leaves everything as it was. Cassandra is upserted just before that commit, so a serving
+ * failure leaves the file pending and the retry upserts again (totals by primary key: idempotent); until the retry
+ * commits, serving may be ahead of the lake, never behind it.
  *
- * Idempotent: a file version already done is skipped; a crash mid-way re-runs to the same content. No heartbeat
- * details: the worker wraps it in a keepalive (activities/index.ts).
+ * Idempotent: a file version already done is skipped; a crash mid-way re-runs to the same content (the watermarks
+ * are recomputed from the committed state). No heartbeat details: the worker wraps it in a keepalive
+ * (activities/index.ts).
  */
 export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInput): Promise<SpeedUpdateResult> {
   const started = Date.now();
@@ -88,85 +96,77 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     const prev = state.files[key];
     if (prev && prev.sha256 === fileEntry.sha256 && prev.status === 'done') {
       metrics.extra.files_skipped = 1;
-      return finish(metrics, prev.watermark, []);
+      metrics.durationMs = Date.now() - started;
+      return { metrics, watermark: prev.watermark, alerts: [], rejudged: [] };
     }
+    await enrichmentViews(ctx);
+    // The entries before this activity: the partitions each judged file wrote are replaced.
+    const before = new Map<string, SpeedFileEntry | undefined>();
 
-    // The watermark is decided once per key and written down before any output, so a retry judges alike.
-    let watermark = prev ? prev.watermark : null;
-    if (!prev && state.maxEventTs) {
-      const [w] = await queryRows(
-        conn,
-        `select (cast($m as timestamp) - to_minutes(cast($lag as bigint)))::varchar as w`,
-        {
-          m: state.maxEventTs,
-          lag,
-        },
-      );
-      watermark = String(w.w);
-    }
-    const entry: SpeedFileEntry = {
-      sha256: fileEntry.sha256,
-      version,
-      watermark,
-      status: 'pending',
-      windowPartitions: prev?.windowPartitions ?? [],
-      latePartitions: prev?.latePartitions ?? [],
-      onTime: 0,
-      late: 0,
-      alerts: 0,
-      maxEventTs: null,
-      processedAt: new Date().toISOString(),
-      runId: input.runId,
-    };
-    state.files[key] = entry;
-    await lakeWrite(conn, lake, async () => () => writeSpeedState(conn, lake, state, [key]));
-
-    // 1–2: the file's first-seen bronze rows through the silver model.
-    const hint = fileEntry.partitions;
-    await partitionView(
-      conn,
-      lake,
-      bronzeRef,
-      '_speed_bronze',
-      BRONZE_EVENT_COLUMNS,
-      hint ? { column: 'usage_date', in: hint } : undefined,
-    );
-    await conn.run(`create or replace temp table _speed_rows as select * from _speed_bronze where source_file = $key`, {
-      key,
-    });
-    await conn.run(`create or replace temp view bronze_usage_events as select * from _speed_rows`);
-    for (const t of ['orgs', 'resources']) {
-      const cols = (await lakeColumns(conn, lake, 'silver', t)) ?? ENRICHMENT_FALLBACK[t];
-      const body = cols.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
-      await conn.run(`create or replace temp view ${sqlIdent(`silver_${t}`)} as select ${body} where false`);
-    }
-    await conn.run(`create or replace temp table _speed_silver as ${loadSql('silver/usage_events.sql')}`);
-    await conn.run(
-      `create or replace temp table _speed_events as
-       select event_id, event_ts, usage_date, org_id, service, metric, value, cost_usd_increment, source_file, source_line,
-              event_ts < cast($wm as timestamp) as is_late
-       from _speed_silver where _rule is null`,
-      { wm: tsParam(watermark) },
-    );
-    const [counts] = await queryRows(
-      conn,
-      `select (select count(*) from _speed_rows)::bigint as rows_in,
-              count(*) filter (where not is_late)::bigint as on_time, count(*) filter (where is_late)::bigint as late,
-              max(event_ts)::varchar as max_ts
-       from _speed_events`,
-    );
-    metrics.rowsIn = Number(counts.rows_in);
+    // 1–3: this file.
+    const watermark = await watermarkBefore(conn, state, key, lag);
+    const own = await judgeFile(ctx, { key, partitions: fileEntry.partitions, watermark, first: true });
+    metrics.rowsIn = own.rowsIn;
     for (const r of await queryRows(
       conn,
       `select _rule as rule, count(*)::bigint as n from _speed_silver where _rule is not null group by 1`,
     )) {
       metrics.quarantined[String(r.rule)] = Number(r.n);
     }
-    entry.onTime = Number(counts.on_time);
-    entry.late = Number(counts.late);
-    entry.maxEventTs = counts.max_ts === null ? null : String(counts.max_ts);
+    before.set(key, prev);
+    const entry: SpeedFileEntry = {
+      sha256: fileEntry.sha256,
+      version,
+      watermark,
+      status: 'done',
+      windowPartitions: [],
+      latePartitions: [],
+      onTime: own.onTime,
+      late: own.late,
+      alerts: 0,
+      maxEventTs: own.maxEventTs,
+      processedAt: new Date().toISOString(),
+      runId: input.runId,
+    };
+    state.files[key] = entry;
 
-    // 4: this file's contribution to every window size, columns in SPEED_WINDOW_COLUMNS order.
+    // 4: later files already done, in key order, so each sees the final entries of the files before it.
+    const later = Object.keys(state.files)
+      .filter((k) => k > key && state.files[k].status === 'done')
+      .sort();
+    const rejudged: string[] = [];
+    let lateDelta = 0;
+    const landed = later.length > 0 ? await readLandedFiles(conn, lake, 'usage_events') : {};
+    for (const k of later) {
+      const old = state.files[k];
+      const wm = await watermarkBefore(conn, state, k, lag);
+      if (wm === old.watermark || !landed[k]) continue;
+      const r = await judgeFile(ctx, { key: k, partitions: landed[k].partitions, watermark: wm, first: false });
+      before.set(k, old);
+      state.files[k] = {
+        ...old,
+        watermark: wm,
+        onTime: r.onTime,
+        late: r.late,
+        maxEventTs: r.maxEventTs,
+        processedAt: new Date().toISOString(),
+        runId: input.runId,
+      };
+      lateDelta += r.late - old.late;
+      rejudged.push(k);
+    }
+    const judged = [key, ...rejudged];
+    await conn.run(`create or replace temp table _speed_keys (key varchar)`);
+    const app = await conn.createAppender('_speed_keys', 'main', 'temp');
+    for (const k of judged) {
+      app.appendVarchar(k);
+      app.endRow();
+    }
+    app.closeSync();
+    const earlier = (pick: (e: SpeedFileEntry) => string[]): string[] =>
+      [...before.values()].flatMap((e) => (e ? pick(e) : []));
+
+    // Every judged file's contribution to every window size, columns in SPEED_WINDOW_COLUMNS order.
     const sizes = Object.entries(WINDOW_SIZES)
       .map(([name, minutes]) => `('${name}', ${minutes})`)
       .join(', ');
@@ -176,7 +176,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
        bucketed as (
            select s.window_size, time_bucket(to_minutes(s.minutes::bigint), e.event_ts) as window_start,
                   time_bucket(to_minutes(s.minutes::bigint), e.event_ts) + to_minutes(s.minutes::bigint) as window_end,
-                  e.org_id, e.service, e.metric, e.value, e.cost_usd_increment
+                  e.org_id, e.service, e.metric, e.value, e.cost_usd_increment, e.source_file
            from _speed_events as e cross join sizes as s
            where not e.is_late
        )
@@ -184,11 +184,10 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
               sum(cost_usd_increment)::decimal(18, 6) as cost_usd,
               coalesce(sum(value::decimal(18, 6)) filter (where metric = 'requests'), 0)::decimal(18, 6) as requests,
               count(*)::bigint as events,
-              $key::varchar as source_file,
+              source_file,
               window_start::date as window_date
        from bucketed
-       group by window_size, window_start, window_end, org_id, service`,
-      { key },
+       group by window_size, window_start, window_end, org_id, service, source_file`,
     );
     const win = await replaceFileRows(ctx, {
       ref: windowsRef,
@@ -196,19 +195,25 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       rows: '_speed_contrib',
       out: '_speed_windows_out',
       partitionBy: 'window_date',
-      earlierPartitions: entry.windowPartitions,
-      key,
+      earlierPartitions: earlier((e) => e.windowPartitions),
+      replaced: '_speed_windows_old',
     });
     const [contrib] = await queryRows(conn, `select count(*)::bigint as n from _speed_contrib`);
     metrics.rowsOut = Number(contrib.n);
+    // The windows whose totals this activity may change: those the judged files touch now or touched before.
+    await conn.run(
+      `create or replace temp table _speed_touched as
+       select window_size, window_start, org_id, service, window_date from _speed_contrib
+       union
+       select window_size, window_start, org_id, service, window_date from _speed_windows_old`,
+    );
 
-    // 3: late events, for audit (replacing this key's earlier record).
+    // Late events, for audit (replacing each judged file's earlier record).
     await conn.run(
       `create or replace temp table _speed_late as
        select event_id, event_ts, org_id, service, metric, value, cost_usd_increment::decimal(18, 6) as cost_usd,
-              source_file, source_line::integer as source_line, cast($wm as timestamp) as watermark, usage_date
+              source_file, source_line::integer as source_line, watermark, usage_date
        from _speed_events where is_late`,
-      { wm: tsParam(watermark) },
     );
     const late = await replaceFileRows(ctx, {
       ref: lateRef,
@@ -216,11 +221,10 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       rows: '_speed_late',
       out: '_speed_late_out',
       partitionBy: 'usage_date',
-      earlierPartitions: entry.latePartitions,
-      key,
+      earlierPartitions: earlier((e) => e.latePartitions),
     });
 
-    // Alerts: org totals of the 5-minute windows this file touched, over the threshold, once per window.
+    // Alerts: org totals of the 5-minute windows the judged files touch, over the threshold, once per window.
     const alerts = await raiseAlerts(ctx, deps, { key, version });
     metrics.extra.alerts_raised = alerts.raised;
 
@@ -228,20 +232,21 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       metrics.extra.serving_rows = await upsertSpeedServing(deps.config, conn, alerts.forVersion);
     }
 
-    entry.windowPartitions = win.partitions;
-    entry.latePartitions = late.partitions;
-    entry.alerts = alerts.forVersion.length;
-    entry.status = 'done';
-    entry.processedAt = new Date().toISOString();
-    if (entry.maxEventTs && (!state.maxEventTs || entry.maxEventTs > state.maxEventTs)) {
-      // Same DuckDB text format on both sides, so the string order is the time order.
-      state.maxEventTs = entry.maxEventTs;
+    for (const k of judged) {
+      const e = state.files[k];
+      e.windowPartitions = win.partitions[k] ?? [];
+      e.latePartitions = late.partitions[k] ?? [];
     }
-    // One transaction: the three tables (only those this file changes) and the state that says it is done.
+    entry.alerts = alerts.forVersion.length;
+    // Same DuckDB text format everywhere, so the string order is the time order.
+    state.maxEventTs = Object.values(state.files)
+      .filter((e) => e.status === 'done' && e.maxEventTs)
+      .reduce<string | null>((m, e) => (m === null || e.maxEventTs! > m ? e.maxEventTs : m), null);
+    // One transaction: the three tables (only those this activity changes) and the states that say so.
     const specs = [win.publish, late.publish, alerts.publish].filter((p): p is PublishSpec => p !== undefined);
     const results = await publishTables(ctx, specs, {
       step: 'speed.windows',
-      extra: [(c) => writeSpeedState(c, lake, state, [key])],
+      extra: [(c) => writeSpeedState(c, lake, state, judged)],
     });
     const winPub = win.publish ? results[specs.indexOf(win.publish)] : undefined;
     if (winPub) {
@@ -251,10 +256,12 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
 
     metrics.extra.events_on_time = entry.onTime;
     metrics.extra.events_late = entry.late;
+    metrics.extra.files_rejudged = rejudged.length;
+    metrics.extra.events_late_rejudged_delta = lateDelta;
     metrics.extra.watermark_lag_minutes = lag;
     metrics.durationMs = Date.now() - started;
     await lakeWrite(conn, lake, async () => () => persistMetrics(conn, lake, input, metrics));
-    return { metrics, watermark, alerts: alerts.forVersion };
+    return { metrics, watermark, alerts: alerts.forVersion, rejudged };
   } catch (e) {
     throw classify(e, 'speed.windows');
   } finally {
@@ -262,26 +269,100 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     await conn
       .run(
         `drop table if exists _speed_rows; drop table if exists _speed_silver; drop table if exists _speed_events;
-         drop table if exists _speed_contrib; drop table if exists _speed_windows_out; drop table if exists _speed_late;
-         drop table if exists _speed_late_out; drop table if exists _speed_alerts_new;
-         drop table if exists _speed_alerts_out`,
+         drop table if exists _speed_keys; drop table if exists _speed_contrib;
+         drop table if exists _speed_windows_out; drop table if exists _speed_windows_old;
+         drop table if exists _speed_touched; drop table if exists _speed_late; drop table if exists _speed_late_out;
+         drop table if exists _speed_alerts_new; drop table if exists _speed_alerts_out`,
       )
       .catch(() => undefined);
     conn.closeSync();
   }
+}
 
-  function finish(m: StepMetrics, watermark: string | null, alerts: SpeedAlert[]): SpeedUpdateResult {
-    m.durationMs = Date.now() - started;
-    return { metrics: m, watermark, alerts };
+/**
+ * The watermark of `key`: max event time over the done files whose key sorts before it − lag (DuckDB timestamp
+ * text), null when there is none. Landing order is key order: the generator and live feeds name files so.
+ */
+async function watermarkBefore(
+  conn: DuckDBConnection,
+  state: SpeedState,
+  key: string,
+  lag: number,
+): Promise<string | null> {
+  let max: string | null = null;
+  for (const [k, e] of Object.entries(state.files)) {
+    if (k < key && e.status === 'done' && e.maxEventTs && (max === null || e.maxEventTs > max)) max = e.maxEventTs;
+  }
+  if (max === null) return null;
+  const [w] = await queryRows(conn, `select (cast($m as timestamp) - to_minutes(cast($lag as bigint)))::varchar as w`, {
+    m: max,
+    lag,
+  });
+  return String(w.w);
+}
+
+/** Empty silver orgs/resources views for the silver usage_events model (enrichment does not matter to windows). */
+async function enrichmentViews(ctx: Awaited<ReturnType<typeof openLake>>): Promise<void> {
+  for (const t of ['orgs', 'resources']) {
+    const cols = (await lakeColumns(ctx.conn, ctx.lake, 'silver', t)) ?? ENRICHMENT_FALLBACK[t];
+    const body = cols.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
+    await ctx.conn.run(`create or replace temp view ${sqlIdent(`silver_${t}`)} as select ${body} where false`);
   }
 }
 
 /**
- * Prepares the replacement of one source file's rows in a speed table: in every partition the file touches now or
- * touched before, the rows of other files are kept and this file's rows become `rows`. The new content of those
- * partitions goes to temp table `out` (empty when none), for the serving and alert steps and as the source of the
- * returned publish spec, which rewrites only those partitions (none when the file touches no partition, now or
- * before). Also returns the partitions the file touches now.
+ * Judges one file against `watermark`: its first-seen bronze rows through the silver model (`_speed_silver`), the
+ * kept events with their lateness added to `_speed_events` (created by the `first` file). Returns its counts.
+ */
+async function judgeFile(
+  ctx: Awaited<ReturnType<typeof openLake>>,
+  file: { key: string; partitions?: string[]; watermark: string | null; first: boolean },
+): Promise<{ rowsIn: number; onTime: number; late: number; maxEventTs: string | null }> {
+  const { conn, lake } = ctx;
+  const hint = file.partitions;
+  await partitionView(
+    conn,
+    lake,
+    bronzeRef,
+    '_speed_bronze',
+    BRONZE_EVENT_COLUMNS,
+    hint ? { column: 'usage_date', in: hint } : undefined,
+  );
+  await conn.run(`create or replace temp table _speed_rows as select * from _speed_bronze where source_file = $key`, {
+    key: file.key,
+  });
+  await conn.run(`create or replace temp view bronze_usage_events as select * from _speed_rows`);
+  await conn.run(`create or replace temp table _speed_silver as ${loadSql('silver/usage_events.sql')}`);
+  await conn.run(
+    `${file.first ? 'create or replace temp table _speed_events as' : 'insert into _speed_events'}
+     select event_id, event_ts, usage_date, org_id, service, metric, value, cost_usd_increment, source_file, source_line,
+            event_ts < cast($wm as timestamp) as is_late, cast($wm as timestamp) as watermark
+     from _speed_silver where _rule is null`,
+    { wm: tsParam(file.watermark) },
+  );
+  const [counts] = await queryRows(
+    conn,
+    `select (select count(*) from _speed_rows)::bigint as rows_in,
+            count(*) filter (where not is_late)::bigint as on_time, count(*) filter (where is_late)::bigint as late,
+            max(event_ts)::varchar as max_ts
+     from _speed_events where source_file = $key`,
+    { key: file.key },
+  );
+  return {
+    rowsIn: Number(counts.rows_in),
+    onTime: Number(counts.on_time),
+    late: Number(counts.late),
+    maxEventTs: counts.max_ts === null ? null : String(counts.max_ts),
+  };
+}
+
+/**
+ * Prepares the replacement of some source files' rows in a speed table (the files in temp table `_speed_keys`): in
+ * every partition they touch now or touched before, the rows of other files are kept and theirs become `rows`. The
+ * new content of those partitions goes to temp table `out` (empty when none), for the serving and alert steps and as
+ * the source of the returned publish spec, which rewrites only those partitions (none when the files touch no
+ * partition, now or before); the rows it replaces go to `replaced` when given. Also returns, per file, the
+ * partitions it touches now.
  */
 async function replaceFileRows(
   ctx: Awaited<ReturnType<typeof openLake>>,
@@ -292,37 +373,47 @@ async function replaceFileRows(
     out: string;
     partitionBy: string;
     earlierPartitions: string[];
-    key: string;
+    replaced?: string;
   },
-): Promise<{ partitions: string[]; publish?: PublishSpec }> {
+): Promise<{ partitions: Record<string, string[]>; publish?: PublishSpec }> {
   const { conn, lake } = ctx;
   const rows = sqlIdent(spec.rows);
   const out = sqlIdent(spec.out);
-  const now = await distinct(conn, `select distinct ${sqlIdent(spec.partitionBy)}::varchar as p from ${rows}`);
-  const affected = new Set([...now, ...spec.earlierPartitions]);
+  const partitions: Record<string, string[]> = {};
+  for (const r of await queryRows(
+    conn,
+    `select source_file, array_sort(list(distinct ${sqlIdent(spec.partitionBy)}::varchar)) as ps
+     from ${rows} group by 1`,
+  )) {
+    partitions[String(r.source_file)] = (r.ps as unknown[]).map(String);
+  }
+  const affected = new Set([...Object.values(partitions).flat(), ...spec.earlierPartitions]);
   if (affected.size === 0) {
     await conn.run(`create or replace temp table ${out} as select * from ${rows} where false`);
-    return { partitions: now };
+    if (spec.replaced)
+      await conn.run(`create or replace temp table ${sqlIdent(spec.replaced)} as select * from ${rows} where false`);
+    return { partitions };
   }
   await partitionView(conn, lake, spec.ref, '_speed_prev', spec.columns, {
     column: spec.partitionBy,
     in: [...affected],
   });
+  if (spec.replaced) {
+    await conn.run(
+      `create or replace temp table ${sqlIdent(spec.replaced)} as
+       select * from _speed_prev where source_file in (select key from _speed_keys)`,
+    );
+  }
   await conn.run(
     `create or replace temp table ${out} as
-     select * from _speed_prev where source_file <> $key
+     select * from _speed_prev where source_file not in (select key from _speed_keys)
      union all by name
      select * from ${rows}`,
-    { key: spec.key },
   );
   return {
-    partitions: now,
+    partitions,
     publish: { ...spec.ref, source: spec.out, partitionBy: spec.partitionBy, owns: (p) => affected.has(p) },
   };
-}
-
-async function distinct(conn: DuckDBConnection, sql: string): Promise<string[]> {
-  return (await queryRows(conn, sql)).map((r) => String(r.p)).sort();
 }
 
 const ALERT_SELECT = `alert_id, org_id, strftime(window_start, '%Y-%m-%dT%H:%M:%SZ') as window_start,
@@ -330,9 +421,10 @@ const ALERT_SELECT = `alert_id, org_id, strftime(window_start, '%Y-%m-%dT%H:%M:%
   threshold_usd::varchar as threshold_usd, raised_by, source_file, strftime(raised_at, '%Y-%m-%dT%H:%M:%S.%gZ') as raised_at`;
 
 /**
- * Finds an alert for every org 5-minute window this file touched whose cost (all services, all files) exceeds
- * CPA_ALERT_COST_5MIN_USD and has no alert yet. Returns how many are new, the publish spec that records them (none
- * when none is new) and every alert this file version raised (so a retry after a crash still hands them to
+ * Finds an alert for every org 5-minute window the judged files touch (`_speed_contrib`: this file and those it
+ * re-judged) whose cost (all services, all files) exceeds CPA_ALERT_COST_5MIN_USD and has no alert yet; it is raised
+ * by this file version, whose workflow delivers it. Returns how many are new, the publish spec that records them
+ * (none when none is new) and every alert this file version raised (so a retry after a crash still hands them to
  * notifyAlerts).
  */
 async function raiseAlerts(

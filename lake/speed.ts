@@ -77,10 +77,12 @@ export interface SpeedFileEntry {
   /** fileVersionId(key, sha256): names the version in alert records (`raised_by`). */
   version: string;
   /**
-   * The watermark this key's events are judged against (DuckDB timestamp text), fixed the first time the key is
-   * processed so that a retry or a re-processing classifies the same events the same way. null = no history yet.
+   * The watermark this key's events are judged against (DuckDB timestamp text): max event time of the done files
+   * whose key sorts before it (landing order) − lag, null when there is none. Recomputed when such a file is
+   * processed later (activities/speed.ts re-judges), so it depends on the data, not on the processing order.
    */
   watermark: string | null;
+  /** `done` once its rows are committed; `pending` only in older states (an attempt under way) or set by hand. */
   status: 'pending' | 'done';
   windowPartitions: string[];
   latePartitions: string[];
@@ -93,7 +95,7 @@ export interface SpeedFileEntry {
 }
 
 export interface SpeedState {
-  /** Max event time over the kept events of every processed file (DuckDB timestamp text). */
+  /** Max event time over the kept events of every done file (DuckDB timestamp text). */
   maxEventTs: string | null;
   files: Record<string, SpeedFileEntry>;
   /** The updated_at (ISO) of this version's `meta.state` row; null before the first write. */

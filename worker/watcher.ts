@@ -278,6 +278,7 @@ export function describeOutcome(o: WatchOutcome): string {
   return (
     `[watch] ${o.fileKey}: ${r.bronze.rowsIn} lines, ${r.speed.extra.events_on_time ?? 0} events into windows, ` +
     `${r.speed.extra.events_late ?? 0} late, ${r.alerts} alerts in ${secs}s (${o.workflowId})` +
+    (r.speed.extra.files_rejudged ? `; ${r.speed.extra.files_rejudged} later files judged again` : '') +
     (r.alertDeliveryError ? `; alert delivery FAILED: ${r.alertDeliveryError}` : '')
   );
 }

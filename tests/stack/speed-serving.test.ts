@@ -19,6 +19,8 @@ import { modelStream } from '../streaming/support';
  * `speed_alerts`, and re-processing a file re-upserts the same rows.
  */
 const keyspace = `cpa_speed_${Date.now().toString(36)}_${process.pid}`;
+/** The out-of-order case writes its own keyspace: the same generated windows would collide with the first case's. */
+const keyspace2 = `${keyspace}_o`;
 const cassEnv = {
   CPA_CASSANDRA_CONTACT_POINTS: process.env.CPA_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042',
   CPA_CASSANDRA_LOCAL_DC: process.env.CPA_CASSANDRA_LOCAL_DC ?? 'datacenter1',
@@ -33,6 +35,7 @@ describe('speed layer serving on Cassandra', () => {
   afterAll(async () => {
     const client = await connect(loadConfig(cassEnv).cassandra!);
     await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+    await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace2}`);
     await client.shutdown();
   });
 
@@ -126,6 +129,61 @@ describe('speed layer serving on Cassandra', () => {
         }
       }
       expect(again.sort()).toEqual(served.sort());
+    } finally {
+      await closeSpeedServing(config);
+      db.closeSync();
+    }
+  }, 300_000);
+  it('files processed out of order: re-judged windows are re-upserted, emptied ones deleted, = the lake store', async () => {
+    const gen2 = tmpDir('speed-srv-order-gen');
+    const lake2 = tmpDir('speed-srv-order-lake');
+    await generate({ scale: 0.05, seed: 5, out: gen2 });
+    const keys = fs
+      .readdirSync(path.join(gen2, EVENTS_PREFIX))
+      .sort()
+      .map((n) => `${EVENTS_PREFIX}/${n}`);
+    const config = loadConfig({ ...cassEnv, CPA_CASSANDRA_KEYSPACE: keyspace2, CPA_LAKE_ROOT: lake2 });
+    const db = await createDuckDb(config);
+    const acts = createActivities({ config, db });
+    const target = { lake: lake2, landing: gen2, runId: 'speed-serving-order' };
+    try {
+      await acts.ingestEventFiles({ ...target, keys });
+      // Last file first: its events are judged without history (all on time), then each earlier file re-judges the
+      // files after it, moving events out of windows (some windows lose every event and must vanish from serving).
+      let rejudged = 0;
+      for (const key of [...keys].reverse())
+        rejudged += (await acts.updateSpeedLayer({ ...target, fileKey: key })).rejudged.length;
+      expect(rejudged).toBeGreaterThan(0);
+      const attached = await attachLake(db, config, lake2);
+      const conn = await db.connect();
+      const lakeRows: string[] = [];
+      for (const window of ['5m', '15m', '1h'] as const) {
+        for (const r of await readSpeedWindows(conn, attached, { window, lagMinutes: 120 })) {
+          lakeRows.push(
+            [r.org_id, r.window_size, r.window_start, r.service, r.cost_usd, r.requests, r.events].join(' '),
+          );
+        }
+      }
+      conn.closeSync();
+      const client = await connect(config.cassandra!);
+      const rs = await client.execute(
+        `SELECT org_id, window_size, window_start, service, cost_usd, requests, events FROM ${keyspace2}.speed_windows`,
+        [],
+        { fetchSize: 100_000 },
+      );
+      await client.shutdown();
+      const served = rs.rows.map((row) =>
+        [
+          String(row.get('org_id')),
+          String(row.get('window_size')),
+          (row.get('window_start') as Date).toISOString().replace('.000Z', 'Z'),
+          String(row.get('service')),
+          Number(String(row.get('cost_usd'))).toFixed(6),
+          Number(String(row.get('requests'))).toFixed(6),
+          Number(row.get('events')),
+        ].join(' '),
+      );
+      expect(served.sort()).toEqual(lakeRows.sort());
     } finally {
       await closeSpeedServing(config);
       db.closeSync();

@@ -241,7 +241,12 @@ describe('ingestEventFile and the speed layer', () => {
       expect(outcomes[2].fileKey).toBe(k0);
       expect(outcomes[2].workflowId).not.toBe(outcomes.find((o) => o.fileKey === k0)!.workflowId);
 
-      const model = modelStream([texts[0], texts[1], { key: k0, text: extra.join('\n') }], { lagMinutes: 120 });
+      // A changed file is judged by the rule for any file: at its place in key order, with its content (bronze keeps
+      // the first version's rows and adds the new ones); file 1, after it, is judged again against the new max.
+      expect(outcomes[2].result?.speed.extra.files_rejudged).toBe(1);
+      const model = modelStream([{ key: k0, text: `${texts[0].text}${extra.join('\n')}\n` }, texts[1]], {
+        lagMinutes: 120,
+      });
       const state = await speedState(lake);
       expect(state.files[k0].sha256).toBe((await hashLandingFile(loadConfig({}), landing, k0)).sha256);
       const onTime = Object.values(state.files).reduce((a, f) => a + f.onTime, 0);
