@@ -499,19 +499,34 @@ async function ingestEventBatch(
   );
   metrics.rowsIn += Number(counts.parsed) + Number(counts.malformed);
 
-  // First seen wins: within the batch by (file key, line); against bronze, the existing row always wins.
+  // First in landing order wins, whatever order the files arrive in: within the batch by (file key, line); against
+  // bronze, the existing row wins unless it came from a file whose key sorts after this one's (then it is displaced).
+  // A changed version of a file never displaces its earlier version's rows (same key: the existing row wins).
   await conn.run(
     `create or replace temp table _new_events as
      select * exclude (_rule, _detail, _raw) from _parsed p
      where _rule is null
        and (event_id is null or not exists (
-         select 1 from bronze_existing b where b.event_id = p.event_id and b.usage_date is not distinct from p.usage_date))
+         select 1 from bronze_existing b
+         where b.event_id = p.event_id and b.usage_date is not distinct from p.usage_date
+           and b.source_file <= p.source_file))
      qualify event_id is null
        or row_number() over (partition by event_id order by source_file, source_line) = 1`,
   );
-  const [newCount] = await queryRows(conn, `select count(*)::bigint as n from _new_events`);
+  await conn.run(
+    `create or replace temp table _displaced as
+     select b.event_id, b.usage_date, b.source_file from bronze_existing b
+     where b.event_id is not null and exists (
+       select 1 from _new_events n where n.event_id = b.event_id and n.usage_date is not distinct from b.usage_date
+         and n.source_file < b.source_file)`,
+  );
+  const [newCount] = await queryRows(
+    conn,
+    `select (select count(*) from _new_events)::bigint as n, (select count(*) from _displaced)::bigint as displaced`,
+  );
   metrics.extra.duplicates_dropped =
-    (metrics.extra.duplicates_dropped ?? 0) + Number(counts.parsed) - Number(newCount.n);
+    (metrics.extra.duplicates_dropped ?? 0) + Number(counts.parsed) - Number(newCount.n) + Number(newCount.displaced);
+  metrics.extra.duplicates_displaced = (metrics.extra.duplicates_displaced ?? 0) + Number(newCount.displaced);
   metrics.quarantined.malformed_json = (metrics.quarantined.malformed_json ?? 0) + Number(counts.malformed);
 
   const partitions = await queryRows(
@@ -523,8 +538,10 @@ async function ingestEventBatch(
   if (affected.size > 0) {
     await conn.run(
       `create or replace temp table _bronze_out as
-       select * from bronze_existing
+       select * from bronze_existing b
        where coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') in (select p from (select distinct coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') as p from _new_events))
+         and not exists (select 1 from _displaced d where d.event_id = b.event_id and d.source_file = b.source_file
+                         and d.usage_date is not distinct from b.usage_date)
        union all by name
        select * from _new_events`,
     );
@@ -581,6 +598,9 @@ async function ingestEventBatch(
     const v = await partitionVersions(conn, ctx.lake, 'bronze', 'usage_events');
     metrics.rowsOut = [...v.values()].reduce((a, x) => a + x.rows, 0);
   }
-  await conn.run(`drop table if exists _parsed; drop table if exists _new_events; drop table if exists _bronze_out`);
+  await conn.run(
+    `drop table if exists _parsed; drop table if exists _new_events; drop table if exists _displaced;
+     drop table if exists _bronze_out`,
+  );
   return recorded;
 }

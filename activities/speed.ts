@@ -35,7 +35,7 @@ export interface SpeedUpdateResult {
   watermark: string | null;
   /** Alerts this file version raised (also when an earlier attempt already recorded them). */
   alerts: SpeedAlert[];
-  /** Files after this one in landing order, processed before it, judged again (their watermark changed). */
+  /** Files after this one in landing order, processed before it, judged again (their watermark or rows changed). */
   rejudged: string[];
 }
 
@@ -56,15 +56,16 @@ const tsParam = (ts: string | null): string => ts ?? '-infinity';
 /**
  * The speed layer (SPEC §7) for one events file, after its bronze ingest. Runs on the events queue (single writer).
  *
- * 1. The file's rows = bronze rows whose source_file is the key (first seen wins, so duplicates of earlier files are
- *    not counted twice), read from the bronze partitions its meta.landed_files record names.
+ * 1. The file's rows = bronze rows whose source_file is the key (first in landing order wins, so duplicates of
+ *    earlier files are not counted twice), read from the bronze partitions its meta.landed_files record names.
  * 2. The silver usage_events model itself runs over those rows (empty enrichment views): only events that pass the
  *    silver rules, canonicalised the same way, feed the windows.
  * 3. Watermark = max event time over the done files whose key sorts before this one (landing order) − lag: a
  *    function of the data, not of which files the writer happened to process first. Events older than it are late:
  *    recorded in `speed.late_events`, counted, and applied to no window (the batch layer has them).
  * 4. Files after this one in landing order that were processed before it are judged again when their watermark now
- *    differs, in key order, each against the files before it: the end state is that of processing in key order whatever the arrival order. Every judged
+ *    differs or their bronze rows changed (this file displaced a duplicate they held), in key order, each against
+ *    the files before it: the end state is that of processing in key order whatever the arrival order. Every judged
  *    file's contribution to the 5 min / 15 min / 1 h windows and its late events replace its earlier ones (rows
  *    keyed by source_file), so a retry or re-judging never double-counts; alerts for org 5-minute windows over the
  *    threshold are recorded once per window (never withdrawn); Cassandra gets every window a judged file touches
@@ -123,6 +124,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       latePartitions: [],
       onTime: own.onTime,
       late: own.late,
+      rows: own.rowsIn,
       alerts: 0,
       maxEventTs: own.maxEventTs,
       processedAt: new Date().toISOString(),
@@ -137,10 +139,16 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     const rejudged: string[] = [];
     let lateDelta = 0;
     const landed = later.length > 0 ? await readLandedFiles(conn, lake, 'usage_events') : {};
+    const bronzeRows = await bronzeRowCounts(
+      ctx,
+      later.filter((k) => landed[k]).map((k) => landed[k]),
+    );
     for (const k of later) {
       const old = state.files[k];
       const wm = await watermarkBefore(conn, state, k, lag);
-      if (wm === old.watermark || !landed[k]) continue;
+      // Its bronze rows change when a file earlier in landing order displaces a duplicate it held (bronze.ts).
+      const rowsChanged = old.rows !== undefined && (bronzeRows.get(k) ?? 0) !== old.rows;
+      if ((wm === old.watermark && !rowsChanged) || !landed[k]) continue;
       const r = await judgeFile(ctx, { key: k, partitions: landed[k].partitions, watermark: wm, first: false });
       before.set(k, old);
       state.files[k] = {
@@ -148,6 +156,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
         watermark: wm,
         onTime: r.onTime,
         late: r.late,
+        rows: r.rowsIn,
         maxEventTs: r.maxEventTs,
         processedAt: new Date().toISOString(),
         runId: input.runId,
@@ -269,7 +278,7 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     await conn
       .run(
         `drop table if exists _speed_rows; drop table if exists _speed_silver; drop table if exists _speed_events;
-         drop table if exists _speed_keys; drop table if exists _speed_contrib;
+         drop table if exists _speed_keys; drop table if exists _speed_later; drop table if exists _speed_contrib;
          drop table if exists _speed_windows_out; drop table if exists _speed_windows_old;
          drop table if exists _speed_touched; drop table if exists _speed_late; drop table if exists _speed_late_out;
          drop table if exists _speed_alerts_new; drop table if exists _speed_alerts_out`,
@@ -299,6 +308,41 @@ async function watermarkBefore(
     lag,
   });
   return String(w.w);
+}
+
+/** Bronze rows per source file of `files`, read from the partitions their landed-file records name. */
+async function bronzeRowCounts(
+  ctx: Awaited<ReturnType<typeof openLake>>,
+  files: Array<{ key: string; partitions?: string[] }>,
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  if (files.length === 0) return counts;
+  const { conn, lake } = ctx;
+  const everywhere = files.some((f) => !f.partitions);
+  const partitions = [...new Set(files.flatMap((f) => f.partitions ?? []))];
+  await partitionView(
+    conn,
+    lake,
+    bronzeRef,
+    '_speed_bronze',
+    BRONZE_EVENT_COLUMNS,
+    everywhere ? undefined : { column: 'usage_date', in: partitions },
+  );
+  await conn.run(`create or replace temp table _speed_later (key varchar)`);
+  const app = await conn.createAppender('_speed_later', 'main', 'temp');
+  for (const f of files) {
+    app.appendVarchar(f.key);
+    app.endRow();
+  }
+  app.closeSync();
+  for (const r of await queryRows(
+    conn,
+    `select source_file, count(*)::bigint as n from _speed_bronze
+     where source_file in (select key from _speed_later) group by 1`,
+  )) {
+    counts.set(String(r.source_file), Number(r.n));
+  }
+  return counts;
 }
 
 /** Empty silver orgs/resources views for the silver usage_events model (enrichment does not matter to windows). */

@@ -88,6 +88,11 @@ export interface SpeedFileEntry {
   latePartitions: string[];
   onTime: number;
   late: number;
+  /**
+   * Its bronze rows when it was last judged. They change only when a file earlier in landing order displaces a
+   * duplicate it held; a file processed later that sees a different count judges it again. Absent in older states.
+   */
+  rows?: number;
   alerts: number;
   maxEventTs: string | null;
   processedAt: string;

@@ -56,14 +56,23 @@ describe('speed layer: processing order', () => {
     return out;
   }
 
-  /** Bronze first (every file, in key order), then the speed layer file by file in `order`. */
-  async function run(order: string[]) {
+  /**
+   * The speed layer file by file in `order`, after bronze has every file (in key order), or, `interleaved`, each
+   * file's bronze ingest just before its speed update, as ingestEventFile does (bronze sees the files in `order` too).
+   */
+  async function run(order: string[], opts: { interleaved?: boolean } = {}) {
     const lake = tmpDir('speed-order-lake');
     const target = { lake, landing: gen, runId: `order-${order[0]}` };
-    await acts.ingestEventFiles({ ...target, keys });
+    if (!opts.interleaved) await acts.ingestEventFiles({ ...target, keys });
     const results = [];
-    for (const key of order) results.push(await acts.updateSpeedLayer({ ...target, fileKey: key }));
-    return { lake, results, ...(await snapshot(lake)) };
+    let displaced = 0;
+    for (const key of order) {
+      if (opts.interleaved) {
+        displaced += (await acts.ingestEventFiles({ ...target, keys: [key] })).extra.duplicates_displaced ?? 0;
+      }
+      results.push(await acts.updateSpeedLayer({ ...target, fileKey: key }));
+    }
+    return { lake, results, displaced, ...(await snapshot(lake)) };
   }
 
   async function snapshot(lake: string) {
@@ -85,6 +94,7 @@ describe('speed layer: processing order', () => {
       late: await q(
         `select event_id, source_file, watermark::varchar as watermark from lake.speed.late_events order by all`,
       ),
+      bronze: await q(`select event_id, source_file, source_line from lake.bronze.usage_events order by all`),
     }));
   }
 
@@ -116,6 +126,18 @@ describe('speed layer: processing order', () => {
     },
     240_000,
   );
+
+  it('bronze and speed interleaved in a shuffled order (duplicates land in a later file first): the same', async () => {
+    const o = shuffled(keys, 3);
+    const r = await run(o, { interleaved: true });
+    expect(r.displaced).toBeGreaterThan(0);
+    // Bronze keeps each duplicate from the earliest file in key order, displacing a copy that arrived first.
+    expect(r.bronze).toEqual(keyOrder.bronze);
+    expect(r.files).toEqual(keyOrder.files);
+    expect(r.late).toEqual(keyOrder.late);
+    expect(r.windows).toEqual(keyOrder.windows);
+    expect(r.maxEventTs).toBe(keyOrder.maxEventTs);
+  }, 240_000);
 
   it('idempotent: the first file processed again (its state set back to pending) changes nothing', async () => {
     const lake = keyOrder.lake;
