@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
@@ -6,9 +7,13 @@ import { aliasRows } from '../config/aliases';
 import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/duckdb';
 import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
-import { attachLake, LakeUnavailableError, qualified } from '../lake/lakehouse';
+import { attachLake, LakeUnavailableError, lakeWrite, qualified } from '../lake/lakehouse';
+import { FencedOff, withFence } from '../lake/fence';
+import { lakeLease } from '../lake/lease';
+import type { HolderGone } from '../lake/lease';
 import { modelVariables } from '../lake/incremental';
 import type { AttachedLake, LakeContext } from '../lake/lakehouse';
+import { KEEPALIVE_MS } from '../workflows/timeouts';
 
 /** What every activity gets from the worker: config and the process's single DuckDB instance. */
 export interface ActivityDeps {
@@ -16,6 +21,8 @@ export interface ActivityDeps {
   db: DuckDBInstance;
   /** Custom search attribute names of the worker's namespace (the worker asks its connection); absent = none. */
   listSearchAttributes?: () => Promise<string[]>;
+  /** Whether a lease holder's workflow run is closed or unknown to the server (the worker asks it); absent = never. */
+  holderGone?: HolderGone;
 }
 
 /** The lake a run works on. Part of every activity input so a run can target another lake than the worker default. */
@@ -88,7 +95,7 @@ export function heartbeat(details?: unknown): void {
  * Runs `fn` heartbeating every `everyMs` (a no-op outside an activity): the heartbeat says "this worker is alive",
  * so a short heartbeatTimeout detects a killed worker quickly even while one long DuckDB statement runs.
  */
-export async function withKeepalive<T>(fn: () => Promise<T>, everyMs = 3000): Promise<T> {
+export async function withKeepalive<T>(fn: () => Promise<T>, everyMs = KEEPALIVE_MS): Promise<T> {
   let inActivity = true;
   try {
     Context.current();
@@ -102,6 +109,89 @@ export async function withKeepalive<T>(fn: () => Promise<T>, everyMs = 3000): Pr
   } finally {
     clearInterval(timer);
   }
+}
+
+/** Workflows that hold the lake lease while their activities write (workflows/lake-lease.ts). */
+const LEASED_WORKFLOWS = new Set(['dailyPipeline', 'lakeMaintenance']);
+
+/**
+ * Wraps a lake-writing activity: keepalive heartbeats, and the commit fence of lake/fence.ts. A retried attempt
+ * first registers itself in `meta.attempts`; before each commit, an attempt checks that it was not cancelled (a
+ * heartbeat that learnt the activity timed out), that no later attempt of the same activity has registered, and —
+ * for the workflows that hold the lake lease — that its workflow run still holds it. An attempt failing a check
+ * rolls back and fails with `FencedOff`; its result would be discarded by Temporal anyway. Outside an activity
+ * (CLI, tests) `fn` runs as is.
+ */
+export async function fencedActivity<T>(deps: ActivityDeps, lakeRoot: string, fn: () => Promise<T>): Promise<T> {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return fn();
+  }
+  const { info } = ctx;
+  if (!info.workflowExecution) return withKeepalive(fn); // a standalone activity: no workflow run to fence against
+  const me = {
+    workflowId: info.workflowExecution.workflowId,
+    runId: info.workflowExecution.runId,
+    activityId: info.activityId,
+    attempt: info.attempt,
+  };
+  const what = `${info.activityType} attempt ${me.attempt} of ${me.workflowId}`;
+  return withKeepalive(async () => {
+    const lake = await attachLake(deps.db, deps.config, lakeRoot).catch((e: unknown) => {
+      if (e instanceof LakeUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
+      throw e;
+    });
+    const attempts = qualified(lake, 'meta', 'attempts');
+    if (me.attempt > 1) {
+      const conn = await deps.db.connect();
+      try {
+        await lakeWrite(conn, lake, async () => async () => {
+          await conn.run(`insert into ${attempts} values ($wf, $run, $act, $attempt, $worker, now())`, {
+            wf: me.workflowId,
+            run: me.runId,
+            act: me.activityId,
+            attempt: me.attempt,
+            worker: deps.config.temporal.workerIdentity ?? `${os.hostname()}:${process.pid}`,
+          });
+        });
+      } finally {
+        conn.closeSync();
+      }
+    }
+    const leased = LEASED_WORKFLOWS.has(info.workflowType ?? '');
+    const fence = {
+      async check(): Promise<void> {
+        if (ctx.cancellationSignal.aborted) {
+          throw new FencedOff(
+            `${what} was cancelled (${String(ctx.cancellationSignal.reason ?? 'cancelled')}): not committing`,
+          );
+        }
+        // A fresh connection sees the latest committed state, not the snapshot of the open write transaction.
+        const conn = await deps.db.connect();
+        try {
+          const [row] = await queryRows(
+            conn,
+            `select max(attempt)::integer as latest from ${attempts} where workflow_run_id = $run and activity_id = $act`,
+            { run: me.runId, act: me.activityId },
+          );
+          const latest = row?.latest === null || row?.latest === undefined ? 0 : Number(row.latest);
+          if (latest > me.attempt) throw new FencedOff(`${what} was superseded by attempt ${latest}: not committing`);
+        } finally {
+          conn.closeSync();
+        }
+        if (leased) {
+          const holder = (await lakeLease(lakeRoot, deps.config).read())?.holder;
+          if (!holder || holder.runId !== me.runId) {
+            const by = holder ? `${holder.workflowId} (run ${holder.runId})` : 'nobody';
+            throw new FencedOff(`${what}: its run no longer holds the lake lease (held by ${by}): not committing`);
+          }
+        }
+      },
+    };
+    return withFence(fence, fn);
+  });
 }
 
 /** Interrupts DuckDB when Temporal cancels the activity, so a cancelled run stops burning CPU. */

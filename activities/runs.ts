@@ -30,11 +30,13 @@ const describe = (r: LeaseRecord): string =>
 /**
  * Acquires the lake lease for `holder`, or fails with a retryable `LakeLocked` failure naming the holder: the caller's
  * retry policy turns that into waiting with backoff, visible in the UI as the pending activity's attempt and last
- * failure. Re-entrant for the same run, so a retry after a lost completion still succeeds.
+ * failure. Re-entrant for the same run, so a retry after a lost completion still succeeds. A lease whose holder's
+ * workflow run has closed (terminated, timed out, or unknown to the server: an embedded dev server that was
+ * restarted) is taken over at once rather than after its TTL.
  */
 export async function acquireLakeLease(deps: ActivityDeps, input: LeaseInput): Promise<LeaseGrant> {
   const ttl = deps.config.lakeLease.ttlSeconds;
-  const res = await lakeLease(input.lake, deps.config).acquire(input.holder, ttl);
+  const res = await lakeLease(input.lake, deps.config).acquire(input.holder, ttl, deps.holderGone);
   if (!res.acquired) {
     throw ApplicationFailure.retryable(
       `lake ${input.lake} is locked by ${describe(res.heldBy)}`,

@@ -6,6 +6,7 @@ import type { ColumnDef } from '../config/contracts';
 import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
+import { checkFence } from './fence';
 import { isS3, storageFor } from './storage';
 
 /**
@@ -249,6 +250,10 @@ const META_TABLES: Record<string, string> = {
   state: `key varchar, value varchar, updated_at timestamptz`,
   lineage: `layer varchar, table_name varchar, partition varchar, code_version varchar, inputs varchar,
     data_hash varchar, rows bigint, run_id varchar, written_at timestamptz`,
+  // Retried activity attempts, registered when they start: an older attempt still running elsewhere sees it and
+  // does not commit (lake/fence.ts, activities/common.ts fencedActivity).
+  attempts: `workflow_id varchar, workflow_run_id varchar, activity_id varchar, attempt integer, worker varchar,
+    started_at timestamptz`,
 };
 
 /**
@@ -476,6 +481,8 @@ export async function lakeWrite(
       try {
         await conn.run('begin transaction');
         await body();
+        // A zombie attempt (its activity already handed to another worker) must not commit: see lake/fence.ts.
+        await checkFence();
         await conn.run('commit');
         return;
       } catch (e) {

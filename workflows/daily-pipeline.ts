@@ -4,6 +4,7 @@ import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tab
 import { withLakeLease } from './lake-lease';
 import { makeFindable, resolveRun, RunStatuses } from './run-context';
 import { eventsTaskQueue } from './task-queues';
+import { HEARTBEAT_TIMEOUT } from './timeouts';
 
 /** Input of {@link dailyPipeline}. `lake`/`landing` are URIs (local path or s3://); runDate is the logical date. */
 export interface DailyPipelineInput {
@@ -28,7 +29,7 @@ const nonRetryableErrorTypes = ['ContractViolation', 'QualityGateFailed', 'SqlEr
 /** Transforms: long, heartbeating, retried with backoff a bounded number of times. */
 const transformOptions = {
   startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '5 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '2s',
     backoffCoefficient: 2,
@@ -47,9 +48,10 @@ function eventsWriter(taskQueue: string) {
   return proxyActivities<Activities>({ ...transformOptions, taskQueue: eventsTaskQueue(taskQueue) });
 }
 
-/** Bookkeeping: quick, retried more often. */
+/** Bookkeeping: quick, retried more often; heartbeats too, so a killed worker's plan or record is retried at once. */
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '1s',
     backoffCoefficient: 2,
@@ -65,7 +67,7 @@ const quick = proxyActivities<Activities>({
  */
 const serving = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '2s',
     backoffCoefficient: 2,

@@ -20,7 +20,8 @@ import type { Activities } from '../activities';
  * the UI shows the pending activity's attempt count and the current holder as its last failure.
  */
 const acquire = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
+  // One attempt is a few file or object operations: a worker killed inside one is retried after this long.
+  startToCloseTimeout: '15 seconds',
   scheduleToCloseTimeout: '24 hours',
   retry: {
     initialInterval: '1s',
@@ -34,7 +35,7 @@ const acquire = proxyActivities<Activities>({
 
 /** Renew and release: quick; a renewal that keeps failing is retried at the next tick, inside the TTL. */
 const lease = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '15 seconds',
   retry: {
     initialInterval: '1s',
     backoffCoefficient: 2,
