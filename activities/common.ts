@@ -8,6 +8,7 @@ import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/d
 import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
 import { attachLake, LakeUnavailableError, lakeWrite, qualified } from '../lake/lakehouse';
+import { crashPoint } from '../lake/crash-points';
 import { FencedOff, withFence } from '../lake/fence';
 import { lakeLease } from '../lake/lease';
 import type { HolderGone } from '../lake/lease';
@@ -305,6 +306,7 @@ export async function persistMetrics(
     `insert into ${qualified(lake, 'meta', 'step_metrics')} values ($run, $step, $layer, $table, $metrics, now())`,
     { run: target.runId, step: m.step, layer: m.layer, table: m.table, metrics: JSON.stringify(m) },
   );
+  crashPoint('in-transaction:step_metrics');
 }
 
 export function emptyMetrics(step: string, layer: StepMetrics['layer'], table: string): StepMetrics {

@@ -6,6 +6,7 @@ import type { ColumnDef } from '../config/contracts';
 import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
+import { crashPoint } from './crash-points';
 import { checkFence } from './fence';
 import { isS3, storageFor } from './storage';
 
@@ -450,6 +451,7 @@ export async function publishTables(
     for (const p of current)
       if (p.carry) await conn.run(`drop table if exists ${sqlIdent(p.carry)}`).catch(() => undefined);
   }
+  crashPoint(`after-commit:${opts.step}`);
   return current.map((p) => p.result);
 }
 

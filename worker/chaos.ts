@@ -16,7 +16,7 @@ import { clientFor, findTemporalCli, freePort, SEARCH_ATTRIBUTES } from './tempo
  * generated data with a real dev server (persistent state file) and a separate `cpa worker` process, kills the worker
  * with SIGKILL at a random moment (in some trials the dev server too, then restarts it on the same state file),
  * starts a new worker and measures, from the moment the new worker polls: how long until an activity starts on it
- * (the idle time a crash costs) and until the run completes. Then it compares every gold table with a clean run
+ * (the idle time a crash costs) and until the run completes. Then it compares every table with a clean run
  * (row count and an order-independent hash of all rows) and looks for leftovers: temp files in the lake, a lease
  * file, spill directories of dead processes, and files DuckLake does not reference (a writer killed before its
  * commit) that lake maintenance must remove.
@@ -33,6 +33,8 @@ export interface ChaosOptions {
   killAt?: number;
   /** Only kill while one of these activities is running (tests: "during a transform"). */
   killDuring?: string[];
+  /** Instead of a kill at a moment, the first worker kills itself at this crash point (lake/crash-points.ts). */
+  crashAt?: string;
   log?: (line: string) => void;
 }
 
@@ -61,6 +63,8 @@ export interface ChaosReport {
   scale: number;
   seed: number;
   cleanRunS: number;
+  /** The clean run's lake digest every trial is compared with. */
+  reference: LakeDigest;
   trials: ChaosTrial[];
   summary: {
     identical: number;
@@ -75,22 +79,44 @@ export interface ChaosReport {
   };
 }
 
-type GoldDigest = Record<string, { rows: number; hash: string }>;
+export type LakeDigest = Record<string, { rows: number; hash?: string; nullIds?: number }>;
 
-/** Row count and an order-independent hash of every gold table. */
-export async function goldDigest(config: Config, lakeRoot: string): Promise<GoldDigest> {
+/**
+ * What a crash must not change: every gold table's row count and order-independent hash of all rows, and the row
+ * count of every bronze, silver and quarantine table (their rows carry run ids and ingest times, so no hash), with
+ * bronze usage_events' rows without an event_id counted apart (those are deduplicated by file and line, not by id).
+ */
+export async function lakeDigest(config: Config, lakeRoot: string): Promise<LakeDigest> {
   const db = await createDuckDb(config, { needS3: false });
   try {
     const lake = await attachLake(db, config, lakeRoot);
     const conn = await db.connect();
-    const out: GoldDigest = {};
+    const out: LakeDigest = {};
     for (const m of GOLD_MARTS) {
       const [r] = await queryRows(
         conn,
         `select count(*)::bigint as n, coalesce(sum(hash(t::varchar)::hugeint), 0)::varchar as h
          from ${qualified(lake, 'gold', m.table)} as t`,
       );
-      out[m.table] = { rows: Number(r.n), hash: String(r.h) };
+      out[`gold.${m.table}`] = { rows: Number(r.n), hash: String(r.h) };
+    }
+    const tables = await queryRows(
+      conn,
+      `select schema_name as s, table_name as t from duckdb_tables()
+       where database_name = $db and schema_name in ('bronze', 'silver', 'quarantine') order by 1, 2`,
+      { db: lake.alias },
+    );
+    for (const { s, t } of tables) {
+      const ref = qualified(lake, String(s), String(t));
+      const [r] = await queryRows(conn, `select count(*)::bigint as n from ${ref}`);
+      out[`${s}.${t}`] = { rows: Number(r.n) };
+    }
+    if (out['bronze.usage_events']) {
+      const [r] = await queryRows(
+        conn,
+        `select count(*)::bigint as n from ${qualified(lake, 'bronze', 'usage_events')} where event_id is null`,
+      );
+      out['bronze.usage_events'].nullIds = Number(r.n);
     }
     conn.closeSync();
     return out;
@@ -321,7 +347,7 @@ export async function runChaos(config: Config, opts: ChaosOptions): Promise<Chao
     await (await startRun('chaos-clean', 'chaos/clean', cleanLake)).result();
     const cleanRunS = (Date.now() - t0) / 1000;
     await killChild(w.child, 'SIGTERM');
-    const reference = await goldDigest(config, cleanLake);
+    const reference = await lakeDigest(config, cleanLake);
     log(`clean run: ${cleanRunS.toFixed(1)} s`);
 
     const trials: ChaosTrial[] = [];
@@ -330,14 +356,25 @@ export async function runChaos(config: Config, opts: ChaosOptions): Promise<Chao
       const queue = `chaos-${i}`;
       const workflowId = `chaos/${i}`;
       const killServer = opts.serverEvery > 0 && i % opts.serverEvery === 0;
-      const first = spawnWorker(workerEnv(lake, queue, `t${i}-a`));
+      const first = spawnWorker({
+        ...workerEnv(lake, queue, `t${i}-a`),
+        ...(opts.crashAt ? { CPA_CRASH_AT: opts.crashAt } : {}),
+      });
       workers.push(first.child);
       await first.ready;
       const started = Date.now();
+      const exited = new Promise((r) => first.child.once('exit', r));
       const handle = await startRun(queue, workflowId, lake);
       const frac = opts.killAt ?? 0.05 + Math.random() * 0.85;
-      await sleep(frac * cleanRunS * 1000);
-      let pending = await pendingActivities(session.client, workflowId);
+      if (opts.crashAt) {
+        await Promise.race([exited, sleep(10 * cleanRunS * 1000)]);
+        if (first.child.exitCode === null && first.child.signalCode === null) {
+          throw new Error(`the worker never reached crash point ${opts.crashAt}`);
+        }
+      } else await sleep(frac * cleanRunS * 1000);
+      let pending = opts.crashAt
+        ? { names: [opts.crashAt], startedOn: [] }
+        : await pendingActivities(session.client, workflowId);
       if (opts.killDuring) {
         const deadline = Date.now() + 120_000;
         while (!pending?.names.some((n) => opts.killDuring!.includes(n)) && Date.now() < deadline) {
@@ -377,7 +414,7 @@ export async function runChaos(config: Config, opts: ChaosOptions): Promise<Chao
       resumed ??= done;
       await watch;
       await killChild(second.child, 'SIGTERM');
-      const digest = status === 'succeeded' ? await goldDigest(config, lake) : {};
+      const digest = status === 'succeeded' ? await lakeDigest(config, lake) : {};
       const identical = JSON.stringify(digest) === JSON.stringify(reference);
       const { orphansBefore, leftovers } = await inspectLake(config, lake, spillBase);
       const t: ChaosTrial = {
@@ -406,6 +443,7 @@ export async function runChaos(config: Config, opts: ChaosOptions): Promise<Chao
       scale: opts.scale,
       seed: opts.seed,
       cleanRunS: round1(cleanRunS),
+      reference,
       trials,
       summary: {
         identical: trials.filter((t) => t.identical).length,

@@ -47,7 +47,7 @@ describe('commit fence', () => {
     const lake = await attachLake(db, config, lakeRoot);
     const conn = await db.connect();
     try {
-      const rows = await queryRows(conn, `select writer from ${qualified(lake, "silver", "fenced")} order by writer`);
+      const rows = await queryRows(conn, `select writer from ${qualified(lake, 'silver', 'fenced')} order by writer`);
       return rows.map((r) => String(r.writer));
     } finally {
       conn.closeSync();
@@ -66,7 +66,10 @@ describe('commit fence', () => {
     const zombie = first.run(() => fencedActivity(deps(), lakeRoot, () => gate.then(() => write('attempt-1'))));
     await second.run(() => fencedActivity(deps(), lakeRoot, () => write('attempt-2')));
     release();
-    await expect(zombie).rejects.toMatchObject({ name: 'FencedOff', message: expect.stringContaining('superseded by attempt 2') });
+    await expect(zombie).rejects.toMatchObject({
+      name: 'FencedOff',
+      message: expect.stringContaining('superseded by attempt 2'),
+    });
     expect(await writers()).toEqual(['attempt-2']);
     // Another activity of the same run is not affected by a-1's attempts.
     await attempt(1, 'b-1').run(() => fencedActivity(deps(), lakeRoot, () => write('other-activity')));

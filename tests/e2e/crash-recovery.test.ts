@@ -31,4 +31,24 @@ describe('worker killed during a transform', () => {
     // The whole rest of the run, including the killed step again: far below the old five-minute wait.
     expect(t.recoveryS).toBeLessThan(120);
   }, 600_000);
+
+  it('a crash right after the bronze events commit stores no line twice (null event ids included)', async () => {
+    const config = loadConfig({ CPA_LAKE_ROOT: tmpDir('chaos-unused'), TEMPORAL_CLI_PATH: temporalCli() });
+    const report = await runChaos(config, {
+      trials: 1,
+      scale: 0.3,
+      seed: 7,
+      dir: tmpDir('chaos-bronze'),
+      serverEvery: 0,
+      crashAt: 'after-commit:bronze.usage_events',
+    });
+    const [t] = report.trials;
+    expect(t.status).toBe('succeeded');
+    // The generated feed has lines without an event_id: they are kept by (file, line), not deduplicated by id.
+    expect(report.reference['bronze.usage_events'].nullIds).toBeGreaterThan(0);
+    expect(report.reference['quarantine.usage_events'].rows).toBeGreaterThan(0);
+    // Bronze, silver, quarantine row counts and gold contents equal the clean run's.
+    expect(t.identical).toBe(true);
+    expect(t.leftovers).toEqual([]);
+  }, 600_000);
 });
