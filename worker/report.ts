@@ -43,7 +43,7 @@ export async function qualityReport(config: Config, runId?: string): Promise<Qua
   if (!id) throw new Error(`no runs recorded in the lake ${config.lakeRoot} — run \`cpa run\` first`);
   // Only committed run records count: a run whose record was never committed (a crash mid-write) is unknown.
   if (!run)
-    throw new Error(`no run ${id} recorded in the lake ${config.lakeRoot} — \`cpa runs\` lists the recorded ones`);
+    throw new Error(`no run ${id} recorded in the lake ${config.lakeRoot} — \`cpa status\` lists the recorded ones`);
   const steps = await withLakeReader(config, config.lakeRoot, async (conn, lake) =>
     (
       await queryRows(
