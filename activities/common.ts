@@ -161,7 +161,7 @@ export async function fencedActivity<T>(deps: ActivityDeps, lakeRoot: string, fn
         conn.closeSync();
       }
     }
-    const leased = LEASED_WORKFLOWS.has(info.workflowType ?? '');
+    const lease = LEASED_WORKFLOWS.has(info.workflowType ?? '') ? lakeLease(lakeRoot, deps.config) : undefined;
     const fence = {
       async check(): Promise<void> {
         if (ctx.cancellationSignal.aborted) {
@@ -182,8 +182,8 @@ export async function fencedActivity<T>(deps: ActivityDeps, lakeRoot: string, fn
         } finally {
           conn.closeSync();
         }
-        if (leased) {
-          const holder = (await lakeLease(lakeRoot, deps.config).read())?.holder;
+        if (lease) {
+          const holder = (await lease.read())?.holder;
           if (!holder || holder.runId !== me.runId) {
             const by = holder ? `${holder.workflowId} (run ${holder.runId})` : 'nobody';
             throw new FencedOff(`${what}: its run no longer holds the lake lease (held by ${by}): not committing`);
