@@ -19,7 +19,8 @@ export interface TemporalEndpoint {
   stop(): Promise<void>;
 }
 
-function connectionOptions(config: Config, address: string) {
+/** Connection settings (TLS, API key) for `address`, shared by the client, the worker and the outage-aware wait. */
+export function connectionOptions(config: Config, address: string) {
   const t = config.temporal;
   const tls =
     t.tls || t.tlsCertPath
