@@ -96,6 +96,7 @@ const schema = z.object({
   TEMPORAL_API_KEY: z.string().optional(),
   CPA_DEV_UI_PORT: positiveInt.default(8233),
   CPA_DEV_PORT: positiveInt.default(7233),
+  CPA_CLI_OUTAGE_SECONDS: positiveInt.max(86400).default(300),
   CPA_S3_ENDPOINT: z.string().url().optional(),
   CPA_S3_REGION: z.string().default('us-east-1'),
   CPA_S3_ACCESS_KEY_ID: z.string().optional(),
@@ -166,6 +167,11 @@ export interface Config {
     apiKey?: string;
     devPort: number;
     devUiPort: number;
+    /**
+     * How long a command waiting for a workflow keeps retrying an unreachable server before it gives up with exit 3
+     * (outcome unknown): the run goes on in Temporal without it.
+     */
+    cliOutageSeconds: number;
   };
   s3: { endpoint?: string; region: string; accessKeyId?: string; secretAccessKey?: string; urlStyle: 'path' | 'vhost' };
   cassandra?: {
@@ -269,6 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       apiKey: e.TEMPORAL_API_KEY,
       devPort: e.CPA_DEV_PORT,
       devUiPort: e.CPA_DEV_UI_PORT,
+      cliOutageSeconds: e.CPA_CLI_OUTAGE_SECONDS,
     },
     s3: {
       endpoint: e.CPA_S3_ENDPOINT,

@@ -10,7 +10,8 @@ import { generate } from '../lake/generator';
 import { isS3 } from '../lake/storage';
 import { checkS3Access } from '../lake/s3-check';
 import { attachSpec, LakeUnavailableError } from '../lake/lakehouse';
-import { openSession, PipelineFailed, devDbFile, rootMessage, runDaily } from './run';
+import { openSession, PipelineFailed, devDbFile, ExitCode, rootMessage, runDaily } from './run';
+import { OutcomeUnknown } from './follow';
 import { nativeConnectionFor, startDevServer, isServerUp } from './temporal';
 import { createWorker, installRuntime } from './main';
 import { foldPartitions, listRuns, qualityReport, staleReport } from './report';
@@ -444,11 +445,18 @@ function exitAfterFlush(code: number): void {
 }
 
 program.parseAsync(process.argv).then(
-  () => exitAfterFlush(0),
+  () => exitAfterFlush(ExitCode.ok),
   (err: unknown) => {
     if (process.argv.includes('--verbose') && err instanceof Error) console.error(err.stack);
-    const msg = err instanceof ConfigError ? err.message : rootMessage(err).split('\n')[0];
+    const msg =
+      err instanceof ConfigError || err instanceof OutcomeUnknown ? err.message : rootMessage(err).split('\n')[0];
     console.error(`cpa: ${msg}`);
-    exitAfterFlush(err instanceof ConfigError ? 2 : 1);
+    exitAfterFlush(
+      err instanceof ConfigError
+        ? ExitCode.config
+        : err instanceof OutcomeUnknown
+          ? ExitCode.outcomeUnknown
+          : ExitCode.failed,
+    );
   },
 );

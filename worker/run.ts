@@ -11,6 +11,7 @@ import { createWorker, installRuntime } from './main';
 import type { PipelineWorkers } from './main';
 import { clientFor, isServerUp, nativeConnectionFor, startDevServer } from './temporal';
 import type { TemporalEndpoint } from './temporal';
+import { followResult } from './follow';
 
 /** Workflow ids carry meaning: `daily-pipeline/2025-08-01`, or `daily-pipeline/all` for everything landed. */
 export function dailyWorkflowId(runDate?: string | null): string {
@@ -93,9 +94,22 @@ export class PipelineFailed extends Error {
   override name = 'PipelineFailed';
 }
 
+/** Exit codes of the CLI (SPEC §10: 0 ok, non-zero with a one-line reason). */
+export const ExitCode = {
+  /** The command did what it was asked; a waited-for workflow succeeded. */
+  ok: 0,
+  /** The command failed, or the workflow it waited for failed (the reason names the step). */
+  failed: 1,
+  /** The environment does not validate (every bad variable listed). */
+  config: 2,
+  /** Temporal stayed unreachable longer than CPA_CLI_OUTAGE_SECONDS: the workflow may still be running. */
+  outcomeUnknown: 3,
+} as const;
+
 /**
  * Starts (or attaches to) `dailyPipeline` and waits for its result. Re-running the same date re-uses the workflow id:
- * a finished run is started afresh (idempotent by construction), a running one is attached to.
+ * a finished run is started afresh (idempotent by construction), a running one is attached to. While waiting, an
+ * unreachable server is retried (worker/follow.ts); the result is the workflow's, never the connection's.
  */
 export async function runDaily(
   session: Session,
@@ -131,7 +145,8 @@ export async function runDaily(
       await new Promise((r) => setTimeout(r, 500));
       if (stop) break;
       try {
-        const d = await handle.describe();
+        // Bounded: during an outage the SDK would retry one describe for ~20 s and hold up the exit.
+        const d = await session.client.withDeadline(Date.now() + 2000, () => handle.describe());
         const pending = (d.raw.pendingActivities ?? []).map((a) => activityLabel(a.activityType?.name, a));
         const key = pending.join(',');
         if (key !== last) {
@@ -144,7 +159,8 @@ export async function runDaily(
     }
   })();
   try {
-    return (await handle.result()) as RunSummary;
+    // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then throws OutcomeUnknown (exit 3).
+    return await followResult<RunSummary>(session.client, config, workflowId, handle.firstExecutionRunId);
   } catch (e) {
     if (e instanceof WorkflowFailedError) throw new PipelineFailed(`${workflowId} failed: ${rootMessage(e)}`);
     throw e;

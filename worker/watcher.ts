@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
 import { EVENTS_PREFIX } from '../activities/bronze';
@@ -47,7 +47,7 @@ export interface StartedIngest {
   workflowId: string;
   /** A completed run of this id exists: the file version was ingested before, nothing was started. */
   duplicate: boolean;
-  handle?: WorkflowHandle<typeof ingestEventFile>;
+  handle?: WorkflowHandleWithFirstExecutionRunId<typeof ingestEventFile>;
 }
 
 /**

@@ -8,6 +8,8 @@ import type { WindowSize } from '../../lake/speed';
 import { runStreamBench } from '../bench-stream';
 import type { CommandKit } from '../cli';
 import { openSession, PipelineFailed } from '../run';
+import { followResult } from '../follow';
+import type { IngestEventFileResult } from '../../workflows';
 import { describeOutcome, hashLandingFile, startIngestFile, Watcher } from '../watcher';
 
 /**
@@ -74,7 +76,13 @@ export function register(program: Command, kit: CommandKit): void {
               );
             return;
           }
-          const result = await s.handle!.result();
+          // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then OutcomeUnknown (exit 3).
+          const result = await followResult<IngestEventFileResult>(
+            session.client,
+            cfg,
+            s.workflowId,
+            s.handle!.firstExecutionRunId,
+          );
           if (opts.json) await out(JSON.stringify({ workflowId: s.workflowId, duplicate: false, ...result }, null, 2));
           else
             await out(
