@@ -12,6 +12,7 @@ import type { PipelineWorkers } from './main';
 import { clientFor, isServerUp, nativeConnectionFor, startDevServer } from './temporal';
 import type { TemporalEndpoint } from './temporal';
 import { followResult } from './follow';
+import { rootMessage } from './errors';
 
 /** Workflow ids carry meaning: `daily-pipeline/2025-08-01`, or `daily-pipeline/all` for everything landed. */
 export function dailyWorkflowId(runDate?: string | null): string {
@@ -133,7 +134,9 @@ export async function runDaily(
     const running = await handle.describe();
     const runningLake = (running.memo as { lake?: string } | undefined)?.lake;
     if (runningLake && runningLake !== input.lake) {
-      throw new Error(`${workflowId} is already running for lake ${runningLake}; wait for it or cancel it in the Web UI`);
+      throw new Error(
+        `${workflowId} is already running for lake ${runningLake}; wait for it or cancel it in the Web UI`,
+      );
     }
   } catch (e) {
     throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);
@@ -173,10 +176,4 @@ export async function runDaily(
 function activityLabel(name: string | null | undefined, a: { attempt?: number | null }): string {
   const attempt = a.attempt && a.attempt > 1 ? ` (attempt ${a.attempt})` : '';
   return `${name ?? 'activity'}${attempt}`;
-}
-
-export function rootMessage(e: unknown): string {
-  let cur: unknown = e;
-  while (cur instanceof Error && (cur as { cause?: unknown }).cause) cur = (cur as { cause?: unknown }).cause;
-  return cur instanceof Error ? cur.message : String(cur);
 }

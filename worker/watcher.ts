@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { Config } from '../config/env';
+import { rootMessage } from './errors';
 import { joinUri } from '../config/env';
 import { EVENTS_PREFIX } from '../activities/bronze';
 import { withLakeReader } from '../lake/reader';
@@ -248,7 +249,7 @@ export class Watcher {
         fileKey: item.fileKey,
         workflowId,
         status: 'failed',
-        error: rootMessage(e),
+        error: rootMessage(e).split('\n')[0],
         ms: Date.now() - started,
       };
     }
@@ -280,12 +281,6 @@ export function describeOutcome(o: WatchOutcome): string {
     `${r.speed.extra.events_late ?? 0} late, ${r.alerts} alerts in ${secs}s (${o.workflowId})` +
     (r.alertDeliveryError ? `; alert delivery FAILED: ${r.alertDeliveryError}` : '')
   );
-}
-
-function rootMessage(e: unknown): string {
-  let cur: unknown = e;
-  while (cur instanceof Error && (cur as { cause?: unknown }).cause) cur = (cur as { cause?: unknown }).cause;
-  return (cur instanceof Error ? cur.message : String(cur)).split('\n')[0];
 }
 
 /** Starts a watcher with its own client connection (for `cpa worker`); `stop()` also closes the connection. */

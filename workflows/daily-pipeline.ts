@@ -1,4 +1,4 @@
-import { ApplicationFailure, log, proxyActivities, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { log, proxyActivities, rootCause, upsertMemo, workflowInfo } from '@temporalio/workflow';
 import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
 import { withLakeLease } from './lake-lease';
@@ -192,10 +192,7 @@ async function recordServingRun(summary: RunSummary): Promise<void> {
   }
 }
 
+/** ActivityFailure wraps the ApplicationFailure that carries the real message. */
 function failureMessage(err: unknown): string {
-  let e: unknown = err;
-  // ActivityFailure wraps the ApplicationFailure that carries the real message.
-  while (e instanceof Error && (e as { cause?: unknown }).cause) e = (e as { cause?: unknown }).cause;
-  if (e instanceof ApplicationFailure || e instanceof Error) return e.message;
-  return String(e);
+  return rootCause(err) ?? String(err);
 }

@@ -1,4 +1,4 @@
-import { proxyActivities, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, rootCause, upsertMemo, workflowInfo } from '@temporalio/workflow';
 import type { Activities, StepMetrics } from '../activities';
 import { eventsTaskQueue } from './task-queues';
 import { HEARTBEAT_TIMEOUT } from './timeouts';
@@ -78,7 +78,7 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
     } catch (err) {
       // The file is ingested and its alerts are recorded (lake, Cassandra, log lines): a webhook that keeps failing
       // must not fail the ingestion. It shows in the result and the memo.
-      alertDeliveryError = rootMessage(err);
+      alertDeliveryError = rootCause(err) ?? String(err);
       upsertMemo({ alertDeliveryError });
     }
   }
@@ -91,10 +91,4 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
     alerts: speed.alerts.length,
     ...(alertDeliveryError ? { alertDeliveryError } : {}),
   };
-}
-
-function rootMessage(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof Error && (e as { cause?: unknown }).cause) e = (e as { cause?: unknown }).cause;
-  return e instanceof Error ? e.message : String(e);
 }

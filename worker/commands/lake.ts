@@ -7,7 +7,8 @@ import { withLakeReader } from '../../lake/reader';
 import type { MaintenanceReport } from '../../activities';
 import type { LakeMaintenanceInput } from '../../workflows';
 import type { CommandKit } from '../cli';
-import { openSession, PipelineFailed, rootMessage } from '../run';
+import { openSession, PipelineFailed } from '../run';
+import { rootMessage } from '../errors';
 import { followResult, OutcomeUnknown } from '../follow';
 
 /**

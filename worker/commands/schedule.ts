@@ -3,7 +3,8 @@ import { ScheduleNotFoundError } from '@temporalio/client';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../../config/env';
 import type { CommandKit } from '../cli';
-import { PipelineFailed, rootMessage } from '../run';
+import { PipelineFailed } from '../run';
+import { rootMessage } from '../errors';
 import { OutcomeUnknown } from '../follow';
 import {
   SCHEDULE_ID,
