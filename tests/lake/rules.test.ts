@@ -1528,3 +1528,30 @@ describe('plausibility rules (silver billing, tickets)', () => {
     for (const [id, , rule] of cases) expect([id, rows[id]._rule]).toEqual([id, rule]);
   });
 });
+
+describe('gold size does not depend on the spread of dates', () => {
+  it.each([
+    ['0001-01-01', '2025-08-01'],
+    ['2025-08-01', '9999-12-31'],
+  ])(
+    'org_service_cost_summary with usage on %s and %s: 14 rows per usage day at most, built in seconds',
+    async (a, b) => {
+      const pairs = 40;
+      const events: Fixture[] = [];
+      for (let p = 0; p < pairs; p++) {
+        for (const d of [a, b])
+          events.push(silverEvent({ org_id: `org-${p}`, usage_date: d, cost_usd_increment: '1' }));
+      }
+      const started = Date.now();
+      const rows = await gold('org_service_cost_summary', 'usage_events', events, ['org_id', 'summary_date']);
+      const elapsed = Date.now() - started;
+      // the earlier date opens its 14 days; the last date of the range only itself
+      expect(rows).toHaveLength(pairs * 15);
+      const last = rows.filter((r) => r.summary_date === b);
+      expect(last).toHaveLength(pairs);
+      expect(last[0]).toMatchObject({ cost_1d: '1.000000', cost_7d: '1.000000', cost_14d: '1.000000', rank_14d: 1 });
+      expect(elapsed).toBeLessThan(10_000);
+    },
+    60_000,
+  );
+});
