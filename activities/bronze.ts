@@ -16,8 +16,10 @@ import {
   registerView,
 } from '../lake/lakehouse';
 import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
-import { loadSql, queryRows, sqlString } from '../lake/duckdb';
+import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { partitionFilter } from '../lake/incremental';
+import { firstField, longestField, recordAt, scanCsv } from '../lake/csv-scan';
+import type { CsvScan } from '../lake/csv-scan';
 import { isNotFound, resolveLandingKey, scratchDir, storageFor } from '../lake/storage';
 import type { Storage, StoredObject } from '../lake/storage';
 import {
@@ -162,8 +164,8 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     const bytes = await landingStorage.readBytes(uri);
     const hash = sha256(bytes);
     const prev = (await readLandedFiles(conn, ctx.lake, 'csv', contract.file))[contract.file];
-    metrics.rowsIn = bytes.length === 0 ? 0 : countLines(bytes) - 1;
     if (prev && prev.sha256 === hash) {
+      metrics.rowsIn = prev.rows;
       metrics.rowsOut = prev.rows;
       metrics.extra.unchanged_source = 1;
       metrics.partitionsConsidered = 1;
@@ -179,36 +181,88 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     const headerProblem = checkHeader(contract.file, firstLine, contract);
     if (headerProblem) throw contractViolation(headerProblem, { file: contract.file, line: 1 });
 
+    // Rows in = the file's non-empty records (a quoted field may span lines); every one must come out of DuckDB or
+    // the file is rejected whole: DuckDB's reader drops a row with a field beyond its buffer (≈ 32 MB) silently.
+    const scan = scanCsv(bytes);
+    const dataRecords = scan.lines.length - 1;
+    metrics.rowsIn = dataRecords;
+    for (let k = 1; k < scan.lengths.length; k++) {
+      if (scan.lengths[k] > CSV_MAX_ROW_BYTES) {
+        const f = longestField(scan, k);
+        const name = contract.columns[f.column - 1]?.name;
+        throw contractViolation(
+          `${contract.file} line ${scan.lines[k]} column ${f.column}${name ? ` (${name})` : ''}: row of ` +
+            `${scan.lengths[k]} bytes exceeds the maximum CSV row size of ${CSV_MAX_ROW_BYTES} bytes`,
+          { file: contract.file, line: scan.lines[k], column: f.column },
+        );
+      }
+    }
     const local = path.join(scratch, contract.file);
-    await fsp.writeFile(local, bytes);
+    await fsp.writeFile(local, scan.data);
     const columns = `{${contract.columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`;
     await conn.run(`drop table if exists _csv_rejects; drop table if exists _csv_reject_scans`);
-    await conn.run(
-      `create or replace temp table _csv_raw as
-       select * from read_csv(${sqlString(local)}, header = true, columns = ${columns}, delim = ',', quote = '"',
-         escape = '"', strict_mode = true, store_rejects = true, ignore_errors = true,
-         rejects_table = '_csv_rejects', rejects_scan = '_csv_reject_scans', auto_detect = false) with ordinality`,
-    );
+    try {
+      await conn.run(
+        `create or replace temp table _csv_raw as
+         select * from read_csv(${sqlString(local)}, header = true, columns = ${columns}, delim = ',', quote = '"',
+           escape = '"', strict_mode = true, store_rejects = true, ignore_errors = true, max_line_size = ${CSV_READER_LINE_BYTES},
+           rejects_table = '_csv_rejects', rejects_scan = '_csv_reject_scans', auto_detect = false) with ordinality`,
+      );
+    } catch (e) {
+      // A file DuckDB's reader cannot get through at all (its own errors name no line): reject it whole by name.
+      const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+      throw contractViolation(`${contract.file} line 1 column 1: file could not be read as CSV (${msg})`, {
+        file: contract.file,
+        line: 1,
+        column: 1,
+      });
+    }
     const rejects = await queryRows(
       conn,
-      `select line, column_idx, column_name, error_type, error_message from _csv_rejects order by line, column_idx limit 1`,
+      `select line, line_byte_position, column_idx, column_name, error_type, error_message
+       from _csv_rejects order by line, column_idx limit 1`,
     );
     if (rejects.length > 0) {
       const r = rejects[0];
       const col = Number(r.column_idx) || 1;
       const name = r.column_name ? ` (${String(r.column_name)})` : '';
       const msg = String(r.error_message).split('\n')[0];
-      throw contractViolation(`${contract.file} line ${Number(r.line)} column ${col}${name}: ${msg}`, {
+      const line = physicalLine(scan, r.line_byte_position, r.line);
+      throw contractViolation(`${contract.file} line ${line} column ${col}${name}: ${msg}`, {
         file: contract.file,
-        line: Number(r.line),
+        line,
         column: col,
       });
     }
+    const [{ n: readRows }] = await queryRows(conn, `select count(*)::bigint as n from _csv_raw`);
+    if (Number(readRows) !== dataRecords) {
+      const line = await firstMissingLine(conn, scan, contract.columns[0].name);
+      throw contractViolation(
+        `${contract.file} line ${line} column 1: the CSV reader returned ${Number(readRows)} of ${dataRecords} rows ` +
+          `and rejected none; the file is rejected whole`,
+        { file: contract.file, line, column: 1 },
+      );
+    }
+    // source_line = the physical line a record starts on (a quoted newline makes it differ from ordinality + 1)
+    let lineExpr = '(r.ordinality + 1)::integer';
+    let lineJoin = '';
+    if (scan.irregular) {
+      await conn.run(`create or replace temp table _csv_lines (ordinality bigint, line integer)`);
+      const app = await conn.createAppender('_csv_lines', 'main', 'temp');
+      for (let k = 1; k < scan.lines.length; k++) {
+        app.appendBigInt(BigInt(k));
+        app.appendInteger(scan.lines[k]);
+        app.endRow();
+      }
+      app.closeSync();
+      lineExpr = 'l.line';
+      lineJoin = 'join _csv_lines as l on l.ordinality = r.ordinality';
+    }
     await conn.run(
       `create or replace temp table _bronze_out as
-       select * exclude (ordinality), $ingest_ts::timestamp as ingest_ts, $file as source_file,
-         (ordinality + 1)::integer as source_line, $run_id as run_id
-       from _csv_raw`,
+       select r.* exclude (ordinality), $ingest_ts::timestamp as ingest_ts, $file as source_file,
+         ${lineExpr} as source_line, $run_id as run_id
+       from _csv_raw as r ${lineJoin}`,
       { ingest_ts: new Date().toISOString(), file: contract.file, run_id: input.runId },
     );
     const [{ n: outRows }] = await queryRows(conn, `select count(*)::bigint as n from _bronze_out`);
@@ -242,6 +296,33 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     conn.closeSync();
     await fsp.rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** Longest CSV record accepted (bytes, line end excluded); a longer one rejects its file with line and column. */
+export const CSV_MAX_ROW_BYTES = 2_000_000;
+/** DuckDB's max_line_size, set above CSV_MAX_ROW_BYTES so the reader never cuts a record the scan accepted. */
+const CSV_READER_LINE_BYTES = CSV_MAX_ROW_BYTES + 4096;
+
+/** The physical line of a DuckDB reject: from its byte position when known, else from its record number. */
+function physicalLine(scan: CsvScan, bytePos: unknown, recordNo: unknown): number {
+  if (bytePos !== null && bytePos !== undefined && scan.starts.length > 0) {
+    return scan.lines[recordAt(scan, Math.max(0, Number(bytePos) - 1))];
+  }
+  const k = Number(recordNo) - 1;
+  return scan.lines[k] ?? Number(recordNo);
+}
+
+/** The line of the first record the reader did not return (compared by first field, in file order). */
+async function firstMissingLine(conn: DuckDBConnection, scan: CsvScan, firstColumn: string): Promise<number> {
+  const rows = await queryRows(
+    conn,
+    `select coalesce(${sqlIdent(firstColumn)}::varchar, '') as v from _csv_raw order by ordinality`,
+  );
+  for (let k = 1; k < scan.lines.length; k++) {
+    const got = rows[k - 1];
+    if (got === undefined || String(got.v) !== firstField(scan, k)) return scan.lines[k];
+  }
+  return scan.lines[scan.lines.length - 1];
 }
 
 function storageForLanding(deps: ActivityDeps, input: RunTarget): Storage {

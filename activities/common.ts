@@ -76,8 +76,12 @@ export function classify(err: unknown, what: string): unknown {
   if (err instanceof ApplicationFailure) return err;
   // A file key outside the landing root is bad input, not a transient fault.
   if (err instanceof UnsafeKeyError) return contractViolation(err.message);
-  const msg = err instanceof Error ? err.message : String(err);
-  if (/^(Parser|Binder|Catalog|Conversion|Invalid Input) Error/i.test(msg)) {
+  // Not `instanceof Error`: errors of the native DuckDB binding may come from another realm (e.g. under jest).
+  const m = (err as { message?: unknown } | null)?.message;
+  const msg = typeof m === 'string' ? m : String(err);
+  // Conversion and out-of-range errors are data-dependent: retrying the same input fails the same way. `what` names
+  // the table and the partition(s) being built, so the message says where to look.
+  if (/^(Parser|Binder|Catalog|Conversion|Invalid Input|Out of Range) Error/i.test(msg)) {
     return ApplicationFailure.nonRetryable(`${what}: ${msg.split('\n')[0]}`, ErrorTypes.SqlError);
   }
   return err;

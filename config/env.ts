@@ -71,6 +71,23 @@ const schema = z.object({
   CPA_ANOMALY_MIN_OBS: positiveInt.default(7),
   CPA_ANOMALY_BASELINE_DAYS: positiveInt.default(28),
   CPA_ANOMALY_EVENT_BY_METRIC: bool.default(true),
+  // Plausibility bounds (docs/decisions.md "Plausibility rules"): each is capped below what its bronze type holds.
+  CPA_RULE_MAX_EVENT_COST_USD: z.coerce.number().positive().max(1e11).default(100_000),
+  CPA_RULE_MAX_EVENT_VALUE: z.coerce.number().positive().max(1e11).default(1_000_000),
+  CPA_RULE_MAX_EVENT_CARBON_KG: z.coerce.number().positive().max(1e8).default(1_000),
+  CPA_RULE_MAX_EVENT_GENAI_TOKENS: z.coerce.number().int().positive().max(1e15).default(1_000_000_000),
+  CPA_RULE_MAX_INVOICE_USD: z.coerce.number().positive().max(1e11).default(10_000_000),
+  CPA_RULE_MAX_FX_RATE: z.coerce.number().positive().max(1e6).default(1_000),
+  CPA_RULE_MIN_DATE: z
+    .string()
+    .trim()
+    .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be YYYY-MM-DD')
+    .refine(
+      (s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s),
+      'not a calendar date',
+    )
+    .default('2000-01-01'),
+  CPA_RULE_MAX_FUTURE_DAYS: z.coerce.number().int().min(0).max(3650).default(1),
   CPA_DUCKDB_THREADS: positiveInt.default(2),
   CPA_DUCKDB_MEMORY_LIMIT: z
     .string()
@@ -152,6 +169,22 @@ export interface Config {
     /** Trailing baseline length N (SPEC §5): an observation of day d is scored against [d − N, d − 1]. */
     baselineDays: number;
     byMetric: boolean;
+  };
+  /**
+   * Plausibility bounds of the silver rules `implausible_*` (docs/decisions.md): a record outside them is
+   * quarantined, so no single value can overflow a gold sum or stretch a mart's date range.
+   */
+  rules: {
+    maxEventCostUsd: number;
+    maxEventValue: number;
+    maxEventCarbonKg: number;
+    maxEventGenaiTokens: number;
+    maxInvoiceUsd: number;
+    maxFxRate: number;
+    /** Earliest plausible date (YYYY-MM-DD) of an event timestamp, a ticket or an invoice month. */
+    minDate: string;
+    /** How many days after its bronze ingest_ts a record's timestamp may lie. */
+    maxFutureDays: number;
   };
   duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string };
   temporal: {
@@ -256,6 +289,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       minObs: e.CPA_ANOMALY_MIN_OBS,
       baselineDays: e.CPA_ANOMALY_BASELINE_DAYS,
       byMetric: e.CPA_ANOMALY_EVENT_BY_METRIC,
+    },
+    rules: {
+      maxEventCostUsd: e.CPA_RULE_MAX_EVENT_COST_USD,
+      maxEventValue: e.CPA_RULE_MAX_EVENT_VALUE,
+      maxEventCarbonKg: e.CPA_RULE_MAX_EVENT_CARBON_KG,
+      maxEventGenaiTokens: e.CPA_RULE_MAX_EVENT_GENAI_TOKENS,
+      maxInvoiceUsd: e.CPA_RULE_MAX_INVOICE_USD,
+      maxFxRate: e.CPA_RULE_MAX_FX_RATE,
+      minDate: e.CPA_RULE_MIN_DATE,
+      maxFutureDays: e.CPA_RULE_MAX_FUTURE_DAYS,
     },
     duckdb: {
       threads: e.CPA_DUCKDB_THREADS,
