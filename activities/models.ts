@@ -338,6 +338,16 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
 export interface WavePlan {
   run: string[];
   skipped: StepMetrics[];
+  /** Per table to run, the partitions it will compute, for the step's name in the UI (e.g. `2025-08-01..2025-08-31`). */
+  scope?: Record<string, string>;
+}
+
+/** The partitions of a plan in a few characters: `all`, one value, or `first..last (n)`. */
+export function describeUnits(units: string[]): string {
+  const named = units.filter((u) => u !== WHOLE).sort();
+  if (named.length === 0) return 'all';
+  if (named.length === 1) return named[0];
+  return `${named[0]}..${named[named.length - 1]} (${named.length})`;
 }
 
 /**
@@ -353,11 +363,12 @@ export async function planWave(
   const models = input.tables.map((t) => findModel(input.layer, t));
   return withLake(deps, input.lake, async (conn, lake) => {
     const plans = await planModels(conn, lake, deps.config, models, input.force);
-    const out: WavePlan = { run: [], skipped: [] };
+    const out: WavePlan = { run: [], skipped: [], scope: {} };
     for (const m of models) {
       const plan = plans.get(`${m.layer}.${m.table}`)!;
       if (plan.units.length > 0) {
         out.run.push(m.table);
+        out.scope![m.table] = describeUnits(plan.units);
         continue;
       }
       const metrics = emptyMetrics(`${m.layer}.${m.table}`, m.layer, m.table);

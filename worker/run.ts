@@ -129,6 +129,8 @@ export async function runDaily(
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       memo: { logicalDate: input.runDate ?? 'all', kind: input.kind ?? 'manual', lake: input.lake },
+      // The UI's summary line (SPEC §13): kind, logical date, lake.
+      staticSummary: `${input.kind ?? 'manual'} run · ${input.runDate ?? 'all dates'} · ${input.lake}`,
     });
     // The id names the date, not the lake: never silently attach to a run of the same id on another lake.
     const running = await handle.describe();

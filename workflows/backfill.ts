@@ -159,6 +159,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillReport> {
         ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        staticSummary: `backfill run · ${date} · ${input.lake}`,
       });
       results.push({
         date,

@@ -57,7 +57,7 @@ function leaseLost(e: unknown): e is ActivityFailure {
 export async function withLakeLease<T>(lake: string, fn: () => Promise<T>): Promise<T> {
   const info = workflowInfo();
   const input = { lake, holder: { workflowId: info.workflowId, runId: info.runId } };
-  const grant = await acquire.acquireLakeLease(input);
+  const grant = await acquire.acquireLakeLease.executeWithOptions({ summary: 'lake lease: acquire' }, [input]);
   let lost: ActivityFailure | undefined;
   const work = new CancellationScope();
   const keepAlive = new CancellationScope();
@@ -67,7 +67,7 @@ export async function withLakeLease<T>(lake: string, fn: () => Promise<T>): Prom
       for (;;) {
         await sleep(grant.renewEveryMs);
         try {
-          await lease.renewLakeLease(input);
+          await lease.renewLakeLease.executeWithOptions({ summary: 'lake lease: renew' }, [input]);
         } catch (e) {
           if (isCancellation(e)) throw e;
           if (leaseLost(e)) {
@@ -88,6 +88,8 @@ export async function withLakeLease<T>(lake: string, fn: () => Promise<T>): Prom
   } finally {
     keepAlive.cancel();
     await renewing;
-    await CancellationScope.nonCancellable(() => lease.releaseLakeLease(input));
+    await CancellationScope.nonCancellable(() =>
+      lease.releaseLakeLease.executeWithOptions({ summary: 'lake lease: release' }, [input]),
+    );
   }
 }
