@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { isUtf8 } from 'node:buffer';
 import { parse as parseCsv } from 'csv-parse/sync';
+import { ApplicationFailure } from '@temporalio/common';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { joinUri } from '../config/env';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../config/contracts';
@@ -20,8 +21,18 @@ import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { partitionFilter } from '../lake/incremental';
 import { firstField, longestField, recordAt, scanCsv } from '../lake/csv-scan';
 import type { CsvScan } from '../lake/csv-scan';
-import { isNotFound, resolveLandingKey, scratchDir, storageFor } from '../lake/storage';
-import type { Storage, StoredObject } from '../lake/storage';
+import {
+  assertLiteralPath,
+  isNotFound,
+  listLanding,
+  readLandingFile,
+  RefusedFileError,
+  resolveLandingKey,
+  scratchDir,
+  storageFor,
+} from '../lake/storage';
+import type { RefusedEntry, Storage, StoredObject } from '../lake/storage';
+import { checkLocalLanding, LandingUnusableError, noSources } from '../lake/preflight';
 import {
   classify,
   contractViolation,
@@ -30,6 +41,7 @@ import {
   nullRates,
   onCancel,
   openLake,
+  warn,
   withLake,
 } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
@@ -157,11 +169,19 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
   try {
     const uri = resolveLandingKey(input.landing, contract.file);
     const landingStorage = storageForLanding(deps, input);
-    if (!(await landingStorage.exists(uri))) {
-      metrics.extra.missing_source = 1;
+    let bytes: Buffer;
+    try {
+      bytes = await readLandingFile(landingStorage, input.landing, uri, contract.file);
+    } catch (e) {
+      if (isNotFound(e)) {
+        metrics.extra.missing_source = 1;
+        return await finish(ctx, input, metrics, started);
+      }
+      // A symlink, FIFO, directory… is never read: the previous bronze stays, the run's metrics say why.
+      if (!(e instanceof RefusedFileError)) throw e;
+      refuse(metrics, e);
       return await finish(ctx, input, metrics, started);
     }
-    const bytes = await landingStorage.readBytes(uri);
     const hash = sha256(bytes);
     const prev = (await readLandedFiles(conn, ctx.lake, 'csv', contract.file))[contract.file];
     if (prev && prev.sha256 === hash) {
@@ -197,7 +217,7 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
         );
       }
     }
-    const local = path.join(scratch, contract.file);
+    const local = assertLiteralPath(path.join(scratch, contract.file));
     await fsp.writeFile(local, scan.data);
     const columns = `{${contract.columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`;
     await conn.run(`drop table if exists _csv_rejects; drop table if exists _csv_reject_scans`);
@@ -330,6 +350,12 @@ function storageForLanding(deps: ActivityDeps, input: RunTarget): Storage {
   return storageFor(input.landing, deps.config);
 }
 
+/** Counts a refused landing entry in `extra.files_refused` and logs its key and why (SPEC §12: never silently). */
+function refuse(metrics: StepMetrics, r: RefusedEntry): void {
+  metrics.extra.files_refused = (metrics.extra.files_refused ?? 0) + 1;
+  warn(`${metrics.step}: landing file ${r.key} refused: ${r.reason}`, { key: r.key, reason: r.reason });
+}
+
 function countLines(b: Buffer): number {
   let n = 0;
   for (let i = b.indexOf(0x0a); i !== -1; i = b.indexOf(0x0a, i + 1)) n++;
@@ -359,17 +385,42 @@ async function finish(
   return m;
 }
 
-/** Lists the events files under the landing prefix with what the manifest knows of them. */
+/**
+ * Lists the events files under the landing prefix with what the manifest knows of them, and the entries named like
+ * events files that are refused (symlinks, FIFOs, devices, directories, unsafe S3 keys).
+ */
 export async function listEventFiles(
   deps: ActivityDeps,
   target: RunTarget,
-): Promise<{ landed: StoredObject[]; manifest: EventManifest }> {
+): Promise<{ landed: StoredObject[]; refused: RefusedEntry[]; manifest: EventManifest }> {
   const landingStorage = storageForLanding(deps, target);
   const prefix = joinUri(target.landing, EVENTS_PREFIX);
-  const landed = (await landingStorage.list(prefix))
-    .filter((o) => o.key.endsWith('.jsonl') && !o.key.split('/').some((s) => s.startsWith('.') || s.startsWith('_')))
-    .map((o) => ({ ...o, key: `${EVENTS_PREFIX}/${o.key}` }));
-  return { landed, manifest: await withLake(deps, target.lake, (conn, lake) => readEventManifest(conn, lake)) };
+  const { files, refused } = await listLanding(
+    landingStorage,
+    prefix,
+    (key) => key.endsWith('.jsonl') && !key.split('/').some((s) => s.startsWith('.') || s.startsWith('_')),
+  );
+  const withPrefix = <T extends { key: string }>(o: T): T => ({ ...o, key: `${EVENTS_PREFIX}/${o.key}` });
+  return {
+    landed: files.map(withPrefix),
+    refused: refused.map(withPrefix),
+    manifest: await withLake(deps, target.lake, (conn, lake) => readEventManifest(conn, lake)),
+  };
+}
+
+/**
+ * A landing without a single events file must still hold some expected source: a mistyped `--landing` (missing
+ * directory, wrong prefix) fails the run instead of succeeding on an empty lake.
+ */
+async function checkLandingHasSources(storage: Storage, landing: string): Promise<void> {
+  try {
+    if (storage.kind === 'local') return await checkLocalLanding(landing);
+  } catch (e) {
+    if (e instanceof LandingUnusableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
+    throw e;
+  }
+  for (const c of CSV_CONTRACTS) if (await storage.exists(resolveLandingKey(landing, c.file))) return;
+  throw ApplicationFailure.nonRetryable(noSources(landing), 'LandingUnusable');
 }
 
 /** Max bytes of event files parsed in one DuckDB statement; bounds memory at any scale. */
@@ -405,7 +456,9 @@ export async function ingestEventFiles(
         return { key, uri: resolveLandingKey(input.landing, key), size: -1, version: '' };
       });
     } else {
-      const { landed } = await listEventFiles(deps, input);
+      const { landed, refused } = await listEventFiles(deps, input);
+      for (const r of refused) refuse(metrics, r);
+      if (landed.length === 0 && refused.length === 0) await checkLandingHasSources(landingStorage, input.landing);
       candidates = landed.map((o) => ({ key: o.key, uri: o.uri, size: o.size, version: o.version }));
     }
     candidates.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -443,14 +496,23 @@ export async function ingestEventFiles(
     };
     let i = 0;
     const read = readAhead(candidates, landingStorage.kind === 's3' ? S3_READ_AHEAD : 1, (c) =>
-      landingStorage.readBytes(c.uri).catch((e: unknown) => {
+      readLandingFile(landingStorage, input.landing, c.uri, c.key).catch((e: unknown) => {
         if (isNotFound(e)) throw contractViolation(`file ${c.key} does not exist under the landing root`);
         throw e;
       }),
     );
     for (const [k, c] of candidates.entries()) {
       const prev = manifest[c.key];
-      const bytes = await read(k);
+      let bytes: Buffer;
+      try {
+        bytes = await read(k);
+      } catch (e) {
+        // The one file asked for by key is refused as bad input; in a batch run it is reported and the rest ingested.
+        if (!(e instanceof RefusedFileError)) throw e;
+        if (input.keys) throw contractViolation(e.message, { file: e.key, reason: e.reason });
+        refuse(metrics, e);
+        continue;
+      }
       const sha = sha256(bytes);
       if (prev && prev.sha256 === sha) {
         // Same content under a new listing version (touched, re-uploaded): remember the version, ingest nothing.
@@ -461,13 +523,20 @@ export async function ingestEventFiles(
         filesSkipped++;
         continue;
       }
-      // DuckDB's read_text needs valid UTF-8: lines that are not are replaced by a marker so they are quarantined
-      // as malformed_json with their line number instead of failing the whole file. Local valid files are read in place.
-      let local = c.uri;
-      if (landingStorage.kind !== 'local' || !isUtf8(bytes)) {
-        local = path.join(scratch, `f${i++}.jsonl`);
-        await fsp.writeFile(local, isUtf8(bytes) ? bytes : sanitizeUtf8(bytes));
-      }
+      // DuckDB reads a scratch name made here, never the landing name: it expands `*`, `?` and `[…]` in any path it
+      // is given (no literal-path switch), so `a[1].jsonl` would read `a1.jsonl` or nothing. A local valid file is
+      // hard-linked (no copy); read_text needs valid UTF-8, so lines that are not are replaced by a marker and
+      // quarantined as malformed_json with their line number instead of failing the whole file.
+      const local = assertLiteralPath(path.join(scratch, `f${i++}.jsonl`));
+      const valid = isUtf8(bytes);
+      const linked =
+        valid &&
+        landingStorage.kind === 'local' &&
+        (await fsp.link(c.uri, local).then(
+          () => true,
+          () => false,
+        ));
+      if (!linked) await fsp.writeFile(local, valid ? bytes : sanitizeUtf8(bytes));
       batch.push({ key: c.key, path: local, sha, size: bytes.length, lines: countLines(bytes), version: c.version });
       batchBytes += bytes.length;
       metrics.extra.files_ingested = (metrics.extra.files_ingested ?? 0) + 1;

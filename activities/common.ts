@@ -9,6 +9,7 @@ import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
 import { attachLake, LakeUnavailableError, lakeWrite, qualified } from '../lake/lakehouse';
 import { crashPoint } from '../lake/crash-points';
+import { checkLakeOutsideLanding, LakeUnusableError } from '../lake/preflight';
 import { FencedOff, withFence } from '../lake/fence';
 import { lakeLease } from '../lake/lease';
 import type { HolderGone } from '../lake/lease';
@@ -87,6 +88,29 @@ export function classify(err: unknown, what: string): unknown {
   return err;
 }
 
+/** A warning in the activity's log (the worker's log, with the workflow and activity ids); stderr outside one. */
+export function warn(message: string, attrs: Record<string, unknown> = {}): void {
+  let ctx: Context | undefined;
+  try {
+    ctx = Context.current();
+  } catch {
+    /* not in an activity context */
+  }
+  if (ctx) ctx.log.warn(message, attrs);
+  else console.warn(message);
+}
+
+/**
+ * A lake that cannot be attached or used (a file, not writable, inside the landing, a missing extension) does not
+ * come back by retrying: the run fails at once with the message naming the path.
+ */
+function lakeFailure(e: unknown): unknown {
+  if (e instanceof LakeUnavailableError || e instanceof LakeUnusableError) {
+    return ApplicationFailure.nonRetryable(e.message, e.name);
+  }
+  return e;
+}
+
 /** Heartbeats when running inside a Temporal activity; a no-op when called directly (tests, CLI). */
 export function heartbeat(details?: unknown): void {
   try {
@@ -145,8 +169,7 @@ export async function fencedActivity<T>(deps: ActivityDeps, lakeRoot: string, fn
   const what = `${info.activityType} attempt ${me.attempt} of ${me.workflowId}`;
   return withKeepalive(async () => {
     const lake = await attachLake(deps.db, deps.config, lakeRoot).catch((e: unknown) => {
-      if (e instanceof LakeUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
-      throw e;
+      throw lakeFailure(e);
     });
     const attempts = qualified(lake, 'meta', 'attempts');
     if (me.attempt > 1) {
@@ -226,10 +249,15 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
       throw e;
     });
   }
+  // A lake inside the (immutable) landing is refused before anything is created there.
+  try {
+    checkLakeOutsideLanding(target.lake, target.landing);
+  } catch (e) {
+    throw lakeFailure(e);
+  }
   const lake = await attachLake(deps.db, deps.config, target.lake).catch((e: unknown) => {
-    // A missing extension, a lake that is a file, an S3 lake without a catalog: retrying does not help.
-    if (e instanceof LakeUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
-    throw e;
+    // A missing extension, a lake that is a file or unwritable, an S3 lake without a catalog: retrying does not help.
+    throw lakeFailure(e);
   });
   const conn = await deps.db.connect();
   await conn.run(`set TimeZone = 'UTC'`);
@@ -271,8 +299,7 @@ export async function withLake<T>(
     });
   }
   const lake = await attachLake(deps.db, deps.config, lakeRoot).catch((e: unknown) => {
-    if (e instanceof LakeUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
-    throw e;
+    throw lakeFailure(e);
   });
   const conn = await deps.db.connect();
   try {

@@ -1,5 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { lakeLease } from '../lake/lease';
+import { checkLakeOutsideLanding, LakeUnusableError, prepareLocalLake } from '../lake/preflight';
+import { isS3 } from '../lake/storage';
 import type { LeaseHolder, LeaseRecord } from '../lake/lease';
 import type { ActivityDeps } from './common';
 
@@ -10,11 +12,15 @@ export const LeaseErrorTypes = {
   LakeLocked: 'LakeLocked',
   /** This run's lease expired and was taken over (or deleted): non-retryable, the run must stop writing. */
   LakeLeaseLost: 'LakeLeaseLost',
+  /** The lake is a file, cannot be created, is not writable or lies inside the landing: non-retryable. */
+  LakeUnusable: 'LakeUnusable',
 } as const;
 
 export interface LeaseInput {
   lake: string;
   holder: LeaseHolder;
+  /** The run's landing, when known: a lake inside it is refused before the lease object is written there. */
+  landing?: string;
 }
 
 export interface LeaseGrant {
@@ -36,6 +42,14 @@ const describe = (r: LeaseRecord): string =>
  */
 export async function acquireLakeLease(deps: ActivityDeps, input: LeaseInput): Promise<LeaseGrant> {
   const ttl = deps.config.lakeLease.ttlSeconds;
+  // This activity waits for the lease by retrying for up to a day: a lake no retry can fix fails at once instead.
+  try {
+    if (input.landing !== undefined) checkLakeOutsideLanding(input.lake, input.landing);
+    if (!isS3(input.lake)) await prepareLocalLake(input.lake);
+  } catch (e) {
+    if (e instanceof LakeUnusableError) throw ApplicationFailure.nonRetryable(e.message, LeaseErrorTypes.LakeUnusable);
+    throw e;
+  }
   const res = await lakeLease(input.lake, deps.config).acquire(input.holder, ttl, deps.holderGone);
   if (!res.acquired) {
     throw ApplicationFailure.retryable(

@@ -8,6 +8,7 @@ import { joinUri } from '../config/env';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
 import { crashPoint } from './crash-points';
 import { checkFence } from './fence';
+import { prepareLocalLake } from './preflight';
 import { isS3, storageFor } from './storage';
 
 /**
@@ -134,12 +135,8 @@ async function doAttach(
 ): Promise<AttachedLake & { inode?: number }> {
   const alias = generation === 0 ? lakeAlias(lakeRoot) : `${lakeAlias(lakeRoot)}_${generation}`;
   const spec = attachSpec(config, lakeRoot);
-  if (!isS3(lakeRoot)) {
-    if (fs.existsSync(lakeRoot) && !fs.statSync(lakeRoot).isDirectory()) {
-      throw new LakeUnavailableError(`lake ${lakeRoot} is not a directory`);
-    }
-    fs.mkdirSync(path.join(lakeRoot, '_meta'), { recursive: true });
-  }
+  // A file, an uncreatable or unwritable path: LakeUnusableError naming it (never a recursive mkdir, which spins on /proc).
+  if (!isS3(lakeRoot)) await prepareLocalLake(lakeRoot);
   if (!(await hasCatalog(config, lakeRoot)) && (await hasLegacyManifests(config, lakeRoot))) {
     throw new LakeUnavailableError(
       `lake ${lakeRoot} is in the pre-DuckLake layout (_meta/tables/*.json); lakes are rebuilt from their landing: ` +

@@ -96,7 +96,7 @@ export async function dailyPipeline(input: DailyPipelineInput): Promise<RunSumma
   });
   try {
     const resolved = { ...input, runDate: run.logicalDate, kind: run.kind };
-    const summary = await withLakeLease(input.lake, () => pipeline(resolved));
+    const summary = await withLakeLease(input.lake, () => pipeline(resolved), input.landing);
     mark(RunStatuses.succeeded);
     return summary;
   } catch (err) {

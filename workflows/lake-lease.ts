@@ -29,7 +29,7 @@ const acquire = proxyActivities<Activities>({
     maximumInterval: '5s',
     // The 24 h schedule-to-close bound ends the wait first (~17,300 attempts at 5 s); this cap is a backstop.
     maximumAttempts: 20_000,
-    nonRetryableErrorTypes: ['ContractViolation'],
+    nonRetryableErrorTypes: ['ContractViolation', 'LakeUnusable'],
   },
 });
 
@@ -54,10 +54,12 @@ function leaseLost(e: unknown): e is ActivityFailure {
  * background, release at the end whatever happened (also on cancellation). When a renewal finds the lease taken
  * over, `fn` is cancelled and the run fails with `LakeLeaseLost` rather than keep writing.
  */
-export async function withLakeLease<T>(lake: string, fn: () => Promise<T>): Promise<T> {
+export async function withLakeLease<T>(lake: string, fn: () => Promise<T>, landing?: string): Promise<T> {
   const info = workflowInfo();
   const input = { lake, holder: { workflowId: info.workflowId, runId: info.runId } };
-  const grant = await acquire.acquireLakeLease.executeWithOptions({ summary: 'lake lease: acquire' }, [input]);
+  const grant = await acquire.acquireLakeLease.executeWithOptions({ summary: 'lake lease: acquire' }, [
+    landing === undefined ? input : { ...input, landing },
+  ]);
   let lost: ActivityFailure | undefined;
   const work = new CancellationScope();
   const keepAlive = new CancellationScope();

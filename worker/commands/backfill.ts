@@ -136,7 +136,7 @@ export function register(program: Command, kit: CommandKit): void {
         }
         if (opts.batchSize < 1) throw new PipelineFailed('--batch-size must be at least 1');
         const cfg = kit.config({ CPA_LAKE_ROOT: opts.lake as never, CPA_LANDING_ROOT: opts.landing as never });
-        await kit.checkStorage(cfg, { landing: true, write: true });
+        await kit.checkStorage(cfg, { landing: true, write: true, sources: true });
         const session = await openSession(cfg, { withWorker: opts.withWorker });
         const started = Date.now();
         try {
