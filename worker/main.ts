@@ -108,9 +108,14 @@ export class PipelineWorkers {
   async run(): Promise<void> {
     const runs = [this.main.run(), this.events.run()];
     let reaper: NodeJS.Timeout | undefined;
+    // The reap in flight, awaited before run() returns: the caller may close the connection right after.
+    let reaping: Promise<unknown> = Promise.resolve();
+    const reapOnce = (): void => {
+      if (this.reap) reaping = reaping.then(() => this.reap?.()).catch(() => undefined);
+    };
     if (this.reap) {
-      void this.reap();
-      reaper = setInterval(() => void this.reap?.(), REAP_EVERY_MS);
+      reapOnce();
+      reaper = setInterval(reapOnce, REAP_EVERY_MS);
       reaper.unref();
     }
     try {
@@ -119,6 +124,7 @@ export class PipelineWorkers {
       clearInterval(reaper);
       this.shutdown();
       await Promise.allSettled(runs);
+      await reaping;
     }
     await Promise.all(runs);
   }
