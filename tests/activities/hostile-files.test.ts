@@ -1,17 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DuckDBInstance } from '@duckdb/node-api';
 import type { ApplicationFailure } from '@temporalio/common';
-import { loadConfig } from '../../config/env';
-import { createActivities } from '../../activities';
 import { EVENTS_PREFIX } from '../../activities/bronze';
-import { createDuckDb } from '../../lake/duckdb';
 import { listLanding, RefusedFileError, unsafeS3KeyReason } from '../../lake/storage';
 import type { Storage, StoredObject } from '../../lake/storage';
 import { hashLandingFile } from '../../worker/watcher';
 import { REFERENCE_LANDING, tmpDir } from '../support/env';
 import { tableRef, withLakeSql } from '../support/lake-sql';
+import { directActivities } from '../support/activities';
 
 /**
  * Hostile landing files (issue 9, SPEC §12): names DuckDB would expand as globs are read literally, exactly once;
@@ -19,15 +16,8 @@ import { tableRef, withLakeSql } from '../support/lake-sql';
  * like files) is refused and reported, never read, and never costs a good file next to it a single record.
  */
 describe('hostile landing files', () => {
-  const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
-  let db: DuckDBInstance;
-  let acts: ReturnType<typeof createActivities>;
-
-  beforeAll(async () => {
-    db = await createDuckDb(config);
-    acts = createActivities({ config, db });
-  });
-  afterAll(() => db.closeSync());
+  const suite = directActivities();
+  const { config } = suite;
 
   /** A file's events: unique ids, one null id (dedup cannot hide a file read twice), costs summing to a known total. */
   function events(tag: string, n: number): { text: string; rows: number; cost: number } {
@@ -123,7 +113,7 @@ describe('hostile landing files', () => {
       expected[`${EVENTS_PREFIX}/${name}`] = { n: e.rows, cost: e.cost };
     });
     const lake = tmpDir('glob-lake');
-    const m = await acts.ingestEventFiles({ lake, landing, runId: 'r1' });
+    const m = await suite.acts.ingestEventFiles({ lake, landing, runId: 'r1' });
     expect(m.extra.files_ingested).toBe(GLOB_NAMES.length + DECOYS.length);
     expect(m.quarantined.malformed_json ?? 0).toBe(0);
     expect(await perFile(lake)).toEqual(expected);
@@ -132,7 +122,7 @@ describe('hostile landing files', () => {
     expect(landed).toHaveLength(GLOB_NAMES.length + DECOYS.length);
     for (const r of landed) expect((r.partitions as string[]).length).toBeGreaterThan(0);
     // A re-run reads nothing again and changes nothing.
-    const again = await acts.ingestEventFiles({ lake, landing, runId: 'r2' });
+    const again = await suite.acts.ingestEventFiles({ lake, landing, runId: 'r2' });
     expect(again.extra).toMatchObject({ files_ingested: 0, files_skipped: GLOB_NAMES.length + DECOYS.length });
     expect(await perFile(lake)).toEqual(expected);
 
@@ -141,7 +131,7 @@ describe('hostile landing files', () => {
     const sofar: Record<string, { n: number; cost: number }> = {};
     for (const name of ['*.jsonl', 'a[1].jsonl', 'q?.jsonl', 'sub[1]/inner?.jsonl']) {
       const key = `${EVENTS_PREFIX}/${name}`;
-      await acts.ingestEventFiles({ lake: byKey, landing, runId: 'k', keys: [key] });
+      await suite.acts.ingestEventFiles({ lake: byKey, landing, runId: 'k', keys: [key] });
       sofar[key] = expected[key];
       expect(await perFile(byKey)).toEqual(sofar);
     }
@@ -183,7 +173,7 @@ describe('hostile landing files', () => {
     const { landing, good, refused } = hostileLanding();
     const lake = tmpDir('hostile-lake');
     const warned = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-    const m = await acts.ingestEventFiles({ lake, landing, runId: 'r1' });
+    const m = await suite.acts.ingestEventFiles({ lake, landing, runId: 'r1' });
     // One log line per refused entry, naming its key and why.
     const lines = warned.mock.calls.map((c) => String(c[0]));
     warned.mockRestore();
@@ -198,7 +188,7 @@ describe('hostile landing files', () => {
     expect(await perFile(lake)).toEqual({ [`${EVENTS_PREFIX}/good.jsonl`]: good });
     expect(await q(lake, 'quarantine', 'usage_events', 'select * from t')).toEqual([]);
     jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-    const again = await acts.ingestEventFiles({ lake, landing, runId: 'r2' });
+    const again = await suite.acts.ingestEventFiles({ lake, landing, runId: 'r2' });
     jest.restoreAllMocks();
     expect(again.extra).toMatchObject({ files_refused: refused.length, files_ingested: 0, files_skipped: 1 });
   });
@@ -208,7 +198,7 @@ describe('hostile landing files', () => {
     const keys = [...refused, 'outdir/e.jsonl'].map((n) => `${EVENTS_PREFIX}/${n}`);
     const lake = tmpDir('hostile-key-lake');
     for (const key of keys) {
-      const err = await rejection(acts.ingestEventFiles({ lake, landing, runId: 'k', keys: [key] }));
+      const err = await rejection(suite.acts.ingestEventFiles({ lake, landing, runId: 'k', keys: [key] }));
       expect({ key, type: err.type, nonRetryable: err.nonRetryable }).toEqual({
         key,
         type: 'ContractViolation',
@@ -238,11 +228,11 @@ describe('hostile landing files', () => {
     const lake = tmpDir('hostile-csv-lake');
     jest.spyOn(console, 'warn').mockImplementation(() => undefined);
     for (const table of ['users', 'resources', 'nps_surveys', 'tickets', 'marketing_touches']) {
-      const m = await acts.ingestCsvSource({ lake, landing, runId: 'r', table });
+      const m = await suite.acts.ingestCsvSource({ lake, landing, runId: 'r', table });
       expect({ table, refused: m.extra.files_refused, rows: m.rowsOut }).toEqual({ table, refused: 1, rows: 0 });
     }
     jest.restoreAllMocks();
-    const orgs = await acts.ingestCsvSource({ lake, landing, runId: 'r', table: 'orgs' });
+    const orgs = await suite.acts.ingestCsvSource({ lake, landing, runId: 'r', table: 'orgs' });
     expect(orgs.extra.files_refused).toBeUndefined();
     const lines = fs.readFileSync(path.join(REFERENCE_LANDING, 'customers_orgs.csv'), 'utf8').trim().split('\n');
     expect(orgs.rowsOut).toBe(lines.length - 1);

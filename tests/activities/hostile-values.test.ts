@@ -1,13 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DuckDBInstance } from '@duckdb/node-api';
 import type { ApplicationFailure } from '@temporalio/common';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import { CSV_MAX_ROW_BYTES } from '../../activities/bronze';
-import { createDuckDb } from '../../lake/duckdb';
 import { tableRef, withLakeSql } from '../support/lake-sql';
 import { REFERENCE_LANDING, tmpDir } from '../support/env';
+import { directActivities } from '../support/activities';
 
 /**
  * Hostile values (issue 9, items 1, 2 and 5): a record that is valid on its own never stops the pipeline, a value
@@ -16,15 +15,8 @@ import { REFERENCE_LANDING, tmpDir } from '../support/env';
  * which must all reach gold, once, by count and by sum. Activities are driven directly (no Temporal).
  */
 describe('hostile values', () => {
-  const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
-  let db: DuckDBInstance;
-  let acts: ReturnType<typeof createActivities>;
-
-  beforeAll(async () => {
-    db = await createDuckDb(config);
-    acts = createActivities({ config, db });
-  });
-  afterAll(() => db.closeSync());
+  const suite = directActivities();
+  const { config } = suite;
 
   type Row = Record<string, unknown>;
 
@@ -86,11 +78,11 @@ describe('hostile values', () => {
     const lake = tmpDir('hostile-lake');
     const t = { lake, landing, runId: 'hostile-run' };
     const tables = ['orgs', 'resources', ...(extra.silver ?? [])];
-    for (const table of tables) await acts.ingestCsvSource({ ...t, table });
-    for (const table of tables) await acts.buildSilver({ ...t, table });
-    await acts.ingestEventFiles(t);
-    await acts.buildSilver({ ...t, table: 'usage_events' });
-    for (const mart of [...USAGE_MARTS, ...(extra.gold ?? [])]) await acts.buildGold({ ...t, mart });
+    for (const table of tables) await suite.acts.ingestCsvSource({ ...t, table });
+    for (const table of tables) await suite.acts.buildSilver({ ...t, table });
+    await suite.acts.ingestEventFiles(t);
+    await suite.acts.buildSilver({ ...t, table: 'usage_events' });
+    for (const mart of [...USAGE_MARTS, ...(extra.gold ?? [])]) await suite.acts.buildGold({ ...t, mart });
     return lake;
   }
 
@@ -348,7 +340,7 @@ describe('hostile values', () => {
   it('names the table and the partitions when a model build still fails on data', async () => {
     // Bounds raised to what the types hold: two valid events then overflow DECIMAL(18,6) in gold.
     const loose = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused', CPA_RULE_MAX_EVENT_COST_USD: '1e11' });
-    const looseActs = createActivities({ config: loose, db });
+    const looseActs = createActivities({ config: loose, db: suite.db });
     const landing = landingWith('loose', [
       event('big-1', { cost_usd_increment: 99999999999 }),
       ...Array.from({ length: 11 }, (_, k) => event(`big-${k + 2}`, { cost_usd_increment: 99999999999 })),
@@ -375,7 +367,7 @@ describe('hostile values', () => {
       const landing = tmpDir(label);
       fs.writeFileSync(path.join(landing, 'nps_surveys.csv'), content);
       const t = { lake: tmpDir(`${label}-lake`), landing, runId: 'csv' };
-      return { t, run: () => acts.ingestCsvSource({ ...t, table: 'nps_surveys' }) };
+      return { t, run: () => suite.acts.ingestCsvSource({ ...t, table: 'nps_surveys' }) };
     }
 
     it.each([

@@ -1,12 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DuckDBInstance } from '@duckdb/node-api';
 import type { ApplicationFailure } from '@temporalio/common';
-import { loadConfig } from '../../config/env';
-import { createActivities } from '../../activities';
-import { createDuckDb } from '../../lake/duckdb';
 import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
+import { directActivities } from '../support/activities';
 
 /**
  * Operator mistakes fail fast (issue 9, SPEC §10/§12): each ends in seconds with a non-zero exit and one line naming
@@ -110,14 +107,7 @@ describe('operator mistakes', () => {
   });
 
   describe('activities (a workflow started another way)', () => {
-    const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
-    let db: DuckDBInstance;
-    let acts: ReturnType<typeof createActivities>;
-    beforeAll(async () => {
-      db = await createDuckDb(config);
-      acts = createActivities({ config, db });
-    });
-    afterAll(() => db.closeSync());
+    const suite = directActivities();
 
     async function failure(p: Promise<unknown>): Promise<ApplicationFailure> {
       return p.then(
@@ -131,12 +121,12 @@ describe('operator mistakes', () => {
 
     it.each(LAKE_CASES)('acquireLakeLease on lake %s is a non-retryable LakeUnusable', async (lakeArg, mentions) => {
       const started = Date.now();
-      const err = await failure(acts.acquireLakeLease({ lake: lakeArg, landing, holder }));
+      const err = await failure(suite.acts.acquireLakeLease({ lake: lakeArg, landing, holder }));
       expect({ type: err.type, nonRetryable: err.nonRetryable }).toEqual({ type: 'LakeUnusable', nonRetryable: true });
       expect(err.message).toContain(mentions);
       expect(Date.now() - started).toBeLessThan(5000);
       // Every other lake-opening activity says the same (openLake), also without a lease.
-      const bronze = await failure(acts.ingestEventFiles({ lake: lakeArg, landing, runId: 'r' }));
+      const bronze = await failure(suite.acts.ingestEventFiles({ lake: lakeArg, landing, runId: 'r' }));
       expect({ type: bronze.type, nonRetryable: bronze.nonRetryable }).toEqual({
         type: 'LakeUnusable',
         nonRetryable: true,
@@ -144,7 +134,9 @@ describe('operator mistakes', () => {
     });
 
     it.each(LANDING_CASES)('ingestEventFiles on landing %s is a non-retryable LandingUnusable', async (landingArg) => {
-      const err = await failure(acts.ingestEventFiles({ lake: lake('act-landing'), landing: landingArg, runId: 'r' }));
+      const err = await failure(
+        suite.acts.ingestEventFiles({ lake: lake('act-landing'), landing: landingArg, runId: 'r' }),
+      );
       expect({ type: err.type, nonRetryable: err.nonRetryable }).toEqual({
         type: 'LandingUnusable',
         nonRetryable: true,
