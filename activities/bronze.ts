@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { isUtf8 } from 'node:buffer';
 import { parse as parseCsv } from 'csv-parse/sync';
+import { ApplicationFailure } from '@temporalio/common';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { joinUri } from '../config/env';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../config/contracts';
@@ -16,10 +17,22 @@ import {
   registerView,
 } from '../lake/lakehouse';
 import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
-import { loadSql, queryRows, sqlString } from '../lake/duckdb';
+import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { partitionFilter } from '../lake/incremental';
-import { isNotFound, resolveLandingKey, scratchDir, storageFor } from '../lake/storage';
-import type { Storage, StoredObject } from '../lake/storage';
+import { firstField, longestField, recordAt, scanCsv } from '../lake/csv-scan';
+import type { CsvScan } from '../lake/csv-scan';
+import {
+  assertLiteralPath,
+  isNotFound,
+  listLanding,
+  readLandingFile,
+  RefusedFileError,
+  resolveLandingKey,
+  scratchDir,
+  storageFor,
+} from '../lake/storage';
+import type { RefusedEntry, Storage, StoredObject } from '../lake/storage';
+import { checkLocalLanding, LandingUnusableError, noSources } from '../lake/preflight';
 import {
   classify,
   contractViolation,
@@ -28,6 +41,7 @@ import {
   nullRates,
   onCancel,
   openLake,
+  warn,
   withLake,
 } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
@@ -155,15 +169,23 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
   try {
     const uri = resolveLandingKey(input.landing, contract.file);
     const landingStorage = storageForLanding(deps, input);
-    if (!(await landingStorage.exists(uri))) {
-      metrics.extra.missing_source = 1;
+    let bytes: Buffer;
+    try {
+      bytes = await readLandingFile(landingStorage, input.landing, uri, contract.file);
+    } catch (e) {
+      if (isNotFound(e)) {
+        metrics.extra.missing_source = 1;
+        return await finish(ctx, input, metrics, started);
+      }
+      // A symlink, FIFO, directory… is never read: the previous bronze stays, the run's metrics say why.
+      if (!(e instanceof RefusedFileError)) throw e;
+      refuse(metrics, e);
       return await finish(ctx, input, metrics, started);
     }
-    const bytes = await landingStorage.readBytes(uri);
     const hash = sha256(bytes);
     const prev = (await readLandedFiles(conn, ctx.lake, 'csv', contract.file))[contract.file];
-    metrics.rowsIn = bytes.length === 0 ? 0 : countLines(bytes) - 1;
     if (prev && prev.sha256 === hash) {
+      metrics.rowsIn = prev.rows;
       metrics.rowsOut = prev.rows;
       metrics.extra.unchanged_source = 1;
       metrics.partitionsConsidered = 1;
@@ -179,36 +201,88 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     const headerProblem = checkHeader(contract.file, firstLine, contract);
     if (headerProblem) throw contractViolation(headerProblem, { file: contract.file, line: 1 });
 
-    const local = path.join(scratch, contract.file);
-    await fsp.writeFile(local, bytes);
+    // Rows in = the file's non-empty records (a quoted field may span lines); every one must come out of DuckDB or
+    // the file is rejected whole: DuckDB's reader drops a row with a field beyond its buffer (≈ 32 MB) silently.
+    const scan = scanCsv(bytes);
+    const dataRecords = scan.lines.length - 1;
+    metrics.rowsIn = dataRecords;
+    for (let k = 1; k < scan.lengths.length; k++) {
+      if (scan.lengths[k] > CSV_MAX_ROW_BYTES) {
+        const f = longestField(scan, k);
+        const name = contract.columns[f.column - 1]?.name;
+        throw contractViolation(
+          `${contract.file} line ${scan.lines[k]} column ${f.column}${name ? ` (${name})` : ''}: row of ` +
+            `${scan.lengths[k]} bytes exceeds the maximum CSV row size of ${CSV_MAX_ROW_BYTES} bytes`,
+          { file: contract.file, line: scan.lines[k], column: f.column },
+        );
+      }
+    }
+    const local = assertLiteralPath(path.join(scratch, contract.file));
+    await fsp.writeFile(local, scan.data);
     const columns = `{${contract.columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`;
     await conn.run(`drop table if exists _csv_rejects; drop table if exists _csv_reject_scans`);
-    await conn.run(
-      `create or replace temp table _csv_raw as
-       select * from read_csv(${sqlString(local)}, header = true, columns = ${columns}, delim = ',', quote = '"',
-         escape = '"', strict_mode = true, store_rejects = true, ignore_errors = true,
-         rejects_table = '_csv_rejects', rejects_scan = '_csv_reject_scans', auto_detect = false) with ordinality`,
-    );
+    try {
+      await conn.run(
+        `create or replace temp table _csv_raw as
+         select * from read_csv(${sqlString(local)}, header = true, columns = ${columns}, delim = ',', quote = '"',
+           escape = '"', strict_mode = true, store_rejects = true, ignore_errors = true, max_line_size = ${CSV_READER_LINE_BYTES},
+           rejects_table = '_csv_rejects', rejects_scan = '_csv_reject_scans', auto_detect = false) with ordinality`,
+      );
+    } catch (e) {
+      // A file DuckDB's reader cannot get through at all (its own errors name no line): reject it whole by name.
+      const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+      throw contractViolation(`${contract.file} line 1 column 1: file could not be read as CSV (${msg})`, {
+        file: contract.file,
+        line: 1,
+        column: 1,
+      });
+    }
     const rejects = await queryRows(
       conn,
-      `select line, column_idx, column_name, error_type, error_message from _csv_rejects order by line, column_idx limit 1`,
+      `select line, line_byte_position, column_idx, column_name, error_type, error_message
+       from _csv_rejects order by line, column_idx limit 1`,
     );
     if (rejects.length > 0) {
       const r = rejects[0];
       const col = Number(r.column_idx) || 1;
       const name = r.column_name ? ` (${String(r.column_name)})` : '';
       const msg = String(r.error_message).split('\n')[0];
-      throw contractViolation(`${contract.file} line ${Number(r.line)} column ${col}${name}: ${msg}`, {
+      const line = physicalLine(scan, r.line_byte_position, r.line);
+      throw contractViolation(`${contract.file} line ${line} column ${col}${name}: ${msg}`, {
         file: contract.file,
-        line: Number(r.line),
+        line,
         column: col,
       });
     }
+    const [{ n: readRows }] = await queryRows(conn, `select count(*)::bigint as n from _csv_raw`);
+    if (Number(readRows) !== dataRecords) {
+      const line = await firstMissingLine(conn, scan, contract.columns[0].name);
+      throw contractViolation(
+        `${contract.file} line ${line} column 1: the CSV reader returned ${Number(readRows)} of ${dataRecords} rows ` +
+          `and rejected none; the file is rejected whole`,
+        { file: contract.file, line, column: 1 },
+      );
+    }
+    // source_line = the physical line a record starts on (a quoted newline makes it differ from ordinality + 1)
+    let lineExpr = '(r.ordinality + 1)::integer';
+    let lineJoin = '';
+    if (scan.irregular) {
+      await conn.run(`create or replace temp table _csv_lines (ordinality bigint, line integer)`);
+      const app = await conn.createAppender('_csv_lines', 'main', 'temp');
+      for (let k = 1; k < scan.lines.length; k++) {
+        app.appendBigInt(BigInt(k));
+        app.appendInteger(scan.lines[k]);
+        app.endRow();
+      }
+      app.closeSync();
+      lineExpr = 'l.line';
+      lineJoin = 'join _csv_lines as l on l.ordinality = r.ordinality';
+    }
     await conn.run(
       `create or replace temp table _bronze_out as
-       select * exclude (ordinality), $ingest_ts::timestamp as ingest_ts, $file as source_file,
-         (ordinality + 1)::integer as source_line, $run_id as run_id
-       from _csv_raw`,
+       select r.* exclude (ordinality), $ingest_ts::timestamp as ingest_ts, $file as source_file,
+         ${lineExpr} as source_line, $run_id as run_id
+       from _csv_raw as r ${lineJoin}`,
       { ingest_ts: new Date().toISOString(), file: contract.file, run_id: input.runId },
     );
     const [{ n: outRows }] = await queryRows(conn, `select count(*)::bigint as n from _bronze_out`);
@@ -244,9 +318,42 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
   }
 }
 
+/** Longest CSV record accepted (bytes, line end excluded); a longer one rejects its file with line and column. */
+export const CSV_MAX_ROW_BYTES = 2_000_000;
+/** DuckDB's max_line_size, set above CSV_MAX_ROW_BYTES so the reader never cuts a record the scan accepted. */
+const CSV_READER_LINE_BYTES = CSV_MAX_ROW_BYTES + 4096;
+
+/** The physical line of a DuckDB reject: from its byte position when known, else from its record number. */
+function physicalLine(scan: CsvScan, bytePos: unknown, recordNo: unknown): number {
+  if (bytePos !== null && bytePos !== undefined && scan.starts.length > 0) {
+    return scan.lines[recordAt(scan, Math.max(0, Number(bytePos) - 1))];
+  }
+  const k = Number(recordNo) - 1;
+  return scan.lines[k] ?? Number(recordNo);
+}
+
+/** The line of the first record the reader did not return (compared by first field, in file order). */
+async function firstMissingLine(conn: DuckDBConnection, scan: CsvScan, firstColumn: string): Promise<number> {
+  const rows = await queryRows(
+    conn,
+    `select coalesce(${sqlIdent(firstColumn)}::varchar, '') as v from _csv_raw order by ordinality`,
+  );
+  for (let k = 1; k < scan.lines.length; k++) {
+    const got = rows[k - 1];
+    if (got === undefined || String(got.v) !== firstField(scan, k)) return scan.lines[k];
+  }
+  return scan.lines[scan.lines.length - 1];
+}
+
 function storageForLanding(deps: ActivityDeps, input: RunTarget): Storage {
   // Landing and lake may live on different backends (e.g. local landing, S3 lake).
   return storageFor(input.landing, deps.config);
+}
+
+/** Counts a refused landing entry in `extra.files_refused` and logs its key and why (SPEC §12: never silently). */
+function refuse(metrics: StepMetrics, r: RefusedEntry): void {
+  metrics.extra.files_refused = (metrics.extra.files_refused ?? 0) + 1;
+  warn(`${metrics.step}: landing file ${r.key} refused: ${r.reason}`, { key: r.key, reason: r.reason });
 }
 
 function countLines(b: Buffer): number {
@@ -278,17 +385,42 @@ async function finish(
   return m;
 }
 
-/** Lists the events files under the landing prefix with what the manifest knows of them. */
+/**
+ * Lists the events files under the landing prefix with what the manifest knows of them, and the entries named like
+ * events files that are refused (symlinks, FIFOs, devices, directories, unsafe S3 keys).
+ */
 export async function listEventFiles(
   deps: ActivityDeps,
   target: RunTarget,
-): Promise<{ landed: StoredObject[]; manifest: EventManifest }> {
+): Promise<{ landed: StoredObject[]; refused: RefusedEntry[]; manifest: EventManifest }> {
   const landingStorage = storageForLanding(deps, target);
   const prefix = joinUri(target.landing, EVENTS_PREFIX);
-  const landed = (await landingStorage.list(prefix))
-    .filter((o) => o.key.endsWith('.jsonl') && !o.key.split('/').some((s) => s.startsWith('.') || s.startsWith('_')))
-    .map((o) => ({ ...o, key: `${EVENTS_PREFIX}/${o.key}` }));
-  return { landed, manifest: await withLake(deps, target.lake, (conn, lake) => readEventManifest(conn, lake)) };
+  const { files, refused } = await listLanding(
+    landingStorage,
+    prefix,
+    (key) => key.endsWith('.jsonl') && !key.split('/').some((s) => s.startsWith('.') || s.startsWith('_')),
+  );
+  const withPrefix = <T extends { key: string }>(o: T): T => ({ ...o, key: `${EVENTS_PREFIX}/${o.key}` });
+  return {
+    landed: files.map(withPrefix),
+    refused: refused.map(withPrefix),
+    manifest: await withLake(deps, target.lake, (conn, lake) => readEventManifest(conn, lake)),
+  };
+}
+
+/**
+ * A landing without a single events file must still hold some expected source: a mistyped `--landing` (missing
+ * directory, wrong prefix) fails the run instead of succeeding on an empty lake.
+ */
+async function checkLandingHasSources(storage: Storage, landing: string): Promise<void> {
+  try {
+    if (storage.kind === 'local') return await checkLocalLanding(landing);
+  } catch (e) {
+    if (e instanceof LandingUnusableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
+    throw e;
+  }
+  for (const c of CSV_CONTRACTS) if (await storage.exists(resolveLandingKey(landing, c.file))) return;
+  throw ApplicationFailure.nonRetryable(noSources(landing), 'LandingUnusable');
 }
 
 /** Max bytes of event files parsed in one DuckDB statement; bounds memory at any scale. */
@@ -324,7 +456,9 @@ export async function ingestEventFiles(
         return { key, uri: resolveLandingKey(input.landing, key), size: -1, version: '' };
       });
     } else {
-      const { landed } = await listEventFiles(deps, input);
+      const { landed, refused } = await listEventFiles(deps, input);
+      for (const r of refused) refuse(metrics, r);
+      if (landed.length === 0 && refused.length === 0) await checkLandingHasSources(landingStorage, input.landing);
       candidates = landed.map((o) => ({ key: o.key, uri: o.uri, size: o.size, version: o.version }));
     }
     candidates.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -362,14 +496,23 @@ export async function ingestEventFiles(
     };
     let i = 0;
     const read = readAhead(candidates, landingStorage.kind === 's3' ? S3_READ_AHEAD : 1, (c) =>
-      landingStorage.readBytes(c.uri).catch((e: unknown) => {
+      readLandingFile(landingStorage, input.landing, c.uri, c.key).catch((e: unknown) => {
         if (isNotFound(e)) throw contractViolation(`file ${c.key} does not exist under the landing root`);
         throw e;
       }),
     );
     for (const [k, c] of candidates.entries()) {
       const prev = manifest[c.key];
-      const bytes = await read(k);
+      let bytes: Buffer;
+      try {
+        bytes = await read(k);
+      } catch (e) {
+        // The one file asked for by key is refused as bad input; in a batch run it is reported and the rest ingested.
+        if (!(e instanceof RefusedFileError)) throw e;
+        if (input.keys) throw contractViolation(e.message, { file: e.key, reason: e.reason });
+        refuse(metrics, e);
+        continue;
+      }
       const sha = sha256(bytes);
       if (prev && prev.sha256 === sha) {
         // Same content under a new listing version (touched, re-uploaded): remember the version, ingest nothing.
@@ -380,13 +523,20 @@ export async function ingestEventFiles(
         filesSkipped++;
         continue;
       }
-      // DuckDB's read_text needs valid UTF-8: lines that are not are replaced by a marker so they are quarantined
-      // as malformed_json with their line number instead of failing the whole file. Local valid files are read in place.
-      let local = c.uri;
-      if (landingStorage.kind !== 'local' || !isUtf8(bytes)) {
-        local = path.join(scratch, `f${i++}.jsonl`);
-        await fsp.writeFile(local, isUtf8(bytes) ? bytes : sanitizeUtf8(bytes));
-      }
+      // DuckDB reads a scratch name made here, never the landing name: it expands `*`, `?` and `[…]` in any path it
+      // is given (no literal-path switch), so `a[1].jsonl` would read `a1.jsonl` or nothing. A local valid file is
+      // hard-linked (no copy); read_text needs valid UTF-8, so lines that are not are replaced by a marker and
+      // quarantined as malformed_json with their line number instead of failing the whole file.
+      const local = assertLiteralPath(path.join(scratch, `f${i++}.jsonl`));
+      const valid = isUtf8(bytes);
+      const linked =
+        valid &&
+        landingStorage.kind === 'local' &&
+        (await fsp.link(c.uri, local).then(
+          () => true,
+          () => false,
+        ));
+      if (!linked) await fsp.writeFile(local, valid ? bytes : sanitizeUtf8(bytes));
       batch.push({ key: c.key, path: local, sha, size: bytes.length, lines: countLines(bytes), version: c.version });
       batchBytes += bytes.length;
       metrics.extra.files_ingested = (metrics.extra.files_ingested ?? 0) + 1;

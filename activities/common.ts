@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
@@ -6,9 +7,15 @@ import { aliasRows } from '../config/aliases';
 import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/duckdb';
 import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
-import { attachLake, LakeUnavailableError, qualified } from '../lake/lakehouse';
+import { attachLake, LakeUnavailableError, lakeWrite, qualified } from '../lake/lakehouse';
+import { crashPoint } from '../lake/crash-points';
+import { checkLakeOutsideLanding, LakeUnusableError } from '../lake/preflight';
+import { FencedOff, withFence } from '../lake/fence';
+import { lakeLease } from '../lake/lease';
+import type { HolderGone } from '../lake/lease';
 import { modelVariables } from '../lake/incremental';
 import type { AttachedLake, LakeContext } from '../lake/lakehouse';
+import { KEEPALIVE_MS } from '../workflows/timeouts';
 
 /** What every activity gets from the worker: config and the process's single DuckDB instance. */
 export interface ActivityDeps {
@@ -16,6 +23,8 @@ export interface ActivityDeps {
   db: DuckDBInstance;
   /** Custom search attribute names of the worker's namespace (the worker asks its connection); absent = none. */
   listSearchAttributes?: () => Promise<string[]>;
+  /** Whether a lease holder's workflow run is closed or unknown to the server (the worker asks it); absent = never. */
+  holderGone?: HolderGone;
 }
 
 /** The lake a run works on. Part of every activity input so a run can target another lake than the worker default. */
@@ -68,11 +77,38 @@ export function classify(err: unknown, what: string): unknown {
   if (err instanceof ApplicationFailure) return err;
   // A file key outside the landing root is bad input, not a transient fault.
   if (err instanceof UnsafeKeyError) return contractViolation(err.message);
-  const msg = err instanceof Error ? err.message : String(err);
-  if (/^(Parser|Binder|Catalog|Conversion|Invalid Input) Error/i.test(msg)) {
+  // Not `instanceof Error`: errors of the native DuckDB binding may come from another realm (e.g. under jest).
+  const m = (err as { message?: unknown } | null)?.message;
+  const msg = typeof m === 'string' ? m : String(err);
+  // Conversion and out-of-range errors are data-dependent: retrying the same input fails the same way. `what` names
+  // the table and the partition(s) being built, so the message says where to look.
+  if (/^(Parser|Binder|Catalog|Conversion|Invalid Input|Out of Range) Error/i.test(msg)) {
     return ApplicationFailure.nonRetryable(`${what}: ${msg.split('\n')[0]}`, ErrorTypes.SqlError);
   }
   return err;
+}
+
+/** A warning in the activity's log (the worker's log, with the workflow and activity ids); stderr outside one. */
+export function warn(message: string, attrs: Record<string, unknown> = {}): void {
+  let ctx: Context | undefined;
+  try {
+    ctx = Context.current();
+  } catch {
+    /* not in an activity context */
+  }
+  if (ctx) ctx.log.warn(message, attrs);
+  else console.warn(message);
+}
+
+/**
+ * A lake that cannot be attached or used (a file, not writable, inside the landing, a missing extension) does not
+ * come back by retrying: the run fails at once with the message naming the path.
+ */
+function lakeFailure(e: unknown): unknown {
+  if (e instanceof LakeUnavailableError || e instanceof LakeUnusableError) {
+    return ApplicationFailure.nonRetryable(e.message, e.name);
+  }
+  return e;
 }
 
 /** Heartbeats when running inside a Temporal activity; a no-op when called directly (tests, CLI). */
@@ -88,7 +124,7 @@ export function heartbeat(details?: unknown): void {
  * Runs `fn` heartbeating every `everyMs` (a no-op outside an activity): the heartbeat says "this worker is alive",
  * so a short heartbeatTimeout detects a killed worker quickly even while one long DuckDB statement runs.
  */
-export async function withKeepalive<T>(fn: () => Promise<T>, everyMs = 3000): Promise<T> {
+export async function withKeepalive<T>(fn: () => Promise<T>, everyMs = KEEPALIVE_MS): Promise<T> {
   let inActivity = true;
   try {
     Context.current();
@@ -102,6 +138,88 @@ export async function withKeepalive<T>(fn: () => Promise<T>, everyMs = 3000): Pr
   } finally {
     clearInterval(timer);
   }
+}
+
+/** Workflows that hold the lake lease while their activities write (workflows/lake-lease.ts). */
+const LEASED_WORKFLOWS = new Set(['dailyPipeline', 'lakeMaintenance']);
+
+/**
+ * Wraps a lake-writing activity: keepalive heartbeats, and the commit fence of lake/fence.ts. A retried attempt
+ * first registers itself in `meta.attempts`; before each commit, an attempt checks that it was not cancelled (a
+ * heartbeat that learnt the activity timed out), that no later attempt of the same activity has registered, and —
+ * for the workflows that hold the lake lease — that its workflow run still holds it. An attempt failing a check
+ * rolls back and fails with `FencedOff`; its result would be discarded by Temporal anyway. Outside an activity
+ * (CLI, tests) `fn` runs as is.
+ */
+export async function fencedActivity<T>(deps: ActivityDeps, lakeRoot: string, fn: () => Promise<T>): Promise<T> {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return fn();
+  }
+  const { info } = ctx;
+  if (!info.workflowExecution) return withKeepalive(fn); // a standalone activity: no workflow run to fence against
+  const me = {
+    workflowId: info.workflowExecution.workflowId,
+    runId: info.workflowExecution.runId,
+    activityId: info.activityId,
+    attempt: info.attempt,
+  };
+  const what = `${info.activityType} attempt ${me.attempt} of ${me.workflowId}`;
+  return withKeepalive(async () => {
+    const lake = await attachLake(deps.db, deps.config, lakeRoot).catch((e: unknown) => {
+      throw lakeFailure(e);
+    });
+    const attempts = qualified(lake, 'meta', 'attempts');
+    if (me.attempt > 1) {
+      const conn = await deps.db.connect();
+      try {
+        await lakeWrite(conn, lake, async () => async () => {
+          await conn.run(`insert into ${attempts} values ($wf, $run, $act, $attempt, $worker, now())`, {
+            wf: me.workflowId,
+            run: me.runId,
+            act: me.activityId,
+            attempt: me.attempt,
+            worker: deps.config.temporal.workerIdentity ?? `${os.hostname()}:${process.pid}`,
+          });
+        });
+      } finally {
+        conn.closeSync();
+      }
+    }
+    const lease = LEASED_WORKFLOWS.has(info.workflowType ?? '') ? lakeLease(lakeRoot, deps.config) : undefined;
+    const fence = {
+      async check(): Promise<void> {
+        if (ctx.cancellationSignal.aborted) {
+          throw new FencedOff(
+            `${what} was cancelled (${String(ctx.cancellationSignal.reason ?? 'cancelled')}): not committing`,
+          );
+        }
+        // A fresh connection sees the latest committed state, not the snapshot of the open write transaction.
+        const conn = await deps.db.connect();
+        try {
+          const [row] = await queryRows(
+            conn,
+            `select max(attempt)::integer as latest from ${attempts} where workflow_run_id = $run and activity_id = $act`,
+            { run: me.runId, act: me.activityId },
+          );
+          const latest = row?.latest === null || row?.latest === undefined ? 0 : Number(row.latest);
+          if (latest > me.attempt) throw new FencedOff(`${what} was superseded by attempt ${latest}: not committing`);
+        } finally {
+          conn.closeSync();
+        }
+        if (lease) {
+          const holder = (await lease.read())?.holder;
+          if (!holder || holder.runId !== me.runId) {
+            const by = holder ? `${holder.workflowId} (run ${holder.runId})` : 'nobody';
+            throw new FencedOff(`${what}: its run no longer holds the lake lease (held by ${by}): not committing`);
+          }
+        }
+      },
+    };
+    return withFence(fence, fn);
+  });
 }
 
 /** Interrupts DuckDB when Temporal cancels the activity, so a cancelled run stops burning CPU. */
@@ -131,10 +249,15 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
       throw e;
     });
   }
+  // A lake inside the (immutable) landing is refused before anything is created there.
+  try {
+    checkLakeOutsideLanding(target.lake, target.landing);
+  } catch (e) {
+    throw lakeFailure(e);
+  }
   const lake = await attachLake(deps.db, deps.config, target.lake).catch((e: unknown) => {
-    // A missing extension, a lake that is a file, an S3 lake without a catalog: retrying does not help.
-    if (e instanceof LakeUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
-    throw e;
+    // A missing extension, a lake that is a file or unwritable, an S3 lake without a catalog: retrying does not help.
+    throw lakeFailure(e);
   });
   const conn = await deps.db.connect();
   await conn.run(`set TimeZone = 'UTC'`);
@@ -176,8 +299,7 @@ export async function withLake<T>(
     });
   }
   const lake = await attachLake(deps.db, deps.config, lakeRoot).catch((e: unknown) => {
-    if (e instanceof LakeUnavailableError) throw ApplicationFailure.nonRetryable(e.message, e.name);
-    throw e;
+    throw lakeFailure(e);
   });
   const conn = await deps.db.connect();
   try {
@@ -215,6 +337,7 @@ export async function persistMetrics(
     `insert into ${qualified(lake, 'meta', 'step_metrics')} values ($run, $step, $layer, $table, $metrics, now())`,
     { run: target.runId, step: m.step, layer: m.layer, table: m.table, metrics: JSON.stringify(m) },
   );
+  crashPoint('in-transaction:step_metrics');
 }
 
 export function emptyMetrics(step: string, layer: StepMetrics['layer'], table: string): StepMetrics {

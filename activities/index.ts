@@ -1,5 +1,5 @@
 import { ingestCsvSource, ingestEventFiles } from './bronze';
-import { withKeepalive } from './common';
+import { fencedActivity, withKeepalive } from './common';
 import type { ActivityDeps, RunTarget } from './common';
 import { buildGold, buildSilver, planWave } from './models';
 import type { ModelTarget } from './models';
@@ -22,42 +22,47 @@ export type { SpeedAlert, SpeedUpdateInput, SpeedUpdateResult } from './speed';
 export type { MaintainLakeInput, MaintenanceReport } from './maintenance';
 
 /**
- * The worker calls this once with its dependencies; workflows import only the type of the result. Retries,
- * timeouts and heartbeats are set where the workflow proxies these functions.
+ * The worker calls this once with its dependencies; workflows import only the type of the result. Retries and
+ * timeouts are set where the workflow proxies these functions; every activity heartbeats (keepalive), so the
+ * workflows' short heartbeat timeout (workflows/timeouts.ts) detects a killed worker in seconds.
  */
 export function createActivities(deps: ActivityDeps) {
   const knownSearchAttributes = searchAttributeProbe(deps);
+  // Every lake writer: keepalive heartbeats plus the commit fence (a superseded attempt never commits).
+  const fenced = <T>(input: { lake: string }, fn: () => Promise<T>) => fencedActivity(deps, input.lake, fn);
   return {
     /** Bronze: one CSV snapshot, contract-checked; skipped when unchanged. */
-    ingestCsvSource: (input: RunTarget & { table: string }) => ingestCsvSource(deps, input),
+    ingestCsvSource: (input: RunTarget & { table: string }) => fenced(input, () => ingestCsvSource(deps, input)),
     /**
      * Bronze: pending (or the given) events files, deduplicated by event_id. Events queue only (single writer);
      * heartbeats per batch and every few seconds (keepalive).
      */
-    ingestEventFiles: (input: RunTarget & { keys?: string[] }) => withKeepalive(() => ingestEventFiles(deps, input)),
+    ingestEventFiles: (input: RunTarget & { keys?: string[] }) => fenced(input, () => ingestEventFiles(deps, input)),
     /** Speed layer: one file's windows, late events and alerts. Events queue only; keepalive heartbeats. */
-    updateSpeedLayer: (input: SpeedUpdateInput) => withKeepalive(() => updateSpeedLayer(deps, input)),
+    updateSpeedLayer: (input: SpeedUpdateInput) => fenced(input, () => updateSpeedLayer(deps, input)),
     /** Alert delivery: log line + optional webhook POST (at least once, Idempotency-Key = alert id). */
-    notifyAlerts: (input: { alerts: SpeedAlert[] }) => notifyAlerts(deps, input),
+    notifyAlerts: (input: { alerts: SpeedAlert[] }) => withKeepalive(() => notifyAlerts(deps, input)),
     /** Silver: one conformed table plus its quarantine. */
-    planWave: (input: ModelTarget & { layer: 'silver' | 'gold'; tables: string[] }) => planWave(deps, input),
-    buildSilver: (input: ModelTarget & { table: string }) => buildSilver(deps, input),
+    planWave: (input: ModelTarget & { layer: 'silver' | 'gold'; tables: string[] }) =>
+      withKeepalive(() => planWave(deps, input)),
+    buildSilver: (input: ModelTarget & { table: string }) => fenced(input, () => buildSilver(deps, input)),
     /** Gold: one mart, checked against its column contract. */
-    buildGold: (input: ModelTarget & { mart: string }) => buildGold(deps, input),
+    buildGold: (input: ModelTarget & { mart: string }) => fenced(input, () => buildGold(deps, input)),
     /** Quality gate between silver and gold; non-retryable failure when a limit is crossed. */
-    qualityGate: (input: Parameters<typeof qualityGate>[1]) => qualityGate(deps, input),
+    qualityGate: (input: Parameters<typeof qualityGate>[1]) => fenced(input, () => qualityGate(deps, input)),
     /** Run record under _meta/runs. */
-    recordRun: (summary: RunSummary) => recordRun(deps, summary),
+    // Not fenced: a run that lost its lease still records its failure (an extra record is harmless: latest wins).
+    recordRun: (summary: RunSummary) => withKeepalive(() => recordRun(deps, summary)),
     /** Serving: upsert the changed gold partitions into Cassandra and reconcile; keepalive heartbeats. */
     loadServing: (input: LoadServingInput) => withKeepalive(() => loadServing(deps, input)),
     /** Serving: the run summary into Cassandra's pipeline_runs (upsert by run id). */
-    recordServingRun: (summary: RunSummary) => recordServingRun(deps, summary),
+    recordServingRun: (summary: RunSummary) => withKeepalive(() => recordServingRun(deps, summary)),
     /** Lake write lease: acquire (retryable `LakeLocked` while another run holds it), renew, release. */
     acquireLakeLease: (input: LeaseInput) => acquireLakeLease(deps, input),
     renewLakeLease: (input: LeaseInput) => renewLakeLease(deps, input),
     releaseLakeLease: (input: LeaseInput) => releaseLakeLease(deps, input),
     /** Lake upkeep: expire old snapshots, merge small files, delete unreferenced files. Events queue only. */
-    maintainLake: (input: MaintainLakeInput) => withKeepalive(() => maintainLake(deps, input)),
+    maintainLake: (input: MaintainLakeInput) => fenced(input, () => maintainLake(deps, input)),
     /** Which of the given custom search attributes the namespace has registered (cached a minute; never fails). */
     knownSearchAttributes: (names: string[]) => knownSearchAttributes(names),
   };

@@ -116,6 +116,19 @@ async function lineageWriter(
   };
 }
 
+/**
+ * What a model step was building, for error messages: the table and its partition(s), e.g.
+ * `gold.org_service_cost_summary summary_date 2025-08-01..2025-08-03 (3 partitions)`.
+ */
+export function buildScope(model: ModelSpec, units: string[]): string {
+  const name = `${model.layer}.${model.table}`;
+  if (units.length === 0 || !isPartitioned(model)) return `${name} (whole table)`;
+  const sorted = [...units].sort();
+  const list =
+    sorted.length <= 3 ? sorted.join(', ') : `${sorted[0]}..${sorted[sorted.length - 1]} (${sorted.length} partitions)`;
+  return `${name} ${model.partitionBy} ${list}`;
+}
+
 function recordPlan(metrics: StepMetrics, plan: ModelPlan): void {
   metrics.partitionsConsidered = plan.state.considered;
   metrics.partitionsRecomputed = plan.units.length;
@@ -133,10 +146,12 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   const ctx = await openLake(deps, input);
   const { conn } = ctx;
   const done = onCancel(conn);
+  let building: string[] = [];
   try {
     const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
       `${model.layer}.${model.table}`,
     )!;
+    building = plan.units;
     recordPlan(metrics, plan);
     if (plan.units.length === 0) {
       // Nothing stale: no transform work at all (SPEC §9a).
@@ -236,7 +251,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     metrics.durationMs = Date.now() - started;
     return metrics;
   } catch (e) {
-    throw classify(e, `silver.${model.table}`);
+    throw classify(e, buildScope(model, building));
   } finally {
     done();
     await conn
@@ -259,10 +274,12 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
   const ctx = await openLake(deps, input);
   const { conn } = ctx;
   const done = onCancel(conn);
+  let building: string[] = [];
   try {
     const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
       `${model.layer}.${model.table}`,
     )!;
+    building = plan.units;
     recordPlan(metrics, plan);
     if (plan.units.length === 0) {
       metrics.rowsOut = plan.rows ?? 0;
@@ -309,7 +326,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
     metrics.durationMs = Date.now() - started;
     return metrics;
   } catch (e) {
-    throw classify(e, `gold.${model.table}`);
+    throw classify(e, buildScope(model, building));
   } finally {
     done();
     await conn.run(`drop table if exists _mart`).catch(() => undefined);
@@ -321,6 +338,16 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
 export interface WavePlan {
   run: string[];
   skipped: StepMetrics[];
+  /** Per table to run, the partitions it will compute, for the step's name in the UI (e.g. `2025-08-01..2025-08-31`). */
+  scope?: Record<string, string>;
+}
+
+/** The partitions of a plan in a few characters: `all`, one value, or `first..last (n)`. */
+export function describeUnits(units: string[]): string {
+  const named = units.filter((u) => u !== WHOLE).sort();
+  if (named.length === 0) return 'all';
+  if (named.length === 1) return named[0];
+  return `${named[0]}..${named[named.length - 1]} (${named.length})`;
 }
 
 /**
@@ -336,11 +363,12 @@ export async function planWave(
   const models = input.tables.map((t) => findModel(input.layer, t));
   return withLake(deps, input.lake, async (conn, lake) => {
     const plans = await planModels(conn, lake, deps.config, models, input.force);
-    const out: WavePlan = { run: [], skipped: [] };
+    const out: WavePlan = { run: [], skipped: [], scope: {} };
     for (const m of models) {
       const plan = plans.get(`${m.layer}.${m.table}`)!;
       if (plan.units.length > 0) {
         out.run.push(m.table);
+        out.scope![m.table] = describeUnits(plan.units);
         continue;
       }
       const metrics = emptyMetrics(`${m.layer}.${m.table}`, m.layer, m.table);

@@ -1,5 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { lakeLease } from '../lake/lease';
+import { checkLakeOutsideLanding, LakeUnusableError, prepareLocalLake } from '../lake/preflight';
+import { isS3 } from '../lake/storage';
 import type { LeaseHolder, LeaseRecord } from '../lake/lease';
 import type { ActivityDeps } from './common';
 
@@ -10,11 +12,15 @@ export const LeaseErrorTypes = {
   LakeLocked: 'LakeLocked',
   /** This run's lease expired and was taken over (or deleted): non-retryable, the run must stop writing. */
   LakeLeaseLost: 'LakeLeaseLost',
+  /** The lake is a file, cannot be created, is not writable or lies inside the landing: non-retryable. */
+  LakeUnusable: 'LakeUnusable',
 } as const;
 
 export interface LeaseInput {
   lake: string;
   holder: LeaseHolder;
+  /** The run's landing, when known: a lake inside it is refused before the lease object is written there. */
+  landing?: string;
 }
 
 export interface LeaseGrant {
@@ -30,11 +36,21 @@ const describe = (r: LeaseRecord): string =>
 /**
  * Acquires the lake lease for `holder`, or fails with a retryable `LakeLocked` failure naming the holder: the caller's
  * retry policy turns that into waiting with backoff, visible in the UI as the pending activity's attempt and last
- * failure. Re-entrant for the same run, so a retry after a lost completion still succeeds.
+ * failure. Re-entrant for the same run, so a retry after a lost completion still succeeds. A lease whose holder's
+ * workflow run has closed (terminated, timed out, or unknown to the server: an embedded dev server that was
+ * restarted) is taken over at once rather than after its TTL.
  */
 export async function acquireLakeLease(deps: ActivityDeps, input: LeaseInput): Promise<LeaseGrant> {
   const ttl = deps.config.lakeLease.ttlSeconds;
-  const res = await lakeLease(input.lake, deps.config).acquire(input.holder, ttl);
+  // This activity waits for the lease by retrying for up to a day: a lake no retry can fix fails at once instead.
+  try {
+    if (input.landing !== undefined) checkLakeOutsideLanding(input.lake, input.landing);
+    if (!isS3(input.lake)) await prepareLocalLake(input.lake);
+  } catch (e) {
+    if (e instanceof LakeUnusableError) throw ApplicationFailure.nonRetryable(e.message, LeaseErrorTypes.LakeUnusable);
+    throw e;
+  }
+  const res = await lakeLease(input.lake, deps.config).acquire(input.holder, ttl, deps.holderGone);
   if (!res.acquired) {
     throw ApplicationFailure.retryable(
       `lake ${input.lake} is locked by ${describe(res.heldBy)}`,

@@ -71,6 +71,23 @@ const schema = z.object({
   CPA_ANOMALY_MIN_OBS: positiveInt.default(7),
   CPA_ANOMALY_BASELINE_DAYS: positiveInt.default(28),
   CPA_ANOMALY_EVENT_BY_METRIC: bool.default(true),
+  // Plausibility bounds (docs/decisions.md "Plausibility rules"): each is capped below what its bronze type holds.
+  CPA_RULE_MAX_EVENT_COST_USD: z.coerce.number().positive().max(1e11).default(100_000),
+  CPA_RULE_MAX_EVENT_VALUE: z.coerce.number().positive().max(1e11).default(1_000_000),
+  CPA_RULE_MAX_EVENT_CARBON_KG: z.coerce.number().positive().max(1e8).default(1_000),
+  CPA_RULE_MAX_EVENT_GENAI_TOKENS: z.coerce.number().int().positive().max(1e15).default(1_000_000_000),
+  CPA_RULE_MAX_INVOICE_USD: z.coerce.number().positive().max(1e11).default(10_000_000),
+  CPA_RULE_MAX_FX_RATE: z.coerce.number().positive().max(1e6).default(1_000),
+  CPA_RULE_MIN_DATE: z
+    .string()
+    .trim()
+    .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be YYYY-MM-DD')
+    .refine(
+      (s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s),
+      'not a calendar date',
+    )
+    .default('2000-01-01'),
+  CPA_RULE_MAX_FUTURE_DAYS: z.coerce.number().int().min(0).max(3650).default(1),
   CPA_DUCKDB_THREADS: positiveInt.default(2),
   CPA_DUCKDB_MEMORY_LIMIT: z
     .string()
@@ -96,6 +113,7 @@ const schema = z.object({
   TEMPORAL_API_KEY: z.string().optional(),
   CPA_DEV_UI_PORT: positiveInt.default(8233),
   CPA_DEV_PORT: positiveInt.default(7233),
+  CPA_CLI_OUTAGE_SECONDS: positiveInt.max(86400).default(300),
   CPA_S3_ENDPOINT: z.string().url().optional(),
   CPA_S3_REGION: z.string().default('us-east-1'),
   CPA_S3_ACCESS_KEY_ID: z.string().optional(),
@@ -152,6 +170,22 @@ export interface Config {
     baselineDays: number;
     byMetric: boolean;
   };
+  /**
+   * Plausibility bounds of the silver rules `implausible_*` (docs/decisions.md): a record outside them is
+   * quarantined, so no single value can overflow a gold sum or stretch a mart's date range.
+   */
+  rules: {
+    maxEventCostUsd: number;
+    maxEventValue: number;
+    maxEventCarbonKg: number;
+    maxEventGenaiTokens: number;
+    maxInvoiceUsd: number;
+    maxFxRate: number;
+    /** Earliest plausible date (YYYY-MM-DD) of an event timestamp, a ticket or an invoice month. */
+    minDate: string;
+    /** How many days after its bronze ingest_ts a record's timestamp may lie. */
+    maxFutureDays: number;
+  };
   duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string };
   temporal: {
     address?: string;
@@ -166,6 +200,11 @@ export interface Config {
     apiKey?: string;
     devPort: number;
     devUiPort: number;
+    /**
+     * How long a command waiting for a workflow keeps retrying an unreachable server before it gives up with exit 3
+     * (outcome unknown): the run goes on in Temporal without it.
+     */
+    cliOutageSeconds: number;
   };
   s3: { endpoint?: string; region: string; accessKeyId?: string; secretAccessKey?: string; urlStyle: 'path' | 'vhost' };
   cassandra?: {
@@ -251,6 +290,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       baselineDays: e.CPA_ANOMALY_BASELINE_DAYS,
       byMetric: e.CPA_ANOMALY_EVENT_BY_METRIC,
     },
+    rules: {
+      maxEventCostUsd: e.CPA_RULE_MAX_EVENT_COST_USD,
+      maxEventValue: e.CPA_RULE_MAX_EVENT_VALUE,
+      maxEventCarbonKg: e.CPA_RULE_MAX_EVENT_CARBON_KG,
+      maxEventGenaiTokens: e.CPA_RULE_MAX_EVENT_GENAI_TOKENS,
+      maxInvoiceUsd: e.CPA_RULE_MAX_INVOICE_USD,
+      maxFxRate: e.CPA_RULE_MAX_FX_RATE,
+      minDate: e.CPA_RULE_MIN_DATE,
+      maxFutureDays: e.CPA_RULE_MAX_FUTURE_DAYS,
+    },
     duckdb: {
       threads: e.CPA_DUCKDB_THREADS,
       memoryLimit: e.CPA_DUCKDB_MEMORY_LIMIT,
@@ -269,6 +318,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       apiKey: e.TEMPORAL_API_KEY,
       devPort: e.CPA_DEV_PORT,
       devUiPort: e.CPA_DEV_UI_PORT,
+      cliOutageSeconds: e.CPA_CLI_OUTAGE_SECONDS,
     },
     s3: {
       endpoint: e.CPA_S3_ENDPOINT,

@@ -17,8 +17,7 @@ export type Params = Record<string, DuckDBValue>;
  * lazily by {@link ensureS3} when a run targets an S3 lake the worker was not started with.
  */
 export async function createDuckDb(config: Config, opts: { needS3?: boolean } = {}): Promise<DuckDBInstance> {
-  const tempDir = config.duckdb.tempDir ?? path.join(os.tmpdir(), 'cpa-duckdb-spill');
-  fs.mkdirSync(tempDir, { recursive: true });
+  const tempDir = spillDir(config.duckdb.tempDir ?? path.join(os.tmpdir(), 'cpa-duckdb-spill'));
   const settings: Record<string, string> = {
     threads: String(config.duckdb.threads),
     memory_limit: config.duckdb.memoryLimit,
@@ -34,6 +33,37 @@ export async function createDuckDb(config: Config, opts: { needS3?: boolean } = 
   const needS3 = opts.needS3 ?? (isS3(config.lakeRoot) || isS3(config.landingRoot));
   if (needS3) await ensureS3(instance, config);
   return instance;
+}
+
+/**
+ * This process's spill directory, `<base>/<pid>`: processes never share spill files, and the directories of
+ * processes that no longer run (killed before DuckDB could delete its temp files) are removed here, so a crash
+ * leaves no spill debris beyond the next start.
+ */
+const spillDirs = new Set<string>();
+
+export function spillDir(base: string): string {
+  fs.mkdirSync(base, { recursive: true });
+  for (const name of fs.readdirSync(base)) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid || processAlive(Number(name))) continue;
+    fs.rmSync(path.join(base, name), { recursive: true, force: true });
+  }
+  const dir = path.join(base, String(process.pid));
+  fs.mkdirSync(dir, { recursive: true });
+  if (!spillDirs.has(dir)) {
+    spillDirs.add(dir);
+    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  }
+  return dir;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Thrown when DuckDB cannot get the httpfs extension; the message says how to provide it. */

@@ -6,6 +6,9 @@ import type { ColumnDef } from '../config/contracts';
 import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
+import { crashPoint } from './crash-points';
+import { checkFence } from './fence';
+import { prepareLocalLake } from './preflight';
 import { isS3, storageFor } from './storage';
 
 /**
@@ -132,12 +135,8 @@ async function doAttach(
 ): Promise<AttachedLake & { inode?: number }> {
   const alias = generation === 0 ? lakeAlias(lakeRoot) : `${lakeAlias(lakeRoot)}_${generation}`;
   const spec = attachSpec(config, lakeRoot);
-  if (!isS3(lakeRoot)) {
-    if (fs.existsSync(lakeRoot) && !fs.statSync(lakeRoot).isDirectory()) {
-      throw new LakeUnavailableError(`lake ${lakeRoot} is not a directory`);
-    }
-    fs.mkdirSync(path.join(lakeRoot, '_meta'), { recursive: true });
-  }
+  // A file, an uncreatable or unwritable path: LakeUnusableError naming it (never a recursive mkdir, which spins on /proc).
+  if (!isS3(lakeRoot)) await prepareLocalLake(lakeRoot);
   if (!(await hasCatalog(config, lakeRoot)) && (await hasLegacyManifests(config, lakeRoot))) {
     throw new LakeUnavailableError(
       `lake ${lakeRoot} is in the pre-DuckLake layout (_meta/tables/*.json); lakes are rebuilt from their landing: ` +
@@ -249,6 +248,10 @@ const META_TABLES: Record<string, string> = {
   state: `key varchar, value varchar, updated_at timestamptz`,
   lineage: `layer varchar, table_name varchar, partition varchar, code_version varchar, inputs varchar,
     data_hash varchar, rows bigint, run_id varchar, written_at timestamptz`,
+  // Retried activity attempts, registered when they start: an older attempt still running elsewhere sees it and
+  // does not commit (lake/fence.ts, activities/common.ts fencedActivity).
+  attempts: `workflow_id varchar, workflow_run_id varchar, activity_id varchar, attempt integer, worker varchar,
+    started_at timestamptz`,
 };
 
 /**
@@ -445,6 +448,7 @@ export async function publishTables(
     for (const p of current)
       if (p.carry) await conn.run(`drop table if exists ${sqlIdent(p.carry)}`).catch(() => undefined);
   }
+  crashPoint(`after-commit:${opts.step}`);
   return current.map((p) => p.result);
 }
 
@@ -476,6 +480,8 @@ export async function lakeWrite(
       try {
         await conn.run('begin transaction');
         await body();
+        // A zombie attempt (its activity already handed to another worker) must not commit: see lake/fence.ts.
+        await checkFence();
         await conn.run('commit');
         return;
       } catch (e) {

@@ -38,6 +38,12 @@ export interface LeaseRecord {
 export type AcquireResult =
   { acquired: true; lease: LeaseRecord; tookOverFrom?: LeaseHolder } | { acquired: false; heldBy: LeaseRecord };
 
+/**
+ * Whether a holder's workflow run is closed (or unknown to the server): its lease can be taken over at once instead
+ * of after its TTL. Answers false when it cannot tell.
+ */
+export type HolderGone = (holder: LeaseHolder) => Promise<boolean>;
+
 export type RenewResult = { renewed: true; lease: LeaseRecord } | { renewed: false; heldBy?: LeaseRecord };
 
 export function leaseUri(lakeRoot: string): string {
@@ -72,7 +78,8 @@ const expired = (r: LeaseRecord | undefined, now: number): boolean => !r || !(Da
 
 /** Lease operations for one lake root; `now` is injectable for tests. */
 export interface LakeLease {
-  acquire(holder: LeaseHolder, ttlSeconds: number): Promise<AcquireResult>;
+  /** `gone`: takes over a live lease whose holder's workflow has closed (see {@link HolderGone}). */
+  acquire(holder: LeaseHolder, ttlSeconds: number, gone?: HolderGone): Promise<AcquireResult>;
   renew(holder: LeaseHolder, ttlSeconds: number): Promise<RenewResult>;
   /** Deletes the lease when `holder` holds it; false when someone else does (or nobody). */
   release(holder: LeaseHolder): Promise<boolean>;
@@ -109,6 +116,23 @@ class LocalLease implements LakeLease {
     return `${this.file}.${tag}-${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
   }
 
+  /**
+   * Temp files of a process killed between writing and renaming/removing them (`lake.json.<tag>-<pid>-<hex>`): any
+   * older than a minute is removed, so a crash never leaves debris in `_meta/locks`.
+   */
+  private async removeStaleTemps(): Promise<void> {
+    const dir = path.dirname(this.file);
+    const prefix = `${path.basename(this.file)}.`;
+    const names = await fsp.readdir(dir).catch(() => [] as string[]);
+    const cutoff = this.now() - 60_000;
+    for (const name of names) {
+      if (!name.startsWith(prefix)) continue;
+      const p = path.join(dir, name);
+      const st = await fsp.stat(p).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) await fsp.rm(p, { force: true });
+    }
+  }
+
   /** Creates the lease file only if absent, never exposing a half-written file: write a temp file, hard-link it. */
   private async createExclusive(record: LeaseRecord): Promise<boolean> {
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
@@ -125,8 +149,9 @@ class LocalLease implements LakeLease {
     }
   }
 
-  async acquire(holder: LeaseHolder, ttlSeconds: number): Promise<AcquireResult> {
+  async acquire(holder: LeaseHolder, ttlSeconds: number, gone?: HolderGone): Promise<AcquireResult> {
     let tookOverFrom: LeaseHolder | undefined;
+    await this.removeStaleTemps();
     for (let attempt = 0; attempt < 5; attempt++) {
       const now = this.now();
       if (await this.createExclusive(newRecord(holder, ttlSeconds, now))) {
@@ -139,8 +164,10 @@ class LocalLease implements LakeLease {
         if (renewed.renewed) return { acquired: true, lease: renewed.lease };
         continue;
       }
-      if (!expired(cur.record, now)) return { acquired: false, heldBy: cur.record! };
-      // Take over an expired lease: move it aside under a unique name, then check we moved the stale object we read
+      if (!expired(cur.record, now) && !(gone && (await gone(cur.record!.holder)))) {
+        return { acquired: false, heldBy: cur.record! };
+      }
+      // Take over an expired lease (or one whose holder's workflow is closed): move it aside under a unique name, then check we moved the stale object we read
       // and not a fresh lease another contender created meanwhile (which we then put back).
       const aside = this.tmpName('expired');
       try {
@@ -234,7 +261,7 @@ class S3Lease implements LakeLease {
     }
   }
 
-  async acquire(holder: LeaseHolder, ttlSeconds: number): Promise<AcquireResult> {
+  async acquire(holder: LeaseHolder, ttlSeconds: number, gone?: HolderGone): Promise<AcquireResult> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const now = this.now();
       const fresh = newRecord(holder, ttlSeconds, now);
@@ -246,7 +273,9 @@ class S3Lease implements LakeLease {
         if (await this.put(again, { IfMatch: cur.etag })) return { acquired: true, lease: again };
         continue;
       }
-      if (!expired(cur.record, now)) return { acquired: false, heldBy: cur.record! };
+      if (!expired(cur.record, now) && !(gone && (await gone(cur.record!.holder)))) {
+        return { acquired: false, heldBy: cur.record! };
+      }
       // Compare-and-swap on the stale version: of several contenders exactly one wins.
       if (await this.put(fresh, { IfMatch: cur.etag }))
         return { acquired: true, lease: fresh, tookOverFrom: cur.record?.holder };

@@ -375,3 +375,148 @@ export function resolveLandingKey(landingRoot: string, key: string): string {
 export class UnsafeKeyError extends Error {
   override name = 'UnsafeKeyError';
 }
+
+/**
+ * A landing entry that is not a regular file inside the landing root (a symlink, FIFO, device, socket, directory, or
+ * a path whose directories resolve outside the root): never read, reported by key and reason.
+ */
+export class RefusedFileError extends Error {
+  override name = 'RefusedFileError';
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`landing file ${key} refused: ${reason} (only regular files inside the landing root are ingested)`);
+  }
+}
+
+/** A landing entry that listing or reading refused, and why. */
+export interface RefusedEntry {
+  key: string;
+  reason: string;
+}
+
+function kindOf(st: fs.Stats | fs.Dirent): string {
+  if (st.isSymbolicLink()) return 'it is a symbolic link';
+  if (st.isDirectory()) return 'it is a directory';
+  if (st.isFIFO()) return 'it is a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'it is a device';
+  if (st.isSocket()) return 'it is a socket';
+  return 'it is not a regular file';
+}
+
+/**
+ * An S3 key that a filesystem would read differently (`..` or `.` segments, empty segments, a leading `/`,
+ * backslashes, NUL): refused like a path that escapes the root, so a key means the same everywhere.
+ */
+export function unsafeS3KeyReason(key: string): string | undefined {
+  if (key.includes('\0') || key.includes('\\')) return 'its key has a NUL byte or a backslash';
+  if (key.startsWith('/') || key.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) {
+    return "its key has '..', '.' or empty segments";
+  }
+  return undefined;
+}
+
+/**
+ * Reads one landing file: regular files only. Locally the file is opened without following a final symlink and
+ * without blocking (a FIFO would hang a plain read), its type is checked on the open descriptor, and its real path
+ * must lie inside the landing root's. Throws {@link RefusedFileError} otherwise; a missing file rejects with an error
+ * {@link isNotFound} recognises.
+ */
+export async function readLandingFile(
+  storage: Storage,
+  landingRoot: string,
+  uri: string,
+  key: string,
+): Promise<Buffer> {
+  if (storage.kind === 's3') {
+    const why = unsafeS3KeyReason(key);
+    if (why) throw new RefusedFileError(key, why);
+    return storage.readBytes(uri);
+  }
+  const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(uri, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw new RefusedFileError(key, 'it is a symbolic link');
+    throw e;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new RefusedFileError(key, kindOf(st));
+    // Directories on the way may be links: the file must really be inside the root (and be the file opened).
+    const [real, root] = await Promise.all([fsp.realpath(uri), fsp.realpath(landingRoot)]);
+    if (!real.startsWith(root + path.sep))
+      throw new RefusedFileError(key, `it resolves outside the landing root (${real})`);
+    const again = await fsp.stat(real);
+    if (again.ino !== st.ino || again.dev !== st.dev) throw new RefusedFileError(key, 'it changed while being opened');
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Lists the landing files under `prefixUri` whose key `wanted` accepts, and the entries of such a name that are
+ * refused: locally symlinks, FIFOs, devices, sockets and directories (a directory named like a file is not walked
+ * into); on S3 keys {@link unsafeS3KeyReason} rejects. Other directories are walked as {@link Storage.list} does.
+ */
+export async function listLanding(
+  storage: Storage,
+  prefixUri: string,
+  wanted: (key: string) => boolean,
+): Promise<{ files: StoredObject[]; refused: RefusedEntry[] }> {
+  const refused: RefusedEntry[] = [];
+  if (storage.kind === 's3') {
+    const files: StoredObject[] = [];
+    for (const o of await storage.list(prefixUri)) {
+      if (!wanted(o.key)) continue;
+      const why = unsafeS3KeyReason(o.key);
+      if (why) refused.push({ key: o.key, reason: why });
+      else files.push(o);
+    }
+    return { files, refused };
+  }
+  const files: StoredObject[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    let entries: fs.Dirent[];
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch (e) {
+      // No such directory (or a file where it should be): nothing landed there; callers judge an empty landing.
+      if (['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) return;
+      throw e;
+    }
+    for (const ent of entries) {
+      const full = path.join(dir, ent.name);
+      const key = path.relative(prefixUri, full).split(path.sep).join('/');
+      if (ent.isFile()) {
+        if (!wanted(key)) continue;
+        const st = await fsp.lstat(full).catch(() => undefined);
+        if (!st) continue; // removed meanwhile
+        if (!st.isFile()) refused.push({ key, reason: kindOf(st) });
+        else files.push({ key, uri: full, size: st.size, version: `${st.size}-${Math.trunc(st.mtimeMs)}` });
+      } else if (ent.isDirectory() && !wanted(key)) {
+        await walk(full);
+      } else if (wanted(key)) {
+        refused.push({ key, reason: kindOf(ent) });
+      }
+    }
+  };
+  await walk(prefixUri);
+  const byKey = (a: { key: string }, b: { key: string }): number => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+  return { files: files.sort(byKey), refused: refused.sort(byKey) };
+}
+
+/** What DuckDB's file readers expand (measured on 1.5.5): `*`, `?`, `[…]`, and a leading `~` (home directory). */
+const GLOB_CHARS = /[*?[\]]|^~/;
+
+/**
+ * Throws unless DuckDB would read `p` as exactly this one file: DuckDB has no literal-path switch for read_text /
+ * read_csv, and a `[1]` in a name silently reads another file (or none). Callers hand DuckDB scratch names they made.
+ */
+export function assertLiteralPath(p: string): string {
+  if (GLOB_CHARS.test(p)) throw new Error(`internal: path ${p} would be expanded as a glob by DuckDB`);
+  return p;
+}

@@ -10,7 +10,11 @@ import { generate } from '../lake/generator';
 import { isS3 } from '../lake/storage';
 import { checkS3Access } from '../lake/s3-check';
 import { attachSpec, LakeUnavailableError } from '../lake/lakehouse';
-import { openSession, PipelineFailed, devDbFile, rootMessage, runDaily } from './run';
+import { checkLakeOutsideLanding, checkLocalLanding, prepareLocalLake } from '../lake/preflight';
+import { isIsoDate } from '../workflows/logical-date';
+import { openSession, PipelineFailed, devDbFile, ExitCode, runDaily } from './run';
+import { rootMessage } from './errors';
+import { OutcomeUnknown } from './follow';
 import { nativeConnectionFor, startDevServer, isServerUp } from './temporal';
 import { createWorker, installRuntime } from './main';
 import { foldPartitions, listRuns, qualityReport, staleReport } from './report';
@@ -29,9 +33,8 @@ function config(overrides: Partial<RawEnv> = {}): Config {
 }
 
 const isoDate = (v: string): string => {
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(v) || Number.isNaN(Date.parse(`${v}T00:00:00Z`))) {
-    throw new InvalidArgumentError('expected a date YYYY-MM-DD');
-  }
+  // A calendar round trip: Date.parse accepts 2025-02-30 (as March 2).
+  if (!isIsoDate(v)) throw new InvalidArgumentError(`expected a date YYYY-MM-DD, got ${v}`);
   return v;
 };
 const positiveNumber = (v: string): number => {
@@ -81,12 +84,19 @@ function progressPrinter(json: boolean): ((running: string[]) => void) | undefin
  * Preflight of the storage a command opens: an s3:// lake (and landing) is listed, and written when the command
  * writes, with a short timeout, so bad S3 settings end in one line (`cpa: S3 endpoint … unreachable`), not a trace.
  */
-async function checkStorage(cfg: Config, opts: { landing?: boolean; write?: boolean } = {}): Promise<void> {
+async function checkStorage(
+  cfg: Config,
+  opts: { landing?: boolean; write?: boolean; sources?: boolean } = {},
+): Promise<void> {
   // An S3 lake without a catalog setting, or a lake path that is a file: one line before anything starts.
   attachSpec(cfg, cfg.lakeRoot);
   if (!isS3(cfg.lakeRoot) && fs.existsSync(cfg.lakeRoot) && !fs.statSync(cfg.lakeRoot).isDirectory()) {
     throw new LakeUnavailableError(`lake ${cfg.lakeRoot} is not a directory`);
   }
+  // Operator mistakes (lake/preflight.ts): a missing or empty landing, a lake inside it, uncreatable or unwritable.
+  if (opts.sources && !isS3(cfg.landingRoot)) await checkLocalLanding(cfg.landingRoot);
+  if (opts.landing || opts.sources) checkLakeOutsideLanding(cfg.lakeRoot, cfg.landingRoot);
+  if (opts.write && !isS3(cfg.lakeRoot)) await prepareLocalLake(cfg.lakeRoot);
   await checkS3Access(cfg.lakeRoot, cfg, { write: opts.write });
   if (opts.landing) await checkS3Access(cfg.landingRoot, cfg);
 }
@@ -94,8 +104,11 @@ async function checkStorage(cfg: Config, opts: { landing?: boolean; write?: bool
 /** What a command module gets to register its commands with the shared parsers and config loader. */
 export interface CommandKit {
   config: (overrides?: Partial<RawEnv>) => Config;
-  /** Preflight for commands that open the lake (and landing) from `cfg`; a no-op for local paths. */
-  checkStorage: (cfg: Config, opts?: { landing?: boolean; write?: boolean }) => Promise<void>;
+  /**
+   * Preflight for commands that open the lake (and landing) from `cfg`: S3 access; a local lake that is a file,
+   * uncreatable, unwritable or inside the landing; with `sources`, a local landing that is missing or holds nothing.
+   */
+  checkStorage: (cfg: Config, opts?: { landing?: boolean; write?: boolean; sources?: boolean }) => Promise<void>;
   isoDate: (v: string) => string;
   integer: (v: string) => number;
   positiveNumber: (v: string) => number;
@@ -167,7 +180,7 @@ program
   .option('--json', 'print the run summary as JSON')
   .action(async (opts: { date?: string; landing?: string; lake?: string; worker: boolean; json?: boolean }) => {
     const cfg = config(lakeOverrides(opts));
-    await checkStorage(cfg, { landing: true, write: true });
+    await checkStorage(cfg, { landing: true, write: true, sources: true });
     const session = await openSession(cfg, { withWorker: opts.worker ? undefined : false });
     try {
       const summary = await runDaily(
@@ -444,11 +457,18 @@ function exitAfterFlush(code: number): void {
 }
 
 program.parseAsync(process.argv).then(
-  () => exitAfterFlush(0),
+  () => exitAfterFlush(ExitCode.ok),
   (err: unknown) => {
     if (process.argv.includes('--verbose') && err instanceof Error) console.error(err.stack);
-    const msg = err instanceof ConfigError ? err.message : rootMessage(err).split('\n')[0];
+    const msg =
+      err instanceof ConfigError || err instanceof OutcomeUnknown ? err.message : rootMessage(err).split('\n')[0];
     console.error(`cpa: ${msg}`);
-    exitAfterFlush(err instanceof ConfigError ? 2 : 1);
+    exitAfterFlush(
+      err instanceof ConfigError
+        ? ExitCode.config
+        : err instanceof OutcomeUnknown
+          ? ExitCode.outcomeUnknown
+          : ExitCode.failed,
+    );
   },
 );

@@ -5,6 +5,10 @@ import type { Config } from '../config/env';
 import { createActivities } from '../activities';
 import { createDuckDb } from '../lake/duckdb';
 import { EVENTS_WRITER_ACTIVITIES, eventsTaskQueue } from '../workflows/task-queues';
+import { reapDeadWorkerActivities, workerIdentity } from './reaper';
+
+/** How often a running worker looks for activities of dead workers on its host. */
+const REAP_EVERY_MS = 10_000;
 
 let runtimeInstalled = false;
 
@@ -60,7 +64,9 @@ export async function createWorker(
     config,
     db,
     listSearchAttributes: () => customSearchAttributes(connection, config.temporal.namespace),
+    holderGone: (holder) => workflowRunClosed(connection, config.temporal.namespace, holder),
   });
+  const identity = workerIdentity(config.temporal.workerIdentity);
   const writers = new Set<string>(EVENTS_WRITER_ACTIVITIES);
   const pick = (keep: (name: string) => boolean) =>
     Object.fromEntries(Object.entries(activities).filter(([k]) => keep(k)));
@@ -68,7 +74,7 @@ export async function createWorker(
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
-    ...(config.temporal.workerIdentity ? { identity: config.temporal.workerIdentity } : {}),
+    identity,
     workflowBundle: await workflowBundle(),
     activities: pick((k) => !writers.has(k)),
     // DuckDB parallelises inside each activity; a few concurrent activities keep both cores busy.
@@ -78,11 +84,13 @@ export async function createWorker(
     connection,
     namespace: config.temporal.namespace,
     taskQueue: eventsTaskQueue(config.temporal.taskQueue),
-    ...(config.temporal.workerIdentity ? { identity: `${config.temporal.workerIdentity}/events` } : {}),
+    identity: `${identity}/events`,
     activities: pick((k) => writers.has(k)),
     maxConcurrentActivityTaskExecutions: 1,
   });
-  return { worker: new PipelineWorkers(main, events), db };
+  const reap = () =>
+    reapDeadWorkerActivities(connection, config.temporal.namespace, config.temporal.taskQueue, identity).catch(() => 0);
+  return { worker: new PipelineWorkers(main, events, reap), db };
 }
 
 /**
@@ -93,15 +101,30 @@ export class PipelineWorkers {
   constructor(
     readonly main: Worker,
     readonly events: Worker,
+    /** Fails the running activities of dead workers on this host (worker/reaper.ts); run at start and periodically. */
+    private readonly reap?: () => Promise<number>,
   ) {}
 
   async run(): Promise<void> {
     const runs = [this.main.run(), this.events.run()];
+    let reaper: NodeJS.Timeout | undefined;
+    // The reap in flight, awaited before run() returns: the caller may close the connection right after.
+    let reaping: Promise<unknown> = Promise.resolve();
+    const reapOnce = (): void => {
+      if (this.reap) reaping = reaping.then(() => this.reap?.()).catch(() => undefined);
+    };
+    if (this.reap) {
+      reapOnce();
+      reaper = setInterval(reapOnce, REAP_EVERY_MS);
+      reaper.unref();
+    }
     try {
       await Promise.race(runs);
     } finally {
+      clearInterval(reaper);
       this.shutdown();
       await Promise.allSettled(runs);
+      await reaping;
     }
     await Promise.all(runs);
   }
@@ -128,6 +151,31 @@ export class PipelineWorkers {
     }
   }
 }
+
+/**
+ * True when the workflow run is closed, or the server does not know it (NOT_FOUND: e.g. it ran on an embedded dev
+ * server that has since been restarted without its state). False when it is running or the server cannot say.
+ */
+export async function workflowRunClosed(
+  connection: NativeConnection,
+  namespace: string,
+  run: { workflowId: string; runId: string },
+): Promise<boolean> {
+  try {
+    const res = await connection.workflowService.describeWorkflowExecution({
+      namespace,
+      execution: { workflowId: run.workflowId, runId: run.runId },
+    });
+    const status = res.workflowExecutionInfo?.status;
+    return status !== undefined && status !== null && Number(status) !== RUNNING;
+  } catch (e) {
+    return (e as { code?: number }).code === GRPC_NOT_FOUND;
+  }
+}
+
+/** temporal.api.enums.v1.WorkflowExecutionStatus RUNNING; gRPC status NOT_FOUND. */
+const RUNNING = 1;
+const GRPC_NOT_FOUND = 5;
 
 /** Names of the namespace's custom search attributes, as the worker's own connection sees them. */
 export async function customSearchAttributes(connection: NativeConnection, namespace: string): Promise<string[]> {

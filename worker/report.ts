@@ -41,6 +41,9 @@ export async function qualityReport(config: Config, runId?: string): Promise<Qua
   const run = runId ? runs.find((r) => r.runId === runId) : runs[0];
   const id = runId ?? run?.runId;
   if (!id) throw new Error(`no runs recorded in the lake ${config.lakeRoot} — run \`cpa run\` first`);
+  // Only committed run records count: a run whose record was never committed (a crash mid-write) is unknown.
+  if (!run)
+    throw new Error(`no run ${id} recorded in the lake ${config.lakeRoot} — \`cpa status\` lists the recorded ones`);
   const steps = await withLakeReader(config, config.lakeRoot, async (conn, lake) =>
     (
       await queryRows(

@@ -11,6 +11,8 @@ import { createWorker, installRuntime } from './main';
 import type { PipelineWorkers } from './main';
 import { clientFor, isServerUp, nativeConnectionFor, startDevServer } from './temporal';
 import type { TemporalEndpoint } from './temporal';
+import { followResult } from './follow';
+import { rootMessage } from './errors';
 
 /** Workflow ids carry meaning: `daily-pipeline/2025-08-01`, or `daily-pipeline/all` for everything landed. */
 export function dailyWorkflowId(runDate?: string | null): string {
@@ -93,9 +95,22 @@ export class PipelineFailed extends Error {
   override name = 'PipelineFailed';
 }
 
+/** Exit codes of the CLI (SPEC §10: 0 ok, non-zero with a one-line reason). */
+export const ExitCode = {
+  /** The command did what it was asked; a waited-for workflow succeeded. */
+  ok: 0,
+  /** The command failed, or the workflow it waited for failed (the reason names the step). */
+  failed: 1,
+  /** The environment does not validate (every bad variable listed). */
+  config: 2,
+  /** Temporal stayed unreachable longer than CPA_CLI_OUTAGE_SECONDS: the workflow may still be running. */
+  outcomeUnknown: 3,
+} as const;
+
 /**
  * Starts (or attaches to) `dailyPipeline` and waits for its result. Re-running the same date re-uses the workflow id:
- * a finished run is started afresh (idempotent by construction), a running one is attached to.
+ * a finished run is started afresh (idempotent by construction), a running one is attached to. While waiting, an
+ * unreachable server is retried (worker/follow.ts); the result is the workflow's, never the connection's.
  */
 export async function runDaily(
   session: Session,
@@ -114,12 +129,16 @@ export async function runDaily(
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       memo: { logicalDate: input.runDate ?? 'all', kind: input.kind ?? 'manual', lake: input.lake },
+      // The UI's summary line (SPEC §13): kind, logical date, lake.
+      staticSummary: `${input.kind ?? 'manual'} run · ${input.runDate ?? 'all dates'} · ${input.lake}`,
     });
     // The id names the date, not the lake: never silently attach to a run of the same id on another lake.
     const running = await handle.describe();
     const runningLake = (running.memo as { lake?: string } | undefined)?.lake;
     if (runningLake && runningLake !== input.lake) {
-      throw new Error(`${workflowId} is already running for lake ${runningLake}; wait for it or cancel it in the Web UI`);
+      throw new Error(
+        `${workflowId} is already running for lake ${runningLake}; wait for it or cancel it in the Web UI`,
+      );
     }
   } catch (e) {
     throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);
@@ -131,7 +150,8 @@ export async function runDaily(
       await new Promise((r) => setTimeout(r, 500));
       if (stop) break;
       try {
-        const d = await handle.describe();
+        // Bounded: during an outage the SDK would retry one describe for ~20 s and hold up the exit.
+        const d = await session.client.withDeadline(Date.now() + 2000, () => handle.describe());
         const pending = (d.raw.pendingActivities ?? []).map((a) => activityLabel(a.activityType?.name, a));
         const key = pending.join(',');
         if (key !== last) {
@@ -144,7 +164,8 @@ export async function runDaily(
     }
   })();
   try {
-    return (await handle.result()) as RunSummary;
+    // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then throws OutcomeUnknown (exit 3).
+    return await followResult<RunSummary>(session.client, config, workflowId, handle.firstExecutionRunId);
   } catch (e) {
     if (e instanceof WorkflowFailedError) throw new PipelineFailed(`${workflowId} failed: ${rootMessage(e)}`);
     throw e;
@@ -157,10 +178,4 @@ export async function runDaily(
 function activityLabel(name: string | null | undefined, a: { attempt?: number | null }): string {
   const attempt = a.attempt && a.attempt > 1 ? ` (attempt ${a.attempt})` : '';
   return `${name ?? 'activity'}${attempt}`;
-}
-
-export function rootMessage(e: unknown): string {
-  let cur: unknown = e;
-  while (cur instanceof Error && (cur as { cause?: unknown }).cause) cur = (cur as { cause?: unknown }).cause;
-  return cur instanceof Error ? cur.message : String(cur);
 }

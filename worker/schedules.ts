@@ -9,6 +9,7 @@ import type { Config } from '../config/env';
 import type { RunSummary } from '../activities';
 import type { DailyPipelineInput, dailyPipeline } from '../workflows';
 import { localDate, scheduledLogicalDate } from '../workflows/logical-date';
+import { followResult } from './follow';
 
 /**
  * The daily schedule (SPEC §9), id `daily-pipeline`: dailyPipeline every day at 02:00 in CPA_SCHEDULE_TIMEZONE.
@@ -288,12 +289,16 @@ export async function triggerSchedule(
   }
 }
 
-/** Waits for a run the schedule started (following retries) and returns its summary. */
+/**
+ * Waits for a run the schedule started (following retries) and returns its summary; an unreachable server is retried
+ * up to CPA_CLI_OUTAGE_SECONDS (worker/follow.ts), then OutcomeUnknown.
+ */
 export async function scheduledRunResult(
   client: Client,
+  config: Config,
   run: { workflowId: string; runId: string },
 ): Promise<RunSummary> {
-  return (await client.workflow.getHandle(run.workflowId, run.runId).result()) as RunSummary;
+  return followResult<RunSummary>(client, config, run.workflowId, run.runId);
 }
 
 export async function pauseSchedule(client: Client, note?: string): Promise<void> {

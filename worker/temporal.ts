@@ -19,7 +19,8 @@ export interface TemporalEndpoint {
   stop(): Promise<void>;
 }
 
-function connectionOptions(config: Config, address: string) {
+/** Connection settings (TLS, API key) for `address`, shared by the client, the worker and the outage-aware wait. */
+export function connectionOptions(config: Config, address: string) {
   const t = config.temporal;
   const tls =
     t.tls || t.tlsCertPath
@@ -140,7 +141,17 @@ async function spawnDevServer(
     args.push('--db-filename', opts.dbFile);
   }
   for (const [k, v] of Object.entries(SEARCH_ATTRIBUTES)) args.push('--search-attribute', `${k}=${v}`);
-  const child: ChildProcess = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: false });
+  // Its own process group, so that stop() and the leash end the server with whatever it runs, and a Ctrl-C meant for
+  // the CLI reaches the server only through stop(), after the worker has drained.
+  const child: ChildProcess = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const killServer = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      /* already gone */
+    }
+  };
+  const leash = child.pid ? leashTo(child.pid) : { release: () => undefined };
   // Keep the head of stderr (where the reason is) and its tail (where a panic ends).
   let head = '';
   let tail = '';
@@ -152,10 +163,14 @@ async function spawnDevServer(
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new DevServerExited(`temporal dev server exited (${child.exitCode}): ${reason()}`);
+    if (child.exitCode !== null) {
+      leash.release();
+      throw new DevServerExited(`temporal dev server exited (${child.exitCode}): ${reason()}`);
+    }
     if (await isServerUp(config, address, 1000)) break;
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
+      killServer('SIGKILL');
+      leash.release();
       throw new Error(`temporal dev server did not answer on ${address} within 60s: ${reason()}`);
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -165,11 +180,43 @@ async function spawnDevServer(
     uiUrl: opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : undefined,
     started: true,
     async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
+      if (child.exitCode === null && child.signalCode === null) {
+        killServer('SIGTERM');
+        const timer = setTimeout(() => killServer('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      leash.release();
+    },
+  };
+}
+
+/**
+ * The leash: a `sh` that blocks reading a pipe from this process and, when the pipe closes (this process exited,
+ * crashed or was killed with SIGKILL, which no handler of ours sees), ends the process group `pgid` (SIGTERM, then
+ * SIGKILL after 5 s). It ignores SIGINT/SIGTERM/SIGHUP so a Ctrl-C or a signal to our whole group cannot take it down
+ * before it has done its job. `release()` is for a server stopped by other means (stop(), a failed start): it ends the
+ * leash without touching the group.
+ */
+function leashTo(pgid: number): { release(): void } {
+  const script = [
+    "trap '' INT TERM HUP",
+    'while read -r _; do :; done',
+    'kill -TERM -"$1" 2>/dev/null || exit 0',
+    'i=0',
+    'while kill -0 -"$1" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done',
+    'kill -KILL -"$1" 2>/dev/null',
+  ].join('\n');
+  const leash = spawn('/bin/sh', ['-c', script, 'cpa-temporal-leash', String(pgid)], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  // Never what keeps this process alive: the pipe only has to exist as long as we do.
+  leash.unref();
+  (leash.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  leash.stdin?.on('error', () => undefined);
+  return {
+    release() {
+      if (leash.exitCode === null && leash.signalCode === null) leash.kill('SIGKILL');
     },
   };
 }

@@ -2,13 +2,23 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { Config } from '../config/env';
+import { rootMessage } from './errors';
 import { joinUri } from '../config/env';
 import { EVENTS_PREFIX } from '../activities/bronze';
 import { withLakeReader } from '../lake/reader';
 import { readSpeedState } from '../lake/speed';
-import { isNotFound, isS3, resolveLandingKey, storageFor, UnsafeKeyError } from '../lake/storage';
+import {
+  isNotFound,
+  isS3,
+  listLanding,
+  readLandingFile,
+  RefusedFileError,
+  resolveLandingKey,
+  storageFor,
+  UnsafeKeyError,
+} from '../lake/storage';
 import type { IngestEventFileInput, IngestEventFileResult, ingestEventFile } from '../workflows';
 import { clientFor } from './temporal';
 
@@ -28,7 +38,8 @@ function isEventFileKey(relKey: string): boolean {
 
 /**
  * Reads one landed events file by key, confined to the landing root, and hashes it. Throws UnsafeKeyError for a key
- * outside the landing root or that is not `usage_events_stream/….jsonl`.
+ * outside the landing root or that is not `usage_events_stream/….jsonl`, RefusedFileError for anything but a regular
+ * file inside the root (a symlink, FIFO, device, directory).
  */
 export async function hashLandingFile(
   config: Config,
@@ -39,7 +50,7 @@ export async function hashLandingFile(
   if (!fileKey.startsWith(`${EVENTS_PREFIX}/`) || !isEventFileKey(fileKey.slice(EVENTS_PREFIX.length + 1))) {
     throw new UnsafeKeyError(`file key '${fileKey}' is not an events file (${EVENTS_PREFIX}/*.jsonl)`);
   }
-  const bytes = await storageFor(landing, config).readBytes(uri);
+  const bytes = await readLandingFile(storageFor(landing, config), landing, uri, fileKey);
   return { sha256: crypto.createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
 }
 
@@ -47,7 +58,7 @@ export interface StartedIngest {
   workflowId: string;
   /** A completed run of this id exists: the file version was ingested before, nothing was started. */
   duplicate: boolean;
-  handle?: WorkflowHandle<typeof ingestEventFile>;
+  handle?: WorkflowHandleWithFirstExecutionRunId<typeof ingestEventFile>;
 }
 
 /**
@@ -111,6 +122,8 @@ export interface WatcherOptions {
  */
 export class Watcher {
   private readonly seen = new Map<string, { signature: string; sha256: string }>();
+  /** Keys already reported as refused (logged once, not at every poll). */
+  private readonly refused = new Set<string>();
   private readonly queue: Array<{ fileKey: string; sha256: string }> = [];
   private readonly inFlight = new Map<string, Promise<void>>();
   private stopped = false;
@@ -173,7 +186,13 @@ export class Watcher {
   async pollOnce(): Promise<number> {
     const { config, landing, lake } = this.opts;
     const landingStorage = storageFor(landing, config);
-    const objects = (await landingStorage.list(this.prefix)).filter((o) => isEventFileKey(o.key));
+    const { files: objects, refused } = await listLanding(landingStorage, this.prefix, isEventFileKey);
+    for (const r of refused) {
+      const key = `${EVENTS_PREFIX}/${r.key}`;
+      if (this.refused.has(key)) continue;
+      this.refused.add(key);
+      this.log(`[watch] ${key}: refused: ${r.reason} (only regular files inside the landing root are ingested)`);
+    }
     let state: Awaited<ReturnType<typeof readSpeedState>> | undefined;
     let queued = 0;
     for (const o of objects) {
@@ -188,9 +207,14 @@ export class Watcher {
       if (prev?.signature === signature) continue;
       let bytes: Buffer;
       try {
-        bytes = await landingStorage.readBytes(o.uri);
+        bytes = await readLandingFile(landingStorage, landing, o.uri, fileKey);
       } catch (e) {
         if (isNotFound(e)) continue;
+        if (e instanceof RefusedFileError) {
+          if (!this.refused.has(fileKey)) this.log(`[watch] ${fileKey}: refused: ${e.reason}`);
+          this.refused.add(fileKey);
+          continue;
+        }
         throw e;
       }
       const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
@@ -248,7 +272,7 @@ export class Watcher {
         fileKey: item.fileKey,
         workflowId,
         status: 'failed',
-        error: rootMessage(e),
+        error: rootMessage(e).split('\n')[0],
         ms: Date.now() - started,
       };
     }
@@ -281,12 +305,6 @@ export function describeOutcome(o: WatchOutcome): string {
     (r.speed.extra.files_rejudged ? `; ${r.speed.extra.files_rejudged} later files judged again` : '') +
     (r.alertDeliveryError ? `; alert delivery FAILED: ${r.alertDeliveryError}` : '')
   );
-}
-
-function rootMessage(e: unknown): string {
-  let cur: unknown = e;
-  while (cur instanceof Error && (cur as { cause?: unknown }).cause) cur = (cur as { cause?: unknown }).cause;
-  return (cur instanceof Error ? cur.message : String(cur)).split('\n')[0];
 }
 
 /** Starts a watcher with its own client connection (for `cpa worker`); `stop()` also closes the connection. */

@@ -1,4 +1,5 @@
 import {
+  rootCause,
   ApplicationFailure,
   continueAsNew,
   defineQuery,
@@ -98,12 +99,6 @@ function validate(input: BackfillInput): { parallel: number; batchSize: number }
   return { parallel, batchSize };
 }
 
-function rootMessage(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof Error && (e as { cause?: unknown }).cause) e = (e as { cause?: unknown }).cause;
-  return e instanceof Error ? e.message : String(e);
-}
-
 /**
  * SPEC §9 backfill(from, to): dailyPipeline for every date of the range as child workflows `daily-pipeline/<date>`
  * (kind 'backfill'), at most `parallel` in flight. After `batchSize` dates (or when the server suggests it) the
@@ -164,6 +159,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillReport> {
         ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        staticSummary: `backfill run · ${date} · ${input.lake}`,
       });
       results.push({
         date,
@@ -177,7 +173,13 @@ export async function backfill(input: BackfillInput): Promise<BackfillReport> {
       });
     } catch (err) {
       // A child that could not start (e.g. a manual run of that date is in progress) fails the date the same way.
-      results.push({ date, status: 'failed', workflowId, reason: rootMessage(err), durationMs: Date.now() - started });
+      results.push({
+        date,
+        status: 'failed',
+        workflowId,
+        reason: rootCause(err) ?? String(err),
+        durationMs: Date.now() - started,
+      });
     } finally {
       running.delete(date);
       memoProgress();

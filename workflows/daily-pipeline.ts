@@ -1,9 +1,10 @@
-import { ApplicationFailure, log, proxyActivities, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { log, proxyActivities, rootCause, setCurrentDetails, upsertMemo, workflowInfo } from '@temporalio/workflow';
 import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
 import { withLakeLease } from './lake-lease';
 import { makeFindable, resolveRun, RunStatuses } from './run-context';
 import { eventsTaskQueue } from './task-queues';
+import { HEARTBEAT_TIMEOUT } from './timeouts';
 
 /** Input of {@link dailyPipeline}. `lake`/`landing` are URIs (local path or s3://); runDate is the logical date. */
 export interface DailyPipelineInput {
@@ -28,7 +29,7 @@ const nonRetryableErrorTypes = ['ContractViolation', 'QualityGateFailed', 'SqlEr
 /** Transforms: long, heartbeating, retried with backoff a bounded number of times. */
 const transformOptions = {
   startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '5 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '2s',
     backoffCoefficient: 2,
@@ -47,9 +48,10 @@ function eventsWriter(taskQueue: string) {
   return proxyActivities<Activities>({ ...transformOptions, taskQueue: eventsTaskQueue(taskQueue) });
 }
 
-/** Bookkeeping: quick, retried more often. */
+/** Bookkeeping: quick, retried more often; heartbeats too, so a killed worker's plan or record is retried at once. */
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '1s',
     backoffCoefficient: 2,
@@ -65,7 +67,7 @@ const quick = proxyActivities<Activities>({
  */
 const serving = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '2s',
     backoffCoefficient: 2,
@@ -94,7 +96,7 @@ export async function dailyPipeline(input: DailyPipelineInput): Promise<RunSumma
   });
   try {
     const resolved = { ...input, runDate: run.logicalDate, kind: run.kind };
-    const summary = await withLakeLease(input.lake, () => pipeline(resolved));
+    const summary = await withLakeLease(input.lake, () => pipeline(resolved), input.landing);
     mark(RunStatuses.succeeded);
     return summary;
   } catch (err) {
@@ -126,9 +128,14 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
   };
   upsertMemo({ logicalDate: input.runDate ?? 'all', kind: base.kind, lake: input.lake });
   try {
+    // Every step is named in the UI's timeline by what it does to which table (SPEC §13).
     const bronze = await Promise.all([
-      ...CSV_BRONZE_TABLES.map((table) => transform.ingestCsvSource({ ...target, table })),
-      eventsWriter(info.taskQueue).ingestEventFiles({ ...target }),
+      ...CSV_BRONZE_TABLES.map((table) =>
+        transform.ingestCsvSource.executeWithOptions({ summary: `bronze.${table}` }, [{ ...target, table }]),
+      ),
+      eventsWriter(info.taskQueue).ingestEventFiles.executeWithOptions({ summary: 'bronze.usage_events (new files)' }, [
+        { ...target },
+      ]),
     ]);
     steps.push(...bronze);
 
@@ -136,23 +143,48 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     const force = input.force;
     const silver: StepMetrics[] = [];
     for (const wave of waves(SILVER_MODELS)) {
-      const plan = await quick.planWave({ ...target, layer: 'silver', tables: wave.map((m) => m.table), force });
-      const built = await Promise.all(plan.run.map((table) => transform.buildSilver({ ...target, table, force })));
+      const tables = wave.map((m) => m.table);
+      const plan = await quick.planWave.executeWithOptions({ summary: `plan silver: ${tables.join(', ')}` }, [
+        { ...target, layer: 'silver', tables, force },
+      ]);
+      const built = await Promise.all(
+        plan.run.map((table) =>
+          transform.buildSilver.executeWithOptions({ summary: stepSummary('silver', table, plan.scope) }, [
+            { ...target, table, force },
+          ]),
+        ),
+      );
       silver.push(...ordered(wave, [...built, ...plan.skipped]));
     }
     steps.push(...silver);
+    showDetails({ ...base, status: 'running', finishedAt: '', steps });
 
-    gate = await quick.qualityGate({ ...target, silver });
+    gate = await quick.qualityGate.executeWithOptions({ summary: 'quality gate (silver → gold)' }, [
+      { ...target, silver },
+    ]);
 
     for (const wave of waves(GOLD_MARTS)) {
-      const plan = await quick.planWave({ ...target, layer: 'gold', tables: wave.map((m) => m.table), force });
-      const built = await Promise.all(plan.run.map((mart) => transform.buildGold({ ...target, mart, force })));
+      const tables = wave.map((m) => m.table);
+      const plan = await quick.planWave.executeWithOptions({ summary: `plan gold: ${tables.join(', ')}` }, [
+        { ...target, layer: 'gold', tables, force },
+      ]);
+      const built = await Promise.all(
+        plan.run.map((mart) =>
+          transform.buildGold.executeWithOptions({ summary: stepSummary('gold', mart, plan.scope) }, [
+            { ...target, mart, force },
+          ]),
+        ),
+      );
       steps.push(...ordered(wave, [...built, ...plan.skipped]));
     }
 
     // Serving reloads exactly the partitions gold rewrote (changedPartitions), then reconciles with gold.
     if (input.serve) {
-      steps.push(await serving.loadServing({ ...target, gold: steps.filter((s) => s.layer === 'gold') }));
+      steps.push(
+        await serving.loadServing.executeWithOptions({ summary: 'serving: changed gold partitions → Cassandra' }, [
+          { ...target, gold: steps.filter((s) => s.layer === 'gold') },
+        ]),
+      );
     }
   } catch (err) {
     const summary: RunSummary = {
@@ -163,17 +195,68 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
       gate,
       error: failureMessage(err),
     };
-    await quick.recordRun(summary);
+    await quick.recordRun.executeWithOptions({ summary: 'run record (failed)' }, [summary]);
     if (input.serve) await recordServingRun(summary);
     upsertMemo({ status: 'failed' });
+    showDetails(summary);
     throw err;
   }
   const done: RunSummary = { ...base, status: 'succeeded', finishedAt: new Date().toISOString(), steps, gate };
   // The record as stored names the lake snapshots the run committed.
-  const summary = (await quick.recordRun(done)) ?? done;
+  const summary = (await quick.recordRun.executeWithOptions({ summary: 'run record' }, [done])) ?? done;
   if (input.serve) await recordServingRun(summary);
   upsertMemo({ status: 'succeeded' });
+  showDetails(summary);
   return summary;
+}
+
+/** `silver.billing` or `gold.cost_anomaly_mart 2025-08-01..2025-08-31 (31)`: the table and what the plan computes. */
+function stepSummary(layer: string, table: string, scope?: Record<string, string>): string {
+  const units = scope?.[table];
+  return units && units !== 'all' ? `${layer}.${table} ${units}` : `${layer}.${table}`;
+}
+
+/** A run summary, or the run so far (status `running`). */
+type RunView = Omit<RunSummary, 'status'> & { status: string };
+
+/** Sets the run's details; a defect in rendering them must never fail the workflow task (the run would hang). */
+function showDetails(summary: RunView): void {
+  try {
+    setCurrentDetails(runDetails(summary));
+  } catch (err) {
+    log.warn('run details not rendered', { error: failureMessage(err) });
+  }
+}
+
+/** The run's details in the UI (markdown): a table of steps, the gate checks, the failure if any. */
+export function runDetails(summary: RunView): string {
+  const cell = (v: unknown) => String(v).replace(/\|/g, '\\|');
+  const lines = [
+    `**${summary.status}** — ${summary.kind} run, logical date ${summary.logicalDate ?? 'all'}, lake \`${summary.lake}\``,
+  ];
+  if (summary.error) lines.push('', `Failure: ${cell(summary.error)}`);
+  lines.push(
+    '',
+    '| step | rows in | rows out | quarantined | partitions recomputed / changed | s |',
+    '|---|---:|---:|---|---:|---:|',
+  );
+  for (const s of summary.steps) {
+    const q = Object.entries(s.quarantined)
+      .filter(([, n]) => n > 0)
+      .map(([r, n]) => `${r} ${n}`)
+      .join(', ');
+    lines.push(
+      `| ${cell(s.step)} | ${s.rowsIn} | ${s.rowsOut} | ${cell(q || '0')} | ${s.partitionsRecomputed} / ${s.partitionsChanged} | ${(s.durationMs / 1000).toFixed(1)} |`,
+    );
+  }
+  if (summary.gate && Array.isArray(summary.gate.checks)) {
+    lines.push('', `Quality gate: **${summary.gate.passed ? 'passed' : 'failed'}**`);
+    for (const c of summary.gate.checks) {
+      lines.push(`- ${cell(c.table)} ${cell(c.check)}: ${c.value} (limit ${c.limit}) ${c.passed ? 'ok' : 'FAILED'}`);
+    }
+  }
+  lines.push('', 'Quality report: `cpa quality --run ' + summary.runId + '`');
+  return lines.join('\n');
 }
 
 /** Step metrics in the registry's order of the wave (built and skipped models interleaved). */
@@ -190,10 +273,7 @@ async function recordServingRun(summary: RunSummary): Promise<void> {
   }
 }
 
+/** ActivityFailure wraps the ApplicationFailure that carries the real message. */
 function failureMessage(err: unknown): string {
-  let e: unknown = err;
-  // ActivityFailure wraps the ApplicationFailure that carries the real message.
-  while (e instanceof Error && (e as { cause?: unknown }).cause) e = (e as { cause?: unknown }).cause;
-  if (e instanceof ApplicationFailure || e instanceof Error) return e.message;
-  return String(e);
+  return rootCause(err) ?? String(err);
 }

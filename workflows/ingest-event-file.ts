@@ -1,6 +1,7 @@
-import { proxyActivities, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, rootCause, upsertMemo, workflowInfo } from '@temporalio/workflow';
 import type { Activities, StepMetrics } from '../activities';
 import { eventsTaskQueue } from './task-queues';
+import { HEARTBEAT_TIMEOUT } from './timeouts';
 
 /** Input of {@link ingestEventFile}: a key relative to the landing root (`usage_events_stream/….jsonl`). */
 export interface IngestEventFileInput {
@@ -27,6 +28,7 @@ const nonRetryableErrorTypes = ['ContractViolation', 'SqlError', 'ServingRejecte
 /** Alert delivery: on the main queue, so a slow webhook never holds the single writer slot. */
 const notify = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '2s',
     backoffCoefficient: 2,
@@ -43,7 +45,7 @@ const notify = proxyActivities<Activities>({
  *
  * Steps: bronze ingest of exactly this file, then the speed-layer update, both on the single-writer events queue
  * (task-queues.ts); then alert delivery. Retries: bounded, with backoff; the writer activities heartbeat every few
- * seconds, so a killed worker is noticed within the 20 s heartbeat timeout and the activity re-runs elsewhere. Both
+ * seconds, so a killed worker is noticed within the heartbeat timeout (timeouts.ts) and the activity re-runs elsewhere. Both
  * writers are idempotent (bronze dedups by event_id against itself and skips a file whose sha256 it has; the speed
  * layer replaces the file's contribution), so a re-run after a crash ends with the same outputs.
  */
@@ -52,7 +54,7 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
   const writer = proxyActivities<Activities>({
     taskQueue: eventsTaskQueue(info.taskQueue),
     startToCloseTimeout: '30 minutes',
-    heartbeatTimeout: '20 seconds',
+    heartbeatTimeout: HEARTBEAT_TIMEOUT,
     retry: {
       initialInterval: '1s',
       backoffCoefficient: 2,
@@ -76,7 +78,7 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
     } catch (err) {
       // The file is ingested and its alerts are recorded (lake, Cassandra, log lines): a webhook that keeps failing
       // must not fail the ingestion. It shows in the result and the memo.
-      alertDeliveryError = rootMessage(err);
+      alertDeliveryError = rootCause(err) ?? String(err);
       upsertMemo({ alertDeliveryError });
     }
   }
@@ -89,10 +91,4 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
     alerts: speed.alerts.length,
     ...(alertDeliveryError ? { alertDeliveryError } : {}),
   };
-}
-
-function rootMessage(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof Error && (e as { cause?: unknown }).cause) e = (e as { cause?: unknown }).cause;
-  return e instanceof Error ? e.message : String(e);
 }

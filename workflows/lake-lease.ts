@@ -20,7 +20,8 @@ import type { Activities } from '../activities';
  * the UI shows the pending activity's attempt count and the current holder as its last failure.
  */
 const acquire = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
+  // One attempt is a few file or object operations: a worker killed inside one is retried after this long.
+  startToCloseTimeout: '15 seconds',
   scheduleToCloseTimeout: '24 hours',
   retry: {
     initialInterval: '1s',
@@ -28,13 +29,13 @@ const acquire = proxyActivities<Activities>({
     maximumInterval: '5s',
     // The 24 h schedule-to-close bound ends the wait first (~17,300 attempts at 5 s); this cap is a backstop.
     maximumAttempts: 20_000,
-    nonRetryableErrorTypes: ['ContractViolation'],
+    nonRetryableErrorTypes: ['ContractViolation', 'LakeUnusable'],
   },
 });
 
 /** Renew and release: quick; a renewal that keeps failing is retried at the next tick, inside the TTL. */
 const lease = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '15 seconds',
   retry: {
     initialInterval: '1s',
     backoffCoefficient: 2,
@@ -53,10 +54,12 @@ function leaseLost(e: unknown): e is ActivityFailure {
  * background, release at the end whatever happened (also on cancellation). When a renewal finds the lease taken
  * over, `fn` is cancelled and the run fails with `LakeLeaseLost` rather than keep writing.
  */
-export async function withLakeLease<T>(lake: string, fn: () => Promise<T>): Promise<T> {
+export async function withLakeLease<T>(lake: string, fn: () => Promise<T>, landing?: string): Promise<T> {
   const info = workflowInfo();
   const input = { lake, holder: { workflowId: info.workflowId, runId: info.runId } };
-  const grant = await acquire.acquireLakeLease(input);
+  const grant = await acquire.acquireLakeLease.executeWithOptions({ summary: 'lake lease: acquire' }, [
+    landing === undefined ? input : { ...input, landing },
+  ]);
   let lost: ActivityFailure | undefined;
   const work = new CancellationScope();
   const keepAlive = new CancellationScope();
@@ -66,7 +69,7 @@ export async function withLakeLease<T>(lake: string, fn: () => Promise<T>): Prom
       for (;;) {
         await sleep(grant.renewEveryMs);
         try {
-          await lease.renewLakeLease(input);
+          await lease.renewLakeLease.executeWithOptions({ summary: 'lake lease: renew' }, [input]);
         } catch (e) {
           if (isCancellation(e)) throw e;
           if (leaseLost(e)) {
@@ -87,6 +90,8 @@ export async function withLakeLease<T>(lake: string, fn: () => Promise<T>): Prom
   } finally {
     keepAlive.cancel();
     await renewing;
-    await CancellationScope.nonCancellable(() => lease.releaseLakeLease(input));
+    await CancellationScope.nonCancellable(() =>
+      lease.releaseLakeLease.executeWithOptions({ summary: 'lake lease: release' }, [input]),
+    );
   }
 }

@@ -2,6 +2,7 @@ import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities, MaintenanceReport } from '../activities';
 import { withLakeLease } from './lake-lease';
 import { eventsTaskQueue } from './task-queues';
+import { HEARTBEAT_TIMEOUT } from './timeouts';
 
 /** Input of {@link lakeMaintenance}: the lake, and optionally another retention than CPA_LAKE_SNAPSHOT_RETENTION. */
 export interface LakeMaintenanceInput {
@@ -20,7 +21,7 @@ export async function lakeMaintenance(input: LakeMaintenanceInput): Promise<Main
   const { maintainLake } = proxyActivities<Activities>({
     taskQueue: eventsTaskQueue(workflowInfo().taskQueue),
     startToCloseTimeout: '1 hour',
-    heartbeatTimeout: '2 minutes',
+    heartbeatTimeout: HEARTBEAT_TIMEOUT,
     retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 },
   });
   return withLakeLease(input.lake, () => maintainLake(input));

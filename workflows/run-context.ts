@@ -1,8 +1,14 @@
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
-import { proxyLocalActivities, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  proxyLocalActivities,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { scheduledLogicalDate } from './logical-date';
+import { isIsoDate, scheduledLogicalDate } from './logical-date';
 
 /**
  * What makes a run findable in the Web UI (SPEC §9): search attributes CpaLogicalDate / CpaRunKind / CpaStatus
@@ -70,7 +76,13 @@ export function resolveRun(input: { runDate?: string | null; kind?: RunKind; tim
 } {
   const scheduledAt = scheduledStartTime();
   const kind: RunKind = input.kind ?? (scheduledAt ? RunKinds.scheduled : RunKinds.manual);
-  if (input.runDate) return { logicalDate: input.runDate, kind, scheduledAt };
+  if (input.runDate) {
+    // An impossible date (2025-02-30) would run on no day at all: refused, whoever started the run.
+    if (!isIsoDate(input.runDate)) {
+      throw ApplicationFailure.nonRetryable(`runDate ${input.runDate} is not a date (YYYY-MM-DD)`, 'ContractViolation');
+    }
+    return { logicalDate: input.runDate, kind, scheduledAt };
+  }
   if (kind !== RunKinds.scheduled) return { logicalDate: null, kind, scheduledAt };
   const at = scheduledAt ?? workflowInfo().runStartTime;
   return { logicalDate: scheduledLogicalDate(at, input.timeZone ?? 'UTC'), kind, scheduledAt };

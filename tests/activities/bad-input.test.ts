@@ -1,12 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DuckDBInstance } from '@duckdb/node-api';
 import type { ApplicationFailure } from '@temporalio/common';
-import { loadConfig } from '../../config/env';
-import { createActivities } from '../../activities';
-import { createDuckDb } from '../../lake/duckdb';
 import { tableRef, withLakeSql } from '../support/lake-sql';
 import { REFERENCE_LANDING, tmpDir } from '../support/env';
+import { directActivities } from '../support/activities';
 
 /**
  * Bad input never crashes a worker and never loses a good record (SPEC §3, §12): a CSV that breaks its contract
@@ -14,15 +11,7 @@ import { REFERENCE_LANDING, tmpDir } from '../support/env';
  * line number and every good line of the same file is ingested.
  */
 describe('bad input', () => {
-  const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
-  let db: DuckDBInstance;
-  let acts: ReturnType<typeof createActivities>;
-
-  beforeAll(async () => {
-    db = await createDuckDb(config);
-    acts = createActivities({ config, db });
-  });
-  afterAll(() => db.closeSync());
+  const suite = directActivities();
 
   function target(landing: string): { lake: string; landing: string; runId: string } {
     return { lake: tmpDir('bad-lake'), landing, runId: 'test-run' };
@@ -54,7 +43,7 @@ describe('bad input', () => {
       'user_id,org_id,e_mail,role,active,created_at,last_login\nuser_1,org_1,a@b.co,dev,True,2025-07-01,\n',
     );
     const t = target(landing);
-    const err = await rejection(acts.ingestCsvSource({ ...t, table: 'users' }));
+    const err = await rejection(suite.acts.ingestCsvSource({ ...t, table: 'users' }));
     expect(err.type).toBe('ContractViolation');
     expect(err.nonRetryable).toBe(true);
     expect(err.message).toBe("users.csv line 1 column 3: expected header 'email', found 'e_mail'");
@@ -65,7 +54,7 @@ describe('bad input', () => {
   it('rejects a CSV with a missing column or an extra one at the right column', async () => {
     const landing = tmpDir('bad-cols');
     fs.writeFileSync(path.join(landing, 'nps_surveys.csv'), 'org_id,survey_date,nps_score\norg_1,2025-07-01,5\n');
-    const err = await rejection(acts.ingestCsvSource({ ...target(landing), table: 'nps_surveys' }));
+    const err = await rejection(suite.acts.ingestCsvSource({ ...target(landing), table: 'nps_surveys' }));
     expect(err.message).toBe("nps_surveys.csv line 1 column 4: expected header 'comment', missing");
   });
 
@@ -73,12 +62,12 @@ describe('bad input', () => {
     const landing = tmpDir('bad-value');
     const t = target(landing);
     fs.copyFileSync(path.join(REFERENCE_LANDING, 'support_tickets.csv'), path.join(landing, 'support_tickets.csv'));
-    await acts.ingestCsvSource({ ...t, table: 'tickets' });
+    await suite.acts.ingestCsvSource({ ...t, table: 'tickets' });
     const before = await rows(t.lake, 'bronze', 'tickets', 'select count(*)::int n from t');
     const lines = fs.readFileSync(path.join(landing, 'support_tickets.csv'), 'utf8').split('\n');
     lines[9] = lines[9].replace(/,(True|False)$/, ',sometimes');
     fs.writeFileSync(path.join(landing, 'support_tickets.csv'), lines.join('\n'));
-    const err = await rejection(acts.ingestCsvSource({ ...t, table: 'tickets', runId: 'second' }));
+    const err = await rejection(suite.acts.ingestCsvSource({ ...t, table: 'tickets', runId: 'second' }));
     expect(err.message).toMatch(/^support_tickets\.csv line 10 column 8 \(sla_breached\): .*"sometimes"/);
     expect(await rows(t.lake, 'bronze', 'tickets', 'select count(*)::int n from t')).toEqual(before);
   });
@@ -86,11 +75,11 @@ describe('bad input', () => {
   it('rejects an empty CSV and a CSV that is not UTF-8 with a clear message', async () => {
     const landing = tmpDir('bad-empty');
     fs.writeFileSync(path.join(landing, 'customers_orgs.csv'), '');
-    expect((await rejection(acts.ingestCsvSource({ ...target(landing), table: 'orgs' }))).message).toMatch(
+    expect((await rejection(suite.acts.ingestCsvSource({ ...target(landing), table: 'orgs' }))).message).toMatch(
       /^customers_orgs\.csv line 1 column 1: empty file/,
     );
     fs.writeFileSync(path.join(landing, 'resources.csv'), Buffer.from([0x72, 0x65, 0x73, 0xff, 0xfe, 0x0a]));
-    expect((await rejection(acts.ingestCsvSource({ ...target(landing), table: 'resources' }))).message).toBe(
+    expect((await rejection(suite.acts.ingestCsvSource({ ...target(landing), table: 'resources' }))).message).toBe(
       'resources.csv line 1 column 1: not valid UTF-8',
     );
   });
@@ -120,7 +109,7 @@ describe('bad input', () => {
     ]);
     fs.writeFileSync(path.join(dir, 'events_part_0000.jsonl'), content);
     const t = target(landing);
-    const m = await acts.ingestEventFiles(t);
+    const m = await suite.acts.ingestEventFiles(t);
     expect(m.quarantined).toEqual({ malformed_json: 4 });
     const bronze = await rows(
       t.lake,
@@ -163,10 +152,10 @@ describe('bad input', () => {
     fs.writeFileSync(path.join(dir, 'events_part_0000.jsonl'), `${ev('a', 1)}\n${ev('b', 2)}\n`);
     fs.writeFileSync(path.join(dir, 'events_part_0001.jsonl'), `${ev('b', 99)}\n${ev('c', 3)}\n`);
     const t = target(landing);
-    const first = await acts.ingestEventFiles(t);
+    const first = await suite.acts.ingestEventFiles(t);
     expect(first.extra.duplicates_dropped).toBe(1);
     fs.writeFileSync(path.join(dir, 'events_part_0002.jsonl'), `${ev('a', 42)}\n${ev('d', 4)}\n`);
-    const second = await acts.ingestEventFiles({ ...t, runId: 'r2' });
+    const second = await suite.acts.ingestEventFiles({ ...t, runId: 'r2' });
     expect(second.extra).toMatchObject({ files_ingested: 1, files_skipped: 2, duplicates_dropped: 1 });
     const bronze = await rows(
       t.lake,
@@ -185,7 +174,7 @@ describe('bad input', () => {
   it('refuses file keys that escape the landing root', async () => {
     const landing = tmpDir('traversal');
     for (const key of ['../../etc/passwd', 'usage_events_stream/../../x.jsonl', '/etc/passwd']) {
-      const err = await rejection(acts.ingestEventFiles({ ...target(landing), keys: [key] }));
+      const err = await rejection(suite.acts.ingestEventFiles({ ...target(landing), keys: [key] }));
       expect(err.message).toMatch(/outside the landing root|is not an events file/);
     }
   });
@@ -212,10 +201,10 @@ describe('bad input', () => {
     const lake = tmpDir('bad-ts-lake');
     const run = async (runId: string) => {
       const t = { lake, landing, runId };
-      for (const table of ['orgs', 'resources']) await acts.ingestCsvSource({ ...t, table });
-      for (const table of ['orgs', 'resources']) await acts.buildSilver({ ...t, table });
-      await acts.ingestEventFiles(t);
-      return acts.buildSilver({ ...t, table: 'usage_events' });
+      for (const table of ['orgs', 'resources']) await suite.acts.ingestCsvSource({ ...t, table });
+      for (const table of ['orgs', 'resources']) await suite.acts.buildSilver({ ...t, table });
+      await suite.acts.ingestEventFiles(t);
+      return suite.acts.buildSilver({ ...t, table: 'usage_events' });
     };
     file('a.jsonl', '2025-08-01', 20, 3);
     const first = await run('run-1');

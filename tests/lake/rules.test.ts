@@ -1372,3 +1372,186 @@ describe('gold genai_tokens_by_org_date', () => {
     ]);
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Plausibility (issue 9): bounds from config (defaults: cost 100000, |value| 1e6, |carbon| 1000, |tokens| 1e9,
+// invoice 1e7 USD, fx 1000, dates in [2000-01-01, ingest_ts + 1 day]); a value at a bound is kept, beyond it is not.
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('plausibility rules (silver usage_events)', () => {
+  it('implausible_cost / _value / _carbon / _tokens: beyond the bound quarantined, at the bound kept', async () => {
+    const cases: Array<[string, Fixture, string | null]> = [
+      ['cost-at', { cost_usd_increment: '100000' }, null],
+      ['cost-over', { cost_usd_increment: '100000.000001' }, 'implausible_cost'],
+      ['cost-huge', { cost_usd_increment: '999999999999' }, 'implausible_cost'],
+      ['cost-neg-huge', { cost_usd_increment: '-999999999999' }, 'negative_cost'],
+      ['value-at', { value: '1000000' }, null],
+      ['value-neg-at', { metric: 'cpu_hours', value: '-1000000' }, null],
+      ['value-over', { value: '1000000.5' }, 'implausible_value'],
+      ['value-exp', { metric: 'storage_gb_hours', value: '1e13' }, 'implausible_value'],
+      ['value-neg-over', { metric: 'cpu_hours', value: '-1000001' }, 'implausible_value'],
+      ['carbon-at', { schema_version: 2, carbon_kg: '1000' }, null],
+      ['carbon-over', { schema_version: 2, carbon_kg: '1000.000000001' }, 'implausible_carbon'],
+      ['carbon-neg-over', { schema_version: 2, carbon_kg: '-999999999' }, 'implausible_carbon'],
+      ['tokens-at', { service: 'genai', schema_version: 2, genai_tokens: '1000000000' }, null],
+      ['tokens-over', { service: 'genai', schema_version: 2, genai_tokens: '1000000001' }, 'implausible_tokens'],
+      [
+        'tokens-max',
+        { service: 'genai', schema_version: 2, genai_tokens: '9223372036854775807' },
+        'implausible_tokens',
+      ],
+      [
+        'tokens-min',
+        { service: 'genai', schema_version: 2, genai_tokens: '-9223372036854775808' },
+        'implausible_tokens',
+      ],
+    ];
+    const rows = byKey(
+      await withSession((s) =>
+        silverEvents(
+          s,
+          cases.map(([id, over]) => event(id, over)),
+        ),
+      ),
+      'event_id',
+    );
+    for (const [id, , rule] of cases) expect([id, rows[id]._rule]).toEqual([id, rule]);
+    expect(rows['cost-over']._detail).toBe('cost_usd_increment 100000.000001 > 100000');
+    expect(rows['value-exp']._detail).toContain('value 1');
+    expect(rows['tokens-min']._detail).toContain('-9223372036854775808');
+  });
+
+  it('implausible_timestamp: before 2000-01-01 or more than 1 day after the row ingest_ts; precedes the other rules', async () => {
+    const ingest = '2025-08-01 00:00:00';
+    const at = (ts: string, over: Fixture = {}): Fixture => ({
+      timestamp_raw: ts,
+      event_ts: ts,
+      usage_date: ts.slice(0, 10),
+      ingest_ts: ingest,
+      ...over,
+    });
+    const cases: Array<[string, Fixture, string | null]> = [
+      ['min-at', at('2000-01-01 00:00:00'), null],
+      ['min-before', at('1999-12-31 23:59:59'), 'implausible_timestamp'],
+      ['year-1', at('0001-01-01 00:00:00'), 'implausible_timestamp'],
+      ['future-at', at('2025-08-02 00:00:00'), null],
+      ['future-over', at('2025-08-02 00:00:01'), 'implausible_timestamp'],
+      ['year-2100', at('2100-01-01 00:00:00'), 'implausible_timestamp'],
+      ['year-9999', at('9999-12-31 23:59:59'), 'implausible_timestamp'],
+      ['no-ingest-ts', at('2100-01-01 00:00:00', { ingest_ts: null }), null],
+      ['before-unknown-service', at('2100-01-01 00:00:00', { service: 'teleport' }), 'implausible_timestamp'],
+    ];
+    const rows = byKey(
+      await withSession((s) =>
+        silverEvents(
+          s,
+          cases.map(([id, over]) => event(id, over)),
+        ),
+      ),
+      'event_id',
+    );
+    for (const [id, , rule] of cases) expect([id, rows[id]._rule]).toEqual([id, rule]);
+    expect(rows['year-2100']._detail).toBe('timestamp 2100-01-01 00:00:00 outside [2000-01-01, ingest_ts + 1 days]');
+  });
+});
+
+describe('plausibility rules (silver billing, tickets)', () => {
+  const invoice = (id: string, over: Fixture, i: number): Fixture => ({
+    invoice_id: id,
+    org_id: 'org-1',
+    month: '2025-07-01',
+    subtotal: '100',
+    currency: 'USD',
+    exchange_rate_to_usd: '1.0',
+    source_file: 'billing_monthly.csv',
+    source_line: i + 2,
+    ingest_ts: '2025-08-01 00:00:00',
+    ...over,
+  });
+
+  it('implausible_amount / implausible_fx / implausible_timestamp on invoices; bounds inclusive', async () => {
+    const cases: Array<[string, Fixture, string | null]> = [
+      ['sub-at', { subtotal: '10000000' }, null],
+      ['sub-over', { subtotal: '10000000.000001' }, 'implausible_amount'],
+      ['sub-huge', { subtotal: '999999999999' }, 'implausible_amount'],
+      ['eur-over', { subtotal: '9090910', currency: 'EUR', exchange_rate_to_usd: '1.1' }, 'implausible_amount'],
+      ['credits-over', { credits: '999999999999' }, 'implausible_amount'],
+      ['taxes-over', { taxes: '-10000001' }, 'implausible_amount'],
+      ['fx-at', { subtotal: '1', currency: 'ARS', exchange_rate_to_usd: '1000' }, null],
+      ['fx-over', { subtotal: '1', currency: 'ARS', exchange_rate_to_usd: '1000.000001' }, 'implausible_fx'],
+      ['fx-huge', { subtotal: '1', currency: 'ARS', exchange_rate_to_usd: '999999999999' }, 'implausible_fx'],
+      ['month-before', { month: '1999-12-01' }, 'implausible_timestamp'],
+      ['month-future', { month: '2100-01-01' }, 'implausible_timestamp'],
+      ['month-now', { month: '2025-08-01' }, null],
+    ];
+    const rows = byKey(
+      await withSession(async (s) => {
+        await s.bronze(
+          'billing',
+          cases.map(([id, over], i) => invoice(id, over, i)),
+        );
+        return s.model('silver/billing.sql', ['source_line']);
+      }),
+      'invoice_id',
+    );
+    for (const [id, , rule] of cases) expect([id, rows[id]._rule]).toEqual([id, rule]);
+    expect(rows['sub-at']).toMatchObject({ subtotal_usd: '10000000.000000' });
+    expect(rows['fx-at']).toMatchObject({ subtotal_usd: '1000.000000' });
+  });
+
+  it('implausible_timestamp on tickets: created_at before 2000-01-01 or after ingest_ts + 1 day', async () => {
+    const cases: Array<[string, string, string | null]> = [
+      ['t-min', '2000-01-01 00:00:00', null],
+      ['t-before', '1999-12-31 23:59:59', 'implausible_timestamp'],
+      ['t-year-1', '0001-01-01 00:00:00', 'implausible_timestamp'],
+      ['t-future', '2100-01-01 00:00:00', 'implausible_timestamp'],
+      ['t-next-day', '2025-08-02 00:00:00', null],
+    ];
+    const rows = byKey(
+      await withSession(async (s) => {
+        await s.bronze(
+          'tickets',
+          cases.map(([id, created], i) => ({
+            ticket_id: id,
+            org_id: 'org-1',
+            severity: 'low',
+            created_at: created,
+            resolved_at: null,
+            source_line: i + 2,
+            ingest_ts: '2025-08-01 00:00:00',
+          })),
+        );
+        return s.model('silver/tickets.sql', ['source_line']);
+      }),
+      'ticket_id',
+    );
+    for (const [id, , rule] of cases) expect([id, rows[id]._rule]).toEqual([id, rule]);
+  });
+});
+
+describe('gold size does not depend on the spread of dates', () => {
+  it.each([
+    ['0001-01-01', '2025-08-01'],
+    ['2025-08-01', '9999-12-31'],
+  ])(
+    'org_service_cost_summary with usage on %s and %s: 14 rows per usage day at most, built in seconds',
+    async (a, b) => {
+      const pairs = 40;
+      const events: Fixture[] = [];
+      for (let p = 0; p < pairs; p++) {
+        for (const d of [a, b])
+          events.push(silverEvent({ org_id: `org-${p}`, usage_date: d, cost_usd_increment: '1' }));
+      }
+      const started = Date.now();
+      const rows = await gold('org_service_cost_summary', 'usage_events', events, ['org_id', 'summary_date']);
+      const elapsed = Date.now() - started;
+      // the earlier date opens its 14 days; the last date of the range only itself
+      expect(rows).toHaveLength(pairs * 15);
+      const last = rows.filter((r) => r.summary_date === b);
+      expect(last).toHaveLength(pairs);
+      expect(last[0]).toMatchObject({ cost_1d: '1.000000', cost_7d: '1.000000', cost_14d: '1.000000', rank_14d: 1 });
+      expect(elapsed).toBeLessThan(10_000);
+    },
+    60_000,
+  );
+});

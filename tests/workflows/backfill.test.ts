@@ -85,7 +85,7 @@ describe('backfill over the reference dataset', () => {
       expect(summary).toMatchObject({ status: 'succeeded', logicalDate: d, kind: 'backfill' });
     }
     expect(fs.existsSync(path.join(lake, '_meta', 'locks', 'lake.json'))).toBe(false);
-  });
+  }, 300_000);
 
   it('showed its progress through the query while it ran', () => {
     expect(seen.length).toBeGreaterThan(1);
@@ -144,7 +144,7 @@ describe('backfill over the reference dataset', () => {
       args: [{ runDate: null, lake: scratch, landing: REFERENCE_LANDING }],
     });
     expect(await goldDigest(scratch)).toEqual(before);
-  });
+  }, 300_000);
 });
 
 /**

@@ -60,13 +60,18 @@ describe('dailyPipeline workflow', () => {
     const lake = tmpDir('wf-lake');
     const db = await createDuckDb(config);
     const activities = createActivities({ config, db });
-    const summary = await withWorker(activities, () =>
-      env.client.workflow.execute(dailyPipeline, {
+    const { summary, meta } = await withWorker(activities, async () => {
+      const s = await env.client.workflow.execute(dailyPipeline, {
         taskQueue,
         workflowId: 'daily-pipeline/2025-08-31',
         args: [{ runDate: '2025-08-31', lake, landing: REFERENCE_LANDING }],
-      }),
-    );
+      });
+      // The UI's "current details" (answered by a worker while one polls).
+      const m = await env.client.workflow
+        .getHandle('daily-pipeline/2025-08-31')
+        .query<{ currentDetails: string }>('__temporal_workflow_metadata');
+      return { summary: s, meta: m };
+    });
     expect(summary.status).toBe('succeeded');
     expect(summary.logicalDate).toBe('2025-08-31');
     const steps = Object.fromEntries(summary.steps.map((s) => [s.step, s]));
@@ -80,6 +85,25 @@ describe('dailyPipeline workflow', () => {
     expect(records.map((r) => r.runId)).toEqual([summary.runId]);
     // It names the lake snapshots the run committed, for time travel.
     expect(records[0].snapshots).toMatchObject({ first: expect.any(Number), last: expect.any(Number) });
+
+    // SPEC §13: every step is named in the UI by its table (and partitions), and the run's details are a table.
+    const handle = env.client.workflow.getHandle('daily-pipeline/2025-08-31');
+    const history = await handle.fetchHistory();
+    const summaries = (history.events ?? [])
+      .filter((e) => e.activityTaskScheduledEventAttributes)
+      .map((e) => String(e.userMetadata?.summary?.data ? Buffer.from(e.userMetadata.summary.data).toString() : ''));
+    expect(summaries.every((x) => x.length > 0)).toBe(true);
+    expect(summaries).toEqual(
+      expect.arrayContaining(['"lake lease: acquire"', '"bronze.billing"', '"quality gate (silver → gold)"']),
+    );
+    expect(summaries.some((x) => /^"silver\.usage_events 2025-07-03\.\.\d{4}-\d{2}-\d{2} \(\d+\)"$/.test(x))).toBe(
+      true,
+    );
+    expect(summaries.some((x) => x.startsWith('"gold.cost_anomaly_mart'))).toBe(true);
+    expect(meta.currentDetails).toContain('**succeeded**');
+    expect(meta.currentDetails).toContain('| silver.usage_events | 43200 |');
+    expect(meta.currentDetails).toContain('negative_cost 211');
+    expect(meta.currentDetails).toContain('Quality gate: **passed**');
     db.closeSync();
   });
 

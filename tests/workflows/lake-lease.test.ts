@@ -6,7 +6,9 @@ import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import type { LeaseInput } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
-import { PipelineWorkers, workflowBundle } from '../../worker/main';
+import { acquireLakeLease } from '../../activities/runs';
+import { lakeLease } from '../../lake/lease';
+import { PipelineWorkers, workflowBundle, workflowRunClosed } from '../../worker/main';
 import { eventsTaskQueue } from '../../workflows/task-queues';
 import { temporalCli, tmpDir } from '../support/env';
 
@@ -123,5 +125,65 @@ describe('dailyPipeline holds the lake lease', () => {
     expect(cause.type).toBe('LakeLeaseLost');
     expect(cause.message).toContain('lake lease was lost');
     expect(fake.calls[fake.calls.length - 1]).toBe('release');
+  });
+
+  /** A workflow run on a queue nobody polls: it stays running until terminated. */
+  async function parkedRun(workflowId: string): Promise<{ workflowId: string; runId: string }> {
+    const h = await env.client.workflow.start('dailyPipeline', {
+      taskQueue: 'nobody-polls-this',
+      workflowId,
+      args: [{ lake: '/nonexistent', landing: '/nonexistent' }],
+    });
+    return { workflowId, runId: h.firstExecutionRunId };
+  }
+
+  it('takes over at once a lease whose holder workflow is closed or unknown, never a running one', async () => {
+    const lake = tmpDir('lease-gone');
+    const deps = {
+      config,
+      db: undefined as never,
+      holderGone: (h: { workflowId: string; runId: string }) => workflowRunClosed(env.nativeConnection, 'default', h),
+    };
+    const running = await parkedRun('lease-holder-running');
+    const me = { workflowId: 'lease-contender', runId: 'r-1' };
+    // A live lease (TTL 300 s) of a running workflow: the contender waits (retryable LakeLocked).
+    await lakeLease(lake, config).acquire(running, 300);
+    await expect(acquireLakeLease(deps, { lake, holder: me })).rejects.toMatchObject({ type: 'LakeLocked' });
+
+    // The holder is terminated without releasing: the contender takes the lease over at once, not after 300 s.
+    await env.client.workflow.getHandle(running.workflowId, running.runId).terminate('test');
+    const grant = await acquireLakeLease(deps, { lake, holder: me });
+    expect(grant.tookOverFrom).toEqual(running);
+    expect((await lakeLease(lake, config).read())?.holder).toEqual(me);
+
+    // A holder the server does not know (its embedded dev server was restarted without state): taken over too.
+    const unknown = { workflowId: 'daily-pipeline/never-ran', runId: '8d7f5b0e-0000-4000-8000-000000000000' };
+    const lake2 = tmpDir('lease-unknown');
+    await lakeLease(lake2, config).acquire(unknown, 300);
+    expect((await acquireLakeLease(deps, { lake: lake2, holder: me })).tookOverFrom).toEqual(unknown);
+  });
+
+  it('a run waiting behind a closed holder starts within seconds', async () => {
+    const lake = tmpDir('lease-closed-run');
+    const holder = await parkedRun('lease-holder-terminated');
+    await lakeLease(lake, config).acquire(holder, 300);
+    await env.client.workflow.getHandle(holder.workflowId, holder.runId).terminate('killed without release');
+    const fake = activities({});
+    const real = createActivities({
+      config,
+      db: undefined as never,
+      holderGone: (h) => workflowRunClosed(env.nativeConnection, 'default', h),
+    });
+    const started = Date.now();
+    const summary = await run({ ...fake.activities, acquireLakeLease: real.acquireLakeLease }, () =>
+      env.client.workflow.execute('dailyPipeline', {
+        taskQueue,
+        workflowId: 'daily-pipeline/2025-08-03',
+        args: [{ runDate: '2025-08-03', lake, landing: '/nonexistent' }],
+      }),
+    );
+    expect(summary).toMatchObject({ status: 'succeeded' });
+    // The lease's TTL is 300 s; taking it over needs one acquire attempt.
+    expect(Date.now() - started).toBeLessThan(60_000);
   });
 });

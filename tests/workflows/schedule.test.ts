@@ -147,7 +147,7 @@ describe('daily-pipeline schedule', () => {
     const before = scheduledLogicalDate(new Date(), 'Asia/Tokyo');
     const run = await triggerSchedule(env.client);
     expect(run.workflowId).toMatch(/^daily-pipeline\/scheduled-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-    const summary = await scheduledRunResult(env.client, run);
+    const summary = await scheduledRunResult(env.client, config, run);
     const after = scheduledLogicalDate(new Date(), 'Asia/Tokyo');
     const scheduledAt = (
       await env.client.workflow.getHandle(run.workflowId, run.runId).describe()

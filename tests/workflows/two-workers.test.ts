@@ -79,7 +79,8 @@ describe('two cpa worker processes share one run', () => {
       if (st) {
         const type = scheduled.get(String(st.scheduledEventId)) ?? '';
         if (!out.has(type)) out.set(type, new Set());
-        out.get(type)!.add(st.identity ?? '');
+        // The identity is `<CPA_WORKER_IDENTITY> (<pid>@<host>)`: keep the operator's name.
+        out.get(type)!.add((st.identity ?? '').split(' (')[0]);
       }
     }
     return out;

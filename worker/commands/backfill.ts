@@ -1,16 +1,18 @@
 import type { Command } from 'commander';
 import Table from 'cli-table3';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Config } from '../../config/env';
 import type { CommandKit } from '../cli';
 import { openSession, PipelineFailed } from '../run';
+import { followResult } from '../follow';
 import { BACKFILL_DEFAULTS, backfillWorkflowId, progressQuery } from '../../workflows/backfill';
 import type { BackfillInput, BackfillProgress, BackfillReport, backfill } from '../../workflows/backfill';
 
 /**
  * Starts (or attaches to) the `backfill` workflow for a range and follows it: the `progress` query is polled and
- * printed while it runs, then the report lists every date with its status.
+ * printed while it runs, then the report lists every date with its status. An unreachable server is retried up to
+ * CPA_CLI_OUTAGE_SECONDS (worker/follow.ts), then OutcomeUnknown.
  */
 export async function runBackfill(
   client: Client,
@@ -19,7 +21,7 @@ export async function runBackfill(
   onProgress?: (p: BackfillProgress) => void,
 ): Promise<BackfillReport> {
   const workflowId = backfillWorkflowId(input.from, input.to);
-  const handle: WorkflowHandle<typeof backfill> = await client.workflow.start('backfill', {
+  const handle: WorkflowHandleWithFirstExecutionRunId<typeof backfill> = await client.workflow.start('backfill', {
     taskQueue: config.temporal.taskQueue,
     workflowId,
     args: [input],
@@ -36,7 +38,10 @@ export async function runBackfill(
       if (stop) break;
       try {
         // Without a run id the query goes to the latest run, i.e. follows continue-as-new.
-        const p = await client.workflow.getHandle(workflowId).query(progressQuery);
+        // Bounded: during an outage the SDK would retry one query for ~20 s and hold up the exit.
+        const p = await client.withDeadline(Date.now() + 2000, () =>
+          client.workflow.getHandle(workflowId).query(progressQuery),
+        );
         const key = `${p.done}|${p.running.join(',')}|${p.workflowRuns}`;
         if (key !== last) {
           last = key;
@@ -48,7 +53,7 @@ export async function runBackfill(
     }
   })();
   try {
-    return await handle.result();
+    return await followResult<BackfillReport>(client, config, workflowId, handle.firstExecutionRunId);
   } catch (e) {
     // A backfill with failed dates ends FAILED; its report is the failure's details.
     const report = backfillReportOf(e);
@@ -131,7 +136,7 @@ export function register(program: Command, kit: CommandKit): void {
         }
         if (opts.batchSize < 1) throw new PipelineFailed('--batch-size must be at least 1');
         const cfg = kit.config({ CPA_LAKE_ROOT: opts.lake as never, CPA_LANDING_ROOT: opts.landing as never });
-        await kit.checkStorage(cfg, { landing: true, write: true });
+        await kit.checkStorage(cfg, { landing: true, write: true, sources: true });
         const session = await openSession(cfg, { withWorker: opts.withWorker });
         const started = Date.now();
         try {

@@ -7,7 +7,9 @@ import { withLakeReader } from '../../lake/reader';
 import type { MaintenanceReport } from '../../activities';
 import type { LakeMaintenanceInput } from '../../workflows';
 import type { CommandKit } from '../cli';
-import { openSession, PipelineFailed, rootMessage } from '../run';
+import { openSession, PipelineFailed } from '../run';
+import { rootMessage } from '../errors';
+import { followResult, OutcomeUnknown } from '../follow';
 
 /**
  * `cpa lake maintain`: runs the `lakeMaintenance` workflow (the one the 03:00 schedule starts) on the embedded or
@@ -68,14 +70,17 @@ export function register(program: Command, kit: CommandKit): void {
         const workflowId = `lake-maintenance/manual`;
         let report: MaintenanceReport;
         try {
-          report = (await session.client.workflow.execute('lakeMaintenance', {
+          const handle = await session.client.workflow.start('lakeMaintenance', {
             taskQueue: cfg.temporal.taskQueue,
             workflowId,
             args: [input],
             workflowIdConflictPolicy: 'USE_EXISTING',
             workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-          })) as MaintenanceReport;
+          });
+          // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then OutcomeUnknown (exit 3).
+          report = await followResult<MaintenanceReport>(session.client, cfg, workflowId, handle.firstExecutionRunId);
         } catch (e) {
+          if (e instanceof OutcomeUnknown) throw e;
           throw new PipelineFailed(`${workflowId} failed: ${rootMessage(e)}`);
         }
         if (opts.json)

@@ -3,7 +3,9 @@ import { ScheduleNotFoundError } from '@temporalio/client';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../../config/env';
 import type { CommandKit } from '../cli';
-import { PipelineFailed, rootMessage } from '../run';
+import { PipelineFailed } from '../run';
+import { rootMessage } from '../errors';
+import { OutcomeUnknown } from '../follow';
 import {
   SCHEDULE_ID,
   MAINTENANCE_SCHEDULE_ID,
@@ -119,7 +121,8 @@ export function register(program: Command, kit: CommandKit): void {
     .option('--wait', 'wait for the run to finish and print its outcome (needs a worker: `cpa dev` or `cpa worker`)')
     .option('--json', 'JSON output')
     .action(async (opts: { wait?: boolean; json?: boolean }) => {
-      await withClient(kit.config(), async (client) => {
+      const cfg = kit.config();
+      await withClient(cfg, async (client) => {
         const run = await triggerSchedule(client);
         if (!opts.wait) {
           if (opts.json) console.log(JSON.stringify(run));
@@ -128,7 +131,7 @@ export function register(program: Command, kit: CommandKit): void {
         }
         process.stderr.write(`triggered ${SCHEDULE_ID}: waiting for ${run.workflowId}\n`);
         try {
-          const summary = await scheduledRunResult(client, run);
+          const summary = await scheduledRunResult(client, cfg, run);
           if (opts.json) console.log(JSON.stringify(summary, null, 2));
           else {
             const written = summary.steps.reduce((n, s) => n + s.partitionsWritten, 0);
@@ -137,6 +140,7 @@ export function register(program: Command, kit: CommandKit): void {
             );
           }
         } catch (e) {
+          if (e instanceof OutcomeUnknown) throw e;
           throw new PipelineFailed(`${run.workflowId} failed: ${rootMessage(e)}`);
         }
       });

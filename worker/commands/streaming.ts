@@ -5,9 +5,12 @@ import { readEventManifest } from '../../activities/bronze';
 import { withLakeReader } from '../../lake/reader';
 import { currentWatermark, driftReport, readSpeedState, readSpeedWindows, WINDOW_SIZES } from '../../lake/speed';
 import type { WindowSize } from '../../lake/speed';
+import { isIsoDate } from '../../workflows/logical-date';
 import { runStreamBench } from '../bench-stream';
 import type { CommandKit } from '../cli';
 import { openSession, PipelineFailed } from '../run';
+import { followResult } from '../follow';
+import type { IngestEventFileResult } from '../../workflows';
 import { describeOutcome, hashLandingFile, startIngestFile, Watcher } from '../watcher';
 
 /**
@@ -22,6 +25,7 @@ export function register(program: Command, kit: CommandKit): void {
   const instant = (v: string): string => {
     if (
       !/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$/.test(v) ||
+      !isIsoDate(v.slice(0, 10)) ||
       Number.isNaN(Date.parse(v.length === 10 ? `${v}T00:00:00Z` : v))
     ) {
       throw new InvalidArgumentError('expected a date YYYY-MM-DD or a UTC time YYYY-MM-DDTHH:MM[:SS]Z');
@@ -74,7 +78,13 @@ export function register(program: Command, kit: CommandKit): void {
               );
             return;
           }
-          const result = await s.handle!.result();
+          // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then OutcomeUnknown (exit 3).
+          const result = await followResult<IngestEventFileResult>(
+            session.client,
+            cfg,
+            s.workflowId,
+            s.handle!.firstExecutionRunId,
+          );
           if (opts.json) await out(JSON.stringify({ workflowId: s.workflowId, duplicate: false, ...result }, null, 2));
           else
             await out(

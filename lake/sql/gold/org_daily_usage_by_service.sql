@@ -3,15 +3,17 @@ with events as (
     select * from silver_usage_events
 ),
 
+-- Sums of DECIMAL(18,6) / DECIMAL(18,9) are DECIMAL(38,·) and Σ BIGINT is HUGEINT in DuckDB; only the output columns
+-- are narrowed, and the silver plausibility rules bound every addend (docs/decisions.md "What bounds each sum").
 daily as (
     select
         org_id,
         usage_date,
         service,
         sum(cost_usd_increment)::decimal(18, 6) as total_cost_usd,
-        coalesce(sum(try_cast(value as decimal(18, 6))) filter (where metric = 'requests'), 0)::decimal(18, 6) as total_requests,
-        coalesce(sum(try_cast(value as decimal(18, 6))) filter (where metric = 'cpu_hours'), 0)::decimal(18, 6) as cpu_hours,
-        coalesce(sum(try_cast(value as decimal(18, 6))) filter (where metric = 'storage_gb_hours'), 0)::decimal(18, 6) as storage_gb_hours,
+        coalesce(sum(value::decimal(18, 6)) filter (where metric = 'requests'), 0)::decimal(18, 6) as total_requests,
+        coalesce(sum(value::decimal(18, 6)) filter (where metric = 'cpu_hours'), 0)::decimal(18, 6) as cpu_hours,
+        coalesce(sum(value::decimal(18, 6)) filter (where metric = 'storage_gb_hours'), 0)::decimal(18, 6) as storage_gb_hours,
         coalesce(sum(genai_tokens), 0)::bigint as genai_tokens,
         -- unknown is not zero: NULL when the day has no v2 event
         case when count(*) filter (where schema_version >= 2) > 0

@@ -1,7 +1,10 @@
 -- grain: one row per (org_id, summary_date, service) for every date of the usage range x every pair with usage
--- in the 14 days ending at that date (SPEC §6); windows are computed on the dense grid, then the grid is cut
+-- in the 14 days ending at that date (SPEC §6). The grid holds only those rows: each usage day of a pair opens the
+-- 14 dates it is in the window of, so the mart's size depends on the usage rows, never on how far apart two
+-- dates lie (a dense date x pair grid over a range stretched by one bad date ran out of memory).
 with daily as (
-    select org_id, service, usage_date, sum(cost_usd_increment)::decimal(18, 6) as cost
+    -- Σ of DECIMAL(18,6) is DECIMAL(38,6): sums and windows stay wide; only the output columns are narrowed
+    select org_id, service, usage_date, sum(cost_usd_increment) as cost
     from silver_usage_events
     group by org_id, service, usage_date
 ),
@@ -15,39 +18,41 @@ date_range as (
     from daily
 ),
 
-dates as (
-    select unnest(generate_series(first_date, last_date, interval 1 day))::date as summary_date
-    from date_range
-    where first_date is not null
-),
-
-pairs as (
-    select distinct org_id, service from daily
+grid_keys as (
+    select distinct x.org_id, x.service, (x.usage_date + k.offset_days::integer)::date as summary_date
+    from daily as x
+    cross join (select unnest(range(14)) as offset_days) as k
+    cross join date_range as r
+    where (x.usage_date + k.offset_days::integer) between r.first_date and r.last_date
 ),
 
 grid as (
     select
-        p.org_id,
-        p.service,
-        d.summary_date,
-        coalesce(x.cost, 0)::decimal(18, 6) as cost,
+        g.org_id,
+        g.service,
+        g.summary_date,
+        coalesce(x.cost, 0)::decimal(38, 6) as cost,
         x.usage_date is not null as has_usage
-    from pairs as p
-    cross join dates as d
-    left join daily as x on x.org_id = p.org_id and x.service = p.service and x.usage_date = d.summary_date
+    from grid_keys as g
+    left join daily as x on x.org_id = g.org_id and x.service = g.service and x.usage_date = g.summary_date
 ),
 
+-- RANGE frames over dates: a day missing from the grid has no usage, so it adds 0 as the dense grid's zero rows did
 windows as (
     select
         org_id,
         summary_date,
         service,
         cost as cost_1d,
-        sum(cost) over (partition by org_id, service order by summary_date rows between 6 preceding and current row)::decimal(18, 6) as cost_7d,
-        sum(cost) over (partition by org_id, service order by summary_date rows between 13 preceding and current row)::decimal(18, 6) as cost_14d,
+        sum(cost) over (
+            partition by org_id, service order by summary_date range between interval 6 days preceding and current row
+        ) as cost_7d,
+        sum(cost) over (
+            partition by org_id, service order by summary_date range between interval 13 days preceding and current row
+        ) as cost_14d,
         -- "with usage" = at least one kept event in the window (a zero-cost event still counts)
         count(*) filter (where has_usage) over (
-            partition by org_id, service order by summary_date rows between 13 preceding and current row
+            partition by org_id, service order by summary_date range between interval 13 days preceding and current row
         ) as usage_days_14d
     from grid
 ),
@@ -57,9 +62,9 @@ final as (
         org_id,
         summary_date,
         service,
-        cost_1d,
-        cost_7d,
-        cost_14d,
+        cost_1d::decimal(18, 6) as cost_1d,
+        cost_7d::decimal(18, 6) as cost_7d,
+        cost_14d::decimal(18, 6) as cost_14d,
         row_number() over (partition by org_id, summary_date order by cost_14d desc, service asc)::integer as rank_14d
     from windows
     where usage_days_14d > 0

@@ -28,11 +28,19 @@ final as (
             when blank(ticket_id) then 'missing_required'
             when dup_rank > 1 then 'duplicate_key'
             when resolved_at < created_at then 'bad_interval'
+            -- a date far from the data would publish a bogus ticket_date partition (docs/decisions.md)
+            when created_at < getvariable('rule_min_date')::timestamp
+                or created_at > ingest_ts + getvariable('rule_max_future_days')::integer * interval 1 day
+                then 'implausible_timestamp'
         end as _rule,
         case
             when blank(ticket_id) then 'ticket_id is empty'
             when dup_rank > 1 then 'ticket_id ' || ticket_id || ' already seen earlier in the file'
             when resolved_at < created_at then 'resolved_at ' || resolved_at::varchar || ' < created_at ' || created_at::varchar
+            when created_at < getvariable('rule_min_date')::timestamp
+                or created_at > ingest_ts + getvariable('rule_max_future_days')::integer * interval 1 day
+                then 'created_at ' || created_at::varchar || ' outside [' || getvariable('rule_min_date') || ', ingest_ts + '
+                    || getvariable('rule_max_future_days')::varchar || ' days]'
         end as _detail,
         raw as _raw
     from ranked

@@ -25,8 +25,20 @@ ruled as (
             when blank(event_id) or blank(timestamp_raw) or blank(org_id) or blank(service)
                 or cost_usd_increment is null then 'missing_required'
             when event_ts is null then 'bad_timestamp'
+            -- plausibility (docs/decisions.md): a date far from the data would stretch every date range built on it
+            when event_ts < getvariable('rule_min_date')::timestamp
+                or event_ts > ingest_ts + getvariable('rule_max_future_days')::integer * interval 1 day
+                then 'implausible_timestamp'
             when service_canonical is null then 'unknown_service'
             when cost_usd_increment < -0.01 then 'negative_cost'
+            -- ... and a magnitude no event can have would overflow the sums of gold (bounds in config)
+            when cost_usd_increment > getvariable('rule_max_event_cost_usd') then 'implausible_cost'
+            when value_double not between -getvariable('rule_max_event_value') and getvariable('rule_max_event_value')
+                then 'implausible_value'
+            when carbon_kg not between -getvariable('rule_max_event_carbon_kg') and getvariable('rule_max_event_carbon_kg')
+                then 'implausible_carbon'
+            when genai_tokens not between -getvariable('rule_max_event_genai_tokens') and getvariable('rule_max_event_genai_tokens')
+                then 'implausible_tokens'
         end as _rule
     from conformed
 ),
@@ -45,7 +57,17 @@ explained as (
                     else 'cost_usd_increment' end end)
             when 'bad_timestamp' then 'timestamp ' || timestamp_raw || ' is not ISO-8601'
             when 'unknown_service' then 'service ' || service || ' is not a known service'
+            when 'implausible_timestamp' then 'timestamp ' || timestamp_raw || ' outside [' || getvariable('rule_min_date')
+                || ', ingest_ts + ' || getvariable('rule_max_future_days')::varchar || ' days]'
             when 'negative_cost' then 'cost_usd_increment ' || cost_usd_increment::varchar || ' < -0.01'
+            when 'implausible_cost' then 'cost_usd_increment ' || cost_usd_increment::varchar || ' > '
+                || getvariable('rule_max_event_cost_usd')::varchar
+            when 'implausible_value' then 'value ' || value_double::varchar || ' outside ±'
+                || getvariable('rule_max_event_value')::varchar
+            when 'implausible_carbon' then 'carbon_kg ' || carbon_kg::varchar || ' outside ±'
+                || getvariable('rule_max_event_carbon_kg')::varchar
+            when 'implausible_tokens' then 'genai_tokens ' || genai_tokens::varchar || ' outside ±'
+                || getvariable('rule_max_event_genai_tokens')::varchar
         end as _detail
     from ruled
 ),

@@ -1,0 +1,123 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  Client,
+  Connection,
+  defaultGrpcRetryOptions,
+  isGrpcServiceError,
+  makeGrpcRetryInterceptor,
+  TemporalFailure,
+  WorkflowFailedError,
+} from '@temporalio/client';
+import type { Config } from '../config/env';
+import { connectionOptions } from './temporal';
+
+/** gRPC status codes that mean no server answered (UNAVAILABLE, DEADLINE_EXCEEDED), not that one said no. */
+const GRPC_UNREACHABLE = new Set([14, 4]);
+
+/**
+ * Thrown when Temporal stayed unreachable for longer than CPA_CLI_OUTAGE_SECONDS while a command waited for a
+ * workflow: the run was started and goes on in Temporal; only its outcome is unknown here. The CLI exits 3.
+ */
+export class OutcomeUnknown extends Error {
+  override name = 'OutcomeUnknown';
+  constructor(
+    readonly workflowId: string,
+    readonly address: string,
+    readonly waitedSeconds: number,
+    cause: unknown,
+    namespace = 'default',
+  ) {
+    const ns = namespace === 'default' ? '' : ` --namespace ${namespace}`;
+    super(
+      `temporal unreachable at ${address} for ${waitedSeconds} s (CPA_CLI_OUTAGE_SECONDS): the outcome of ${workflowId} ` +
+        `is unknown, it may still be running; follow it with \`temporal workflow show -w ${workflowId} --address ${address}${ns}\` ` +
+        `or in the Web UI`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * True when `e` says no Temporal server answered: a gRPC UNAVAILABLE or DEADLINE_EXCEEDED, or a connection that could
+ * not be established. A workflow's own failure never is, whatever its message says.
+ */
+export function isUnreachable(e: unknown): boolean {
+  for (let cur: unknown = e; cur instanceof Error; cur = cur.cause) {
+    if (cur instanceof WorkflowFailedError || cur instanceof TemporalFailure) return false;
+    if (isGrpcServiceError(cur) && GRPC_UNREACHABLE.has(cur.code)) return true;
+    // grpc-js waitForReady on a fresh connection (Connection.connect) to a port nobody listens on.
+    if (/Failed to connect before the deadline/.test(cur.message)) return true;
+  }
+  return false;
+}
+
+/**
+ * The SDK's gRPC retries minus UNAVAILABLE: the default retries it ~20 s in silence, then fails the call. The wait
+ * below retries it itself, for as long as configured, saying so on stderr.
+ */
+const withoutUnavailableRetries = (() => {
+  const sdk = defaultGrpcRetryOptions();
+  return makeGrpcRetryInterceptor({
+    delayFunction: sdk.delayFunction,
+    retryableDecider: (attempt, status) => status.code !== 14 && sdk.retryableDecider(attempt, status),
+  });
+})();
+
+export interface FollowOptions {
+  /** Where progress lines go (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/**
+ * Waits for a workflow's result like `handle.result()` (following continue-as-new and retries), and rides out a
+ * Temporal outage: while no server answers at the client's address it reconnects with backoff (1 s doubling to 5 s),
+ * printing `temporal unreachable at ADDR, retrying (12 s of 300 s) …`, and resumes waiting once it answers. A failed
+ * workflow throws WorkflowFailedError as the SDK does; an outage longer than `config.temporal.cliOutageSeconds`
+ * throws OutcomeUnknown. Its own connection (closed on return) carries the client's TLS/API-key settings from `config`.
+ */
+export async function followResult<T>(
+  client: Client,
+  config: Config,
+  workflowId: string,
+  runId?: string,
+  opts: FollowOptions = {},
+): Promise<T> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const address = (client.connection as Connection).options.address;
+  const namespace = client.options.namespace;
+  const budgetMs = config.temporal.cliOutageSeconds * 1000;
+  let outageSince: number | undefined;
+  let delayMs = 1000;
+  for (;;) {
+    let connection: Connection | undefined;
+    try {
+      const remaining = outageSince === undefined ? budgetMs : budgetMs - (Date.now() - outageSince);
+      connection = await Connection.connect({
+        ...connectionOptions(config, address),
+        connectTimeout: Math.max(1000, Math.min(5000, remaining)),
+        interceptors: [withoutUnavailableRetries],
+      });
+      if (outageSince !== undefined) {
+        log(
+          `temporal at ${address} answers again after ${secs(Date.now() - outageSince)} s; waiting for ${workflowId}`,
+        );
+        outageSince = undefined;
+        delayMs = 1000;
+      }
+      const follower = new Client({ connection, namespace });
+      return (await follower.workflow.getHandle(workflowId, runId).result()) as T;
+    } catch (e) {
+      if (!isUnreachable(e)) throw e;
+      outageSince ??= Date.now();
+      const waited = Date.now() - outageSince;
+      if (waited >= budgetMs) throw new OutcomeUnknown(workflowId, address, secs(waited), e, namespace);
+      log(`temporal unreachable at ${address}, retrying (${secs(waited)} s of ${secs(budgetMs)} s) …`);
+      await sleep(Math.min(delayMs, budgetMs - waited));
+      delayMs = Math.min(delayMs * 2, 5000);
+    } finally {
+      await connection?.close();
+    }
+  }
+}
+
+const secs = (ms: number): number => Math.round(ms / 1000);
