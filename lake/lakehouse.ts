@@ -638,22 +638,49 @@ async function planScoped(
 }
 
 /**
- * Drops and creates a table with the plan's columns and partitioning, in a transaction of its own before the one
- * that fills it. A new table is empty until that commit; a table whose columns changed (a code change) reads empty
- * between the two commits, and a crash there leaves it empty until the next run refills it. Its partition versions
- * go with it, so the next publish rewrites everything.
+ * Creates (or replaces) a table with the plan's columns and partitioning, before the transaction that fills it. A
+ * new table is empty until that commit; a table whose columns changed (a code change) reads empty between the
+ * commits, and a crash there leaves it empty until the next run refills it. Its partition versions go with it, so
+ * the next publish rewrites everything.
+ *
+ * Each DDL statement is a transaction of its own (autocommit), never a statement inside BEGIN … COMMIT: DuckLake
+ * 1.5.5 pins the cached catalog entries a statement binds against only until that statement ends, while a table
+ * created or altered in an explicit transaction keeps pointing at its schema's cached entry until COMMIT. When the
+ * cache evicts that entry in between (memory pressure from other connections' queries), the COMMIT reads freed
+ * memory: the SIGSEGV of the recompute-invariant test, in DuckLakeTransaction::Commit → GetTransactionTableChanges
+ * (fixed upstream after 1.5.5 by pinning for the whole transaction, duckdb/ducklake 9bf5e07). In autocommit the
+ * commit runs inside the statement, while the pin holds.
  */
 async function createTable(conn: DuckDBConnection, lake: AttachedLake, p: Plan): Promise<void> {
   const { spec, target } = p;
-  await lakeWrite(conn, lake, async () => async () => {
-    await conn.run(`drop table if exists ${target}`);
-    await conn.run(`create table ${target} (${p.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`);
-  });
+  await lakeDdl(
+    conn,
+    lake,
+    `create or replace table ${target} (${p.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`,
+  );
   if (spec.partitionBy) {
-    await lakeWrite(conn, lake, async () => async () => {
-      await conn.run(`alter table ${target} set partitioned by (${sqlIdent(spec.partitionBy!)})`);
-    });
+    await lakeDdl(conn, lake, `alter table ${target} set partitioned by (${sqlIdent(spec.partitionBy!)})`);
   }
+}
+
+/**
+ * One DDL statement on the lake as its own autocommit transaction (see {@link createTable} for why never inside
+ * BEGIN … COMMIT), in this process's write turn for the lake, fenced like {@link lakeWrite}, and retried like it
+ * when another process holds the catalog.
+ */
+export async function lakeDdl(conn: DuckDBConnection, lake: AttachedLake, sql: string, maxAttempts = 8): Promise<void> {
+  await withWriteTurn(lake.root, async () => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await checkFence();
+        await conn.run(sql);
+        return;
+      } catch (e) {
+        if (!isTransientCommitError(e) || attempt + 1 >= maxAttempts) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random())));
+      }
+    }
+  });
 }
 
 /** `expr in ('a', 'b', …)`, or false for no values. */
