@@ -4,6 +4,8 @@ module.exports = {
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' } }] },
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '<rootDir>/tests/stack/'],
+  // The SDK's worker lifecycle INFO/WARN lines stay out of the output of passing tests (errors still show).
+  setupFiles: ['<rootDir>/tests/support/setup.ts'],
   testTimeout: 120000,
   // DuckDB's native handles can outlive a suite by minutes; results are final when the last test ends.
   forceExit: true,
