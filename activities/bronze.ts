@@ -744,6 +744,10 @@ async function ingestEventBatch(
     metrics.partitionsConsidered += batchDays.size;
     metrics.partitionsRecomputed += affected.size;
     metrics.partitionsChanged += pub.written.length + pub.deleted.length;
+    // The usage days this batch rewrote (a per-file run tags itself with them: CpaLogicalDate).
+    metrics.changedPartitions = [
+      ...new Set([...(metrics.changedPartitions ?? []), ...pub.written, ...pub.deleted]),
+    ].sort();
   } else {
     const v = await partitionVersions(conn, ctx.lake, 'bronze', 'usage_events');
     metrics.rowsOut = [...v.values()].reduce((a, x) => a + x.rows, 0);

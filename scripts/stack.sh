@@ -34,7 +34,7 @@ S3_REGION=us-east-1
 CASSANDRA_DC=datacenter1
 CASSANDRA_KEYSPACE=cloud_analytics
 CASSANDRA_HEAP="${CPA_CASSANDRA_HEAP:-1g}"
-TEMPORAL_SEARCH_ATTRIBUTES=(CpaLogicalDate=Keyword CpaRunKind=Keyword CpaStatus=Keyword)
+TEMPORAL_SEARCH_ATTRIBUTES=(CpaLogicalDate=Keyword CpaRunKind=Keyword CpaStatus=Keyword CpaFileKey=Keyword)
 
 # Readiness / shutdown bounds in seconds (overridable for slow machines).
 TIMEOUT_POSTGRES="${CPA_STACK_TIMEOUT_POSTGRES:-60}"

@@ -9,7 +9,12 @@ import { NativeConnection } from '@temporalio/worker';
 import type { Config } from '../config/env';
 
 /** Custom search attributes that make runs findable in the Web UI by logical date, kind and status. */
-export const SEARCH_ATTRIBUTES = { CpaLogicalDate: 'Keyword', CpaRunKind: 'Keyword', CpaStatus: 'Keyword' } as const;
+export const SEARCH_ATTRIBUTES = {
+  CpaLogicalDate: 'Keyword',
+  CpaRunKind: 'Keyword',
+  CpaStatus: 'Keyword',
+  CpaFileKey: 'Keyword',
+} as const;
 
 /** A Temporal server the CLI talks to; `stop()` is a no-op for servers it did not start. */
 export interface TemporalEndpoint {
@@ -75,7 +80,8 @@ export async function isServerUp(config: Config, address: string, timeoutMs = 15
 /** Where the `temporal` CLI binary is: TEMPORAL_CLI_PATH, then PATH, then the project's tool cache. */
 export function findTemporalCli(config: Config): string | undefined {
   if (config.temporal.cliPath) {
-    if (!fs.existsSync(config.temporal.cliPath)) throw new Error(`TEMPORAL_CLI_PATH ${config.temporal.cliPath} does not exist`);
+    if (!fs.existsSync(config.temporal.cliPath))
+      throw new Error(`TEMPORAL_CLI_PATH ${config.temporal.cliPath} does not exist`);
     return config.temporal.cliPath;
   }
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
@@ -233,5 +239,10 @@ async function startDownloadedServer(opts: { uiPort?: number; dbFile?: string })
     },
   });
   const address = env.connection.options.address;
-  return { address, started: true, uiUrl: opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : undefined, stop: () => env.teardown() };
+  return {
+    address,
+    started: true,
+    uiUrl: opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : undefined,
+    stop: () => env.teardown(),
+  };
 }

@@ -23,12 +23,15 @@ import type { IngestEventFileInput, IngestEventFileResult, ingestEventFile } fro
 import { clientFor } from './temporal';
 
 /**
- * `ingest-file/<sha256(lake + '\n' + key + '\n' + content sha256)>`: one id per version of one file per lake. The same
- * bytes under the same key give the same id (a re-drop is a no-op); changed bytes are a new file; the lake is part of
- * it so that two lakes sharing a namespace (a test lake, an S3 and a local one) each ingest the file once.
+ * `ingest-file/<key>@<16 hex of sha256(lake + '\n' + key + '\n' + content sha256)>`, e.g.
+ * `ingest-file/usage_events_stream/events_part_0007.jsonl@3f2a…`: the id names the file (the Web UI's list shows
+ * which file a run ingests), and the hash makes it one id per version of one file per lake. The same bytes under the
+ * same key give the same id (a re-drop is a no-op); changed bytes are a new file; the lake is part of the hash so that
+ * two lakes sharing a namespace (a test lake, an S3 and a local one) each ingest the file once.
  */
 export function ingestFileWorkflowId(lake: string, fileKey: string, contentSha256: string): string {
-  return `ingest-file/${crypto.createHash('sha256').update(`${lake}\n${fileKey}\n${contentSha256}`).digest('hex')}`;
+  const version = crypto.createHash('sha256').update(`${lake}\n${fileKey}\n${contentSha256}`).digest('hex');
+  return `ingest-file/${fileKey}@${version.slice(0, 16)}`;
 }
 
 /** Same rule as bronze's listing: `.jsonl` files, nothing hidden (`.x`) or private (`_x`) on the way. */

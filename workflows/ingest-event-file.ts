@@ -1,5 +1,6 @@
 import { proxyActivities, rootCause, upsertMemo, workflowInfo } from '@temporalio/workflow';
 import type { Activities, StepMetrics } from '../activities';
+import { makeFindable, RunKinds, RunStatuses } from './run-context';
 import { eventsTaskQueue } from './task-queues';
 import { HEARTBEAT_TIMEOUT } from './timeouts';
 
@@ -39,8 +40,8 @@ const notify = proxyActivities<Activities>({
 });
 
 /**
- * SPEC §7/§9: one workflow per landed events file, id `ingest-file/<sha256(lake + '\n' + key + '\n' + content
- * sha256)>` (worker/watcher.ts ingestFileWorkflowId), started with a reuse policy that rejects a second run of a completed id — re-dropping the same
+ * SPEC §7/§9: one workflow per landed events file, id `ingest-file/<key>@<short sha256 of lake, key and content>`
+ * (worker/watcher.ts ingestFileWorkflowId), tagged CpaRunKind = stream and CpaFileKey = key, started with a reuse policy that rejects a second run of a completed id — re-dropping the same
  * bytes is a no-op, changed bytes under the same name are a new file.
  *
  * Steps: bronze ingest of exactly this file, then the speed-layer update, both on the single-writer events queue
@@ -64,13 +65,26 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
     },
   });
   const target = { lake: input.lake, landing: input.landing, runId: info.runId };
-  upsertMemo({
+  // Findable in the Web UI beside the pipeline runs: CpaRunKind = stream, CpaFileKey = the key, CpaStatus; and
+  // CpaLogicalDate = the file's usage days once bronze has read them.
+  const mark = await makeFindable({
+    kind: RunKinds.stream,
     fileKey: input.fileKey,
-    ...(input.contentSha256 ? { contentSha256: input.contentSha256 } : {}),
-    lake: input.lake,
+    memo: { lake: input.lake, ...(input.contentSha256 ? { contentSha256: input.contentSha256 } : {}) },
   });
-  const bronze = await writer.ingestEventFiles({ ...target, keys: [input.fileKey] });
-  const speed = await writer.updateSpeedLayer({ ...target, fileKey: input.fileKey });
+  let bronze: StepMetrics;
+  let speed: Awaited<ReturnType<typeof writer.updateSpeedLayer>>;
+  try {
+    bronze = await writer.ingestEventFiles({ ...target, keys: [input.fileKey] });
+    const days = [...(bronze.changedPartitions ?? [])].filter((d) => /^\d{4}-\d{2}-\d{2}$/.test(d)).sort();
+    if (days.length > 0) {
+      mark(RunStatuses.running, undefined, days.length === 1 ? days[0] : `${days[0]}..${days[days.length - 1]}`);
+    }
+    speed = await writer.updateSpeedLayer({ ...target, fileKey: input.fileKey });
+  } catch (err) {
+    mark(RunStatuses.failed, { error: rootCause(err) ?? String(err) });
+    throw err;
+  }
   let alertDeliveryError: string | undefined;
   if (speed.alerts.length > 0) {
     try {
@@ -82,7 +96,7 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
       upsertMemo({ alertDeliveryError });
     }
   }
-  upsertMemo({ status: 'succeeded', lateEvents: speed.metrics.extra.events_late ?? 0 });
+  mark(RunStatuses.succeeded, { lateEvents: speed.metrics.extra.events_late ?? 0 });
   return {
     fileKey: input.fileKey,
     bronze,

@@ -25,8 +25,12 @@ export const RunKinds = {
   scheduled: 'scheduled',
   /** A child of a `backfill` workflow. */
   backfill: 'backfill',
+  /** Per-file ingestion of one landed events file (`ingestEventFile`, started by the watcher or `cpa ingest-file`). */
+  stream: 'stream',
 } as const;
 export type RunKind = (typeof RunKinds)[keyof typeof RunKinds];
+/** The kinds a dailyPipeline run can have. */
+export type PipelineRunKind = Exclude<RunKind, 'stream'>;
 
 /** Values of CpaStatus. */
 export const RunStatuses = { running: 'running', succeeded: 'succeeded', failed: 'failed' } as const;
@@ -37,6 +41,8 @@ export const CpaSearchAttributes = {
   logicalDate: defineSearchAttributeKey('CpaLogicalDate', SearchAttributeType.KEYWORD),
   runKind: defineSearchAttributeKey('CpaRunKind', SearchAttributeType.KEYWORD),
   status: defineSearchAttributeKey('CpaStatus', SearchAttributeType.KEYWORD),
+  /** The landing key of the file a `stream` run ingests (`usage_events_stream/events_part_0007.jsonl`). */
+  fileKey: defineSearchAttributeKey('CpaFileKey', SearchAttributeType.KEYWORD),
 } as const;
 
 /** Set by the server on workflows a schedule starts: the action's nominal time (not when it actually started). */
@@ -69,13 +75,13 @@ export function scheduledStartTime(): Date | undefined {
  * schedule started (or any run of kind 'scheduled') processes the day before its scheduled start's local date in
  * `timeZone` (the schedule's, carried in the action's input); otherwise the run has no date ('all').
  */
-export function resolveRun(input: { runDate?: string | null; kind?: RunKind; timeZone?: string }): {
+export function resolveRun(input: { runDate?: string | null; kind?: PipelineRunKind; timeZone?: string }): {
   logicalDate: string | null;
-  kind: RunKind;
+  kind: PipelineRunKind;
   scheduledAt?: Date;
 } {
   const scheduledAt = scheduledStartTime();
-  const kind: RunKind = input.kind ?? (scheduledAt ? RunKinds.scheduled : RunKinds.manual);
+  const kind: PipelineRunKind = input.kind ?? (scheduledAt ? RunKinds.scheduled : RunKinds.manual);
   if (input.runDate) {
     // An impossible date (2025-02-30) would run on no day at all: refused, whoever started the run.
     if (!isIsoDate(input.runDate)) {
@@ -88,16 +94,21 @@ export function resolveRun(input: { runDate?: string | null; kind?: RunKind; tim
   return { logicalDate: scheduledLogicalDate(at, input.timeZone ?? 'UTC'), kind, scheduledAt };
 }
 
-/** Updates the run's status (search attribute when registered, memo always). */
-export type MarkRun = (status: RunStatus, memo?: Record<string, unknown>) => void;
+/**
+ * Updates the run's status (search attribute when registered, memo always); `logicalDate` re-tags the date (a stream
+ * run learns the days of its file only once bronze has read it).
+ */
+export type MarkRun = (status: RunStatus, memo?: Record<string, unknown>, logicalDate?: string) => void;
 
 /**
  * Tags the run: CpaLogicalDate (a date, 'all' or a range), CpaRunKind, CpaStatus = running, plus memo. Returns the
  * function that moves CpaStatus on.
  */
 export async function makeFindable(tags: {
-  logicalDate: string;
+  /** Absent for a stream run until it knows its file's days (then passed to the returned MarkRun). */
+  logicalDate?: string;
   kind: RunKind;
+  fileKey?: string;
   memo?: Record<string, unknown>;
 }): Promise<MarkRun> {
   const wanted = Object.values(CpaSearchAttributes).map((k) => k.name);
@@ -107,13 +118,23 @@ export async function makeFindable(tags: {
     if (usable.length > 0) upsertSearchAttributes(usable);
   };
   upsert([
-    { key: CpaSearchAttributes.logicalDate, value: tags.logicalDate },
+    ...(tags.logicalDate !== undefined ? [{ key: CpaSearchAttributes.logicalDate, value: tags.logicalDate }] : []),
     { key: CpaSearchAttributes.runKind, value: tags.kind },
     { key: CpaSearchAttributes.status, value: RunStatuses.running },
+    ...(tags.fileKey !== undefined ? [{ key: CpaSearchAttributes.fileKey, value: tags.fileKey }] : []),
   ]);
-  upsertMemo({ logicalDate: tags.logicalDate, kind: tags.kind, status: RunStatuses.running, ...tags.memo });
-  return (status, memo) => {
-    upsert([{ key: CpaSearchAttributes.status, value: status }]);
-    upsertMemo({ status, ...memo });
+  upsertMemo({
+    ...(tags.logicalDate !== undefined ? { logicalDate: tags.logicalDate } : {}),
+    kind: tags.kind,
+    status: RunStatuses.running,
+    ...(tags.fileKey !== undefined ? { fileKey: tags.fileKey } : {}),
+    ...tags.memo,
+  });
+  return (status, memo, logicalDate) => {
+    upsert([
+      { key: CpaSearchAttributes.status, value: status },
+      ...(logicalDate !== undefined ? [{ key: CpaSearchAttributes.logicalDate, value: logicalDate }] : []),
+    ]);
+    upsertMemo({ status, ...(logicalDate !== undefined ? { logicalDate } : {}), ...memo });
   };
 }

@@ -35,7 +35,7 @@ export function register(program: Command, kit: CommandKit): void {
 
   program
     .command('ingest-file')
-    .description('ingest one landed events file now: bronze, then the speed layer (workflow ingest-file/<sha256>)')
+    .description('ingest one landed events file now: bronze, then the speed layer (workflow ingest-file/<key>@<hash>)')
     .argument('<key>', `file key relative to the landing root, e.g. usage_events_stream/events_part_0007.jsonl`)
     .option('--landing <dir>', 'landing root (path or s3://bucket/prefix)')
     .option('--lake <dir>', 'lake root (path or s3://bucket/prefix)')
