@@ -3,7 +3,8 @@ module.exports = {
   testEnvironment: 'node',
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' } }] },
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
-  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/tests/stack/'],
+  // Stack tests need MinIO and Cassandra (jest.stack.config.js); the long invariants run in jest.invariant.config.js.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/tests/stack/', '<rootDir>/tests/invariant/'],
   // The SDK's worker lifecycle INFO/WARN lines stay out of the output of passing tests (errors still show).
   setupFiles: ['<rootDir>/tests/support/setup.ts'],
   testTimeout: 120000,

@@ -1,7 +1,7 @@
 import { ingestCsvSource, ingestEventFiles } from './bronze';
 import { fencedActivity, withKeepalive } from './common';
 import type { ActivityDeps, RunTarget } from './common';
-import { buildGold, buildSilver, planWave } from './models';
+import { buildGold, buildSilver, dateData, planWave } from './models';
 import type { ModelTarget } from './models';
 import { qualityGate, recordRun } from './quality';
 import type { RunSummary } from './quality';
@@ -45,6 +45,8 @@ export function createActivities(deps: ActivityDeps) {
     /** Silver: one conformed table plus its quarantine. */
     planWave: (input: ModelTarget & { layer: 'silver' | 'gold'; tables: string[] }) =>
       withKeepalive(() => planWave(deps, input)),
+    /** What bronze holds for one logical date (usage events of the day); read-only. */
+    dateData: (input: { lake: string; date: string }) => withKeepalive(() => dateData(deps, input)),
     buildSilver: (input: ModelTarget & { table: string }) => fenced(input, () => buildSilver(deps, input)),
     /** Gold: one mart, checked against its column contract. */
     buildGold: (input: ModelTarget & { mart: string }) => fenced(input, () => buildGold(deps, input)),

@@ -1,7 +1,14 @@
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS } from '../config/contracts';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { ColumnDef, LakeContext } from '../lake/lakehouse';
-import { lakeColumns, NULL_PARTITION, publishTables, qualified, registerView } from '../lake/lakehouse';
+import {
+  lakeColumns,
+  NULL_PARTITION,
+  partitionVersions,
+  publishTables,
+  qualified,
+  registerView,
+} from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { inputRange, neededPartitions, partitionFilter, planModels, WHOLE } from '../lake/incremental';
 import type { ModelPlan } from '../lake/incremental';
@@ -380,5 +387,19 @@ export async function planWave(
       out.skipped.push(metrics);
     }
     return out;
+  });
+}
+
+/**
+ * What bronze holds for one logical date: the usage events of that day (its bronze partition's row count). A run for a
+ * date with none says so (SPEC §13): a scheduled run whose feed delivered nothing is otherwise a quiet green run.
+ */
+export async function dateData(
+  deps: ActivityDeps,
+  input: { lake: string; date: string },
+): Promise<{ usageEvents: number }> {
+  return withLake(deps, input.lake, async (conn, lake) => {
+    const v = await partitionVersions(conn, lake, 'bronze', 'usage_events');
+    return { usageEvents: v.get(input.date)?.rows ?? 0 };
   });
 }

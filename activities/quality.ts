@@ -75,6 +75,8 @@ export interface RunSummary {
   error?: string;
   /** The lake snapshots this run committed (first and last id), for time travel: `AT (VERSION => id)`. */
   snapshots?: { first: number; last: number; count: number };
+  /** What an operator should know about a run that succeeded, e.g. `no usage events landed for 2025-08-02`. */
+  notes?: string[];
 }
 
 /** The gate's checks as a step of the quality report (`quality.gate`: one figure per table and check). */

@@ -197,6 +197,7 @@ program
           `${summary.workflowId} ${summary.status} in ${((Date.parse(summary.finishedAt) - Date.parse(summary.startedAt)) / 1000).toFixed(2)}s ` +
             `(activity time ${(total / 1000).toFixed(2)}s); lake ${summary.lake}`,
         );
+        for (const n of summary.notes ?? []) console.log(`note: ${n}`);
       }
     } finally {
       await session.close();

@@ -1,5 +1,4 @@
 import {
-  rootCause,
   ApplicationFailure,
   continueAsNew,
   defineQuery,
@@ -12,6 +11,7 @@ import {
 import type { RunSummary } from '../activities';
 import { dailyPipeline } from './daily-pipeline';
 import { dateRange, daysInRange, isIsoDate } from './logical-date';
+import { failureHeadline } from './failures';
 import { makeFindable, RunKinds, RunStatuses } from './run-context';
 
 /** Input of {@link backfill}. `carried` is internal: the progress a continued-as-new run starts from. */
@@ -177,7 +177,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillReport> {
         date,
         status: 'failed',
         workflowId,
-        reason: rootCause(err) ?? String(err),
+        reason: failureHeadline(err),
         durationMs: Date.now() - started,
       });
     } finally {

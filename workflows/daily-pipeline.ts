@@ -1,4 +1,5 @@
-import { log, proxyActivities, rootCause, setCurrentDetails, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { log, proxyActivities, setCurrentDetails, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { failureHeadline, stepFailure } from './failures';
 import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
 import { withLakeLease } from './lake-lease';
@@ -116,6 +117,7 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
   const target = { lake: input.lake, landing: input.landing, runId: info.runId };
   const startedAt = new Date().toISOString();
   const steps: StepMetrics[] = [];
+  const notes: string[] = [];
   let gate: GateResult | undefined;
   const base = {
     runId: info.runId,
@@ -130,28 +132,31 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
   try {
     // Every step is named in the UI's timeline by what it does to which table (SPEC §13).
     const bronze = await Promise.all([
-      ...CSV_BRONZE_TABLES.map((table) =>
-        transform.ingestCsvSource.executeWithOptions({ summary: `bronze.${table}` }, [{ ...target, table }]),
-      ),
-      eventsWriter(info.taskQueue).ingestEventFiles.executeWithOptions({ summary: 'bronze.usage_events (new files)' }, [
-        { ...target },
-      ]),
+      ...CSV_BRONZE_TABLES.map((table) => step(transform.ingestCsvSource, `bronze.${table}`, [{ ...target, table }])),
+      step(eventsWriter(info.taskQueue).ingestEventFiles, 'bronze.usage_events (new files)', [{ ...target }]),
     ]);
     steps.push(...bronze);
+    if (input.runDate) {
+      // A date with no usage events (a feed that delivered nothing, a schedule ahead of its data) says so.
+      const data = await step(quick.dateData, `data for ${input.runDate}`, [{ lake: input.lake, date: input.runDate }]);
+      if (data.usageEvents === 0) {
+        notes.push(`no usage events landed for ${input.runDate}: its partitions stay empty`);
+        log.warn('no usage events for the run date', { runDate: input.runDate });
+        upsertMemo({ notes });
+      }
+    }
 
     // Each wave is planned first (SPEC §9a): only models with stale partitions run an activity.
     const force = input.force;
     const silver: StepMetrics[] = [];
     for (const wave of waves(SILVER_MODELS)) {
       const tables = wave.map((m) => m.table);
-      const plan = await quick.planWave.executeWithOptions({ summary: `plan silver: ${tables.join(', ')}` }, [
+      const plan = await step(quick.planWave, `plan silver: ${tables.join(', ')}`, [
         { ...target, layer: 'silver', tables, force },
       ]);
       const built = await Promise.all(
         plan.run.map((table) =>
-          transform.buildSilver.executeWithOptions({ summary: stepSummary('silver', table, plan.scope) }, [
-            { ...target, table, force },
-          ]),
+          step(transform.buildSilver, stepSummary('silver', table, plan.scope), [{ ...target, table, force }]),
         ),
       );
       silver.push(...ordered(wave, [...built, ...plan.skipped]));
@@ -159,20 +164,16 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     steps.push(...silver);
     showDetails({ ...base, status: 'running', finishedAt: '', steps });
 
-    gate = await quick.qualityGate.executeWithOptions({ summary: 'quality gate (silver → gold)' }, [
-      { ...target, silver },
-    ]);
+    gate = await step(quick.qualityGate, 'quality gate (silver → gold)', [{ ...target, silver }]);
 
     for (const wave of waves(GOLD_MARTS)) {
       const tables = wave.map((m) => m.table);
-      const plan = await quick.planWave.executeWithOptions({ summary: `plan gold: ${tables.join(', ')}` }, [
+      const plan = await step(quick.planWave, `plan gold: ${tables.join(', ')}`, [
         { ...target, layer: 'gold', tables, force },
       ]);
       const built = await Promise.all(
         plan.run.map((mart) =>
-          transform.buildGold.executeWithOptions({ summary: stepSummary('gold', mart, plan.scope) }, [
-            { ...target, mart, force },
-          ]),
+          step(transform.buildGold, stepSummary('gold', mart, plan.scope), [{ ...target, mart, force }]),
         ),
       );
       steps.push(...ordered(wave, [...built, ...plan.skipped]));
@@ -181,7 +182,7 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     // Serving reloads exactly the partitions gold rewrote (changedPartitions), then reconciles with gold.
     if (input.serve) {
       steps.push(
-        await serving.loadServing.executeWithOptions({ summary: 'serving: changed gold partitions → Cassandra' }, [
+        await step(serving.loadServing, 'serving: changed gold partitions → Cassandra', [
           { ...target, gold: steps.filter((s) => s.layer === 'gold') },
         ]),
       );
@@ -194,16 +195,24 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
       steps,
       gate,
       error: failureMessage(err),
+      ...(notes.length > 0 ? { notes } : {}),
     };
-    await quick.recordRun.executeWithOptions({ summary: 'run record (failed)' }, [summary]);
+    await step(quick.recordRun, 'run record (failed)', [summary]);
     if (input.serve) await recordServingRun(summary);
     upsertMemo({ status: 'failed' });
     showDetails(summary);
     throw err;
   }
-  const done: RunSummary = { ...base, status: 'succeeded', finishedAt: new Date().toISOString(), steps, gate };
+  const done: RunSummary = {
+    ...base,
+    status: 'succeeded',
+    finishedAt: new Date().toISOString(),
+    steps,
+    gate,
+    ...(notes.length > 0 ? { notes } : {}),
+  };
   // The record as stored names the lake snapshots the run committed.
-  const summary = (await quick.recordRun.executeWithOptions({ summary: 'run record' }, [done])) ?? done;
+  const summary = (await step(quick.recordRun, 'run record', [done])) ?? done;
   if (input.serve) await recordServingRun(summary);
   upsertMemo({ status: 'succeeded' });
   showDetails(summary);
@@ -235,6 +244,7 @@ export function runDetails(summary: RunView): string {
     `**${summary.status}** — ${summary.kind} run, logical date ${summary.logicalDate ?? 'all'}, lake \`${summary.lake}\``,
   ];
   if (summary.error) lines.push('', `Failure: ${cell(summary.error)}`);
+  for (const n of summary.notes ?? []) lines.push('', `Note: ${cell(n)}`);
   lines.push(
     '',
     '| step | rows in | rows out | quarantined | partitions recomputed / changed | s |',
@@ -273,7 +283,21 @@ async function recordServingRun(summary: RunSummary): Promise<void> {
   }
 }
 
-/** ActivityFailure wraps the ApplicationFailure that carries the real message. */
+/** The run's one-line reason: `<step>: <root cause>` (workflows/failures.ts). */
 function failureMessage(err: unknown): string {
-  return rootCause(err) ?? String(err);
+  return failureHeadline(err);
+}
+
+/**
+ * Runs one activity under its step name: the name is the activity's summary in the UI's timeline (SPEC §13), and a
+ * failure of the step fails the run as `<step>: <root cause>`, the activity's failure kept as the cause.
+ */
+function step<A extends unknown[], R>(
+  activity: { executeWithOptions(options: { summary: string }, args: A): Promise<R> },
+  summary: string,
+  args: A,
+): Promise<R> {
+  return activity.executeWithOptions({ summary }, args).catch((err: unknown) => {
+    throw stepFailure(summary, err);
+  });
 }

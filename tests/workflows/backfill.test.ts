@@ -173,22 +173,25 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
     const writers = new Map<string, number>();
     let maxWriters = 0;
     const started: string[] = [];
-    const step = (name: string) => async (): Promise<unknown> => {
-      const wf = Context.current().info.workflowExecution!.workflowId;
-      if (name === 'ingestCsvSource' && !started.includes(wf)) started.push(wf);
-      if (opts.failDate && wf === `daily-pipeline/${opts.failDate}` && name === 'ingestCsvSource') {
-        throw ApplicationFailure.nonRetryable(
-          `billing_monthly.csv line 6 column 4 (subtotal): not-a-number`,
-          'ContractViolation',
-        );
-      }
-      writers.set(wf, (writers.get(wf) ?? 0) + 1);
-      maxWriters = Math.max(maxWriters, writers.size);
-      await new Promise((r) => setTimeout(r, opts.stepMs ?? 5));
-      if (writers.get(wf) === 1) writers.delete(wf);
-      else writers.set(wf, writers.get(wf)! - 1);
-      return name === 'recordRun' ? undefined : emptyMetrics(`fake.${name}`, 'silver', name);
-    };
+    const step =
+      (name: string) =>
+      async (input?: { table?: string }): Promise<unknown> => {
+        const wf = Context.current().info.workflowExecution!.workflowId;
+        if (name === 'ingestCsvSource' && !started.includes(wf)) started.push(wf);
+        const failing = name === 'ingestCsvSource' && input?.table === 'billing';
+        if (opts.failDate && wf === `daily-pipeline/${opts.failDate}` && failing) {
+          throw ApplicationFailure.nonRetryable(
+            `billing_monthly.csv line 6 column 4 (subtotal): not-a-number`,
+            'ContractViolation',
+          );
+        }
+        writers.set(wf, (writers.get(wf) ?? 0) + 1);
+        maxWriters = Math.max(maxWriters, writers.size);
+        await new Promise((r) => setTimeout(r, opts.stepMs ?? 5));
+        if (writers.get(wf) === 1) writers.delete(wf);
+        else writers.set(wf, writers.get(wf)! - 1);
+        return name === 'recordRun' ? undefined : emptyMetrics(`fake.${name}`, 'silver', name);
+      };
     const fakes = Object.fromEntries(
       ['ingestCsvSource', 'ingestEventFiles', 'buildSilver', 'qualityGate', 'buildGold', 'recordRun'].map((n) => [
         n,
@@ -197,7 +200,9 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
     );
     // Every model of a wave runs (as if all were stale).
     const planWave = async (input: { tables: string[] }) => ({ run: input.tables, skipped: [] });
-    return { activities: { ...real, ...fakes, planWave }, maxWriters: () => maxWriters, started };
+    // Every date has data (the real activity reads bronze, which these fake steps never write).
+    const dateData = async () => ({ usageEvents: 1 });
+    return { activities: { ...real, ...fakes, planWave, dateData }, maxWriters: () => maxWriters, started };
   }
 
   async function run<T>(activities: object, fn: () => Promise<T>): Promise<T> {
@@ -244,7 +249,7 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
     // A backfill with a failed date ends FAILED, naming the dates; the full report is the failure's details.
     expect(failure).toBeInstanceOf(WorkflowFailedError);
     expect(String((failure as WorkflowFailedError).cause?.message)).toBe(
-      'backfill 2025-08-01..2025-08-05: 1 of 5 dates failed: 2025-08-03 (billing_monthly.csv line 6 column 4 (subtotal): not-a-number)',
+      'backfill 2025-08-01..2025-08-05: 1 of 5 dates failed: 2025-08-03 (bronze.billing: billing_monthly.csv line 6 column 4 (subtotal): not-a-number)',
     );
     const report = backfillReportOf(failure)!;
     expect(report.workflowRuns).toBe(3);
@@ -255,7 +260,10 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
       ['2025-08-04', 'succeeded'],
       ['2025-08-05', 'succeeded'],
     ]);
-    expect(report.results[2].reason).toBe('billing_monthly.csv line 6 column 4 (subtotal): not-a-number');
+    // The reason names the step, then the root cause (SPEC §13).
+    expect(report.results[2].reason).toBe(
+      'bronze.billing: billing_monthly.csv line 6 column 4 (subtotal): not-a-number',
+    );
     expect(report).toMatchObject({ total: 5, done: 5, succeeded: 4, failed: 1 });
     // Each run of the chain holds at most one batch of children: its history stays small.
     const handle = env.client.workflow.getHandle('backfill/2025-08-01..2025-08-05');

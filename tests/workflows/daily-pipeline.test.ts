@@ -3,8 +3,7 @@ import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { ApplicationFailure } from '@temporalio/common';
-import { ActivityFailure } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import type { RunSummary } from '../../activities';
@@ -13,6 +12,7 @@ import { runRecords, withLakeSql } from '../support/lake-sql';
 import { dailyPipeline } from '../../workflows';
 import { eventsTaskQueue } from '../../workflows/task-queues';
 import { PipelineWorkers } from '../../worker/main';
+import { rootMessage } from '../../worker/errors';
 import { REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
 
 /**
@@ -104,6 +104,24 @@ describe('dailyPipeline workflow', () => {
     expect(meta.currentDetails).toContain('| silver.usage_events | 43200 |');
     expect(meta.currentDetails).toContain('negative_cost 211');
     expect(meta.currentDetails).toContain('Quality gate: **passed**');
+    expect(summary.notes).toBeUndefined();
+    expect(summaries).toContain('"data for 2025-08-31"');
+
+    // A date the landing has no events for: the run succeeds and says so (summary, details, memo).
+    const empty = await withWorker(activities, async () => {
+      const s = await env.client.workflow.execute(dailyPipeline, {
+        taskQueue,
+        workflowId: 'daily-pipeline/2030-01-01',
+        args: [{ runDate: '2030-01-01', lake, landing: REFERENCE_LANDING }],
+      });
+      const h = env.client.workflow.getHandle('daily-pipeline/2030-01-01');
+      const m = await h.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+      return { summary: s, details: m.currentDetails, memo: (await h.describe()).memo };
+    });
+    expect(empty.summary.status).toBe('succeeded');
+    expect(empty.summary.notes).toEqual(['no usage events landed for 2030-01-01: its partitions stay empty']);
+    expect(empty.details).toContain('Note: no usage events landed for 2030-01-01');
+    expect(empty.memo).toMatchObject({ notes: empty.summary.notes });
     db.closeSync();
   });
 
@@ -163,7 +181,16 @@ describe('dailyPipeline workflow', () => {
         ),
     );
     expect(err).toBeInstanceOf(WorkflowFailedError);
-    const activityFailure = (err as WorkflowFailedError).cause;
+    // The run's headline (what the Web UI shows first) names the step and the root cause; its type is the root's.
+    const headline = (err as WorkflowFailedError).cause as ApplicationFailure;
+    expect(headline).toBeInstanceOf(ApplicationFailure);
+    expect(headline.message).toMatch(
+      /^bronze\.billing: billing_monthly\.csv line 6 column 4 \(subtotal\): .*not-a-number/,
+    );
+    expect(headline.type).toBe('ContractViolation');
+    expect(rootMessage(err)).toBe(headline.message);
+    // The activity's failure is kept as the cause.
+    const activityFailure = headline.cause;
     expect(activityFailure).toBeInstanceOf(ActivityFailure);
     const app = (activityFailure as ActivityFailure).cause as ApplicationFailure;
     expect(app.type).toBe('ContractViolation');
@@ -180,7 +207,7 @@ describe('dailyPipeline workflow', () => {
     ).toEqual([]);
     const [record] = (await runRecords(lake)) as unknown as RunSummary[];
     expect(record.status).toBe('failed');
-    expect(record.error).toContain('billing_monthly.csv line 6 column 4');
+    expect(record.error).toMatch(/^bronze\.billing: billing_monthly\.csv line 6 column 4/);
     db.closeSync();
   });
 });

@@ -54,6 +54,8 @@ describe('dailyPipeline holds the lake lease', () => {
         ...fakes,
         // Every model of a wave runs (as if all were stale).
         planWave: async (input: { tables: string[] }) => ({ run: input.tables, skipped: [] }),
+        // Every date has data (the real activity reads bronze, which these fake steps never write).
+        dateData: async () => ({ usageEvents: 1 }),
         acquireLakeLease: async (input: LeaseInput) => {
           calls.push('acquire');
           return { ...(await real.acquireLakeLease(input)), renewEveryMs: 300 };

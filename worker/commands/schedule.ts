@@ -138,6 +138,7 @@ export function register(program: Command, kit: CommandKit): void {
             console.log(
               `${run.workflowId} ${summary.status}: logical date ${summary.logicalDate}, ${summary.steps.length} steps, ${written} partitions written`,
             );
+            for (const n of summary.notes ?? []) console.log(`note: ${n}`);
           }
         } catch (e) {
           if (e instanceof OutcomeUnknown) throw e;
