@@ -75,6 +75,8 @@ export interface RunSummary {
   error?: string;
   /** The lake snapshots this run committed (first and last id), for time travel: `AT (VERSION => id)`. */
   snapshots?: { first: number; last: number; count: number };
+  /** The run's HTML quality report (`<lake>/_meta/reports/<runId>.html`), or why it could not be written. */
+  report?: { uri?: string; error?: string };
 }
 
 /** The gate's checks as a step of the quality report (`quality.gate`: one figure per table and check). */

@@ -1,4 +1,13 @@
-import { log, proxyActivities, rootCause, setCurrentDetails, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  log,
+  proxyActivities,
+  rootCause,
+  setCurrentDetails,
+  upsertMemo,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
 import { withLakeLease } from './lake-lease';
@@ -59,6 +68,16 @@ const quick = proxyActivities<Activities>({
     maximumAttempts: 8,
     nonRetryableErrorTypes,
   },
+});
+
+/**
+ * The quality report: the activity never fails (it returns its error), so retries only cover a lost worker; two
+ * attempts, then the run goes on without a report rather than waiting.
+ */
+const reporting = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: { initialInterval: '1s', maximumAttempts: 2 },
 });
 
 /**
@@ -187,27 +206,53 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
       );
     }
   } catch (err) {
-    const summary: RunSummary = {
+    const failed: RunSummary = {
       ...base,
       status: 'failed',
       finishedAt: new Date().toISOString(),
       steps,
-      gate,
+      gate: gate ?? failedGate(err),
       error: failureMessage(err),
     };
+    const summary = await withReport(failed);
     await quick.recordRun.executeWithOptions({ summary: 'run record (failed)' }, [summary]);
     if (input.serve) await recordServingRun(summary);
     upsertMemo({ status: 'failed' });
     showDetails(summary);
     throw err;
   }
-  const done: RunSummary = { ...base, status: 'succeeded', finishedAt: new Date().toISOString(), steps, gate };
+  const done = await withReport({ ...base, status: 'succeeded', finishedAt: new Date().toISOString(), steps, gate });
   // The record as stored names the lake snapshots the run committed.
   const summary = (await quick.recordRun.executeWithOptions({ summary: 'run record' }, [done])) ?? done;
   if (input.serve) await recordServingRun(summary);
   upsertMemo({ status: 'succeeded' });
   showDetails(summary);
   return summary;
+}
+
+/**
+ * Writes the run's HTML quality report (SPEC §13) before the run record, so the record points at it. A report that
+ * cannot be written never fails the run: the reason is recorded in the summary instead.
+ */
+async function withReport(summary: RunSummary): Promise<RunSummary> {
+  try {
+    const res = await reporting.writeQualityReport.executeWithOptions(
+      { summary: `quality report → _meta/reports/${summary.runId}.html` },
+      [summary],
+    );
+    return { ...summary, report: res?.error ? { error: res.error } : { uri: res?.uri } };
+  } catch (err) {
+    log.warn('quality report not written', { error: failureMessage(err) });
+    return { ...summary, report: { error: `quality report not written: ${failureMessage(err)}` } };
+  }
+}
+
+/** The checks of a gate that failed the run: they travel in the failure's details (activities/quality.ts). */
+function failedGate(err: unknown): GateResult | undefined {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (!(cause instanceof ApplicationFailure) || cause.type !== 'QualityGateFailed') return undefined;
+  const details = cause.details?.[0] as { checks?: GateResult['checks'] } | undefined;
+  return Array.isArray(details?.checks) ? { passed: false, checks: details.checks } : undefined;
 }
 
 /** `silver.billing` or `gold.cost_anomaly_mart 2025-08-01..2025-08-31 (31)`: the table and what the plan computes. */
@@ -255,7 +300,10 @@ export function runDetails(summary: RunView): string {
       lines.push(`- ${cell(c.table)} ${cell(c.check)}: ${c.value} (limit ${c.limit}) ${c.passed ? 'ok' : 'FAILED'}`);
     }
   }
-  lines.push('', 'Quality report: `cpa quality --run ' + summary.runId + '`');
+  if (summary.report?.uri)
+    lines.push('', `Quality report: \`${summary.report.uri}\` (\`cpa report --run ${summary.runId}\`)`);
+  else if (summary.report?.error) lines.push('', `Quality report: ${cell(summary.report.error)}`);
+  else lines.push('', 'Quality report: `cpa report --run ' + summary.runId + '`');
   return lines.join('\n');
 }
 
