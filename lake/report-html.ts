@@ -430,7 +430,7 @@ function historySection(data: ReportData): string {
         return s ? quarantineRate(s) : null;
       }),
     })),
-    format: (v) => pct(v, 1),
+    format: (v) => pct(v, 2),
   });
   const anomaly = lineChart({
     id: 'chart-anomaly',
@@ -440,7 +440,7 @@ function historySection(data: ReportData): string {
       { name: 'events (silver)', values: runs.map(eventAnomalyRate) },
       { name: 'days (gold)', values: runs.map(dayAnomalyRate) },
     ],
-    format: (v) => pct(v, 1),
+    format: (v) => pct(v, 2),
   });
   const layerRows = (r: ReportRun, layer: string, key: 'rowsIn' | 'rowsOut'): number =>
     r.steps.filter((s) => s.layer === layer).reduce((a, s) => a + s[key], 0);
