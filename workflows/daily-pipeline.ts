@@ -2,6 +2,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   log,
+  patched,
   proxyActivities,
   rootCause,
   setCurrentDetails,
@@ -235,6 +236,8 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
  * cannot be written never fails the run: the reason is recorded in the summary instead.
  */
 async function withReport(summary: RunSummary): Promise<RunSummary> {
+  // A run started by a worker without this step replays without it (no non-determinism on upgrade).
+  if (!patched('quality-report')) return summary;
   try {
     const res = await reporting.writeQualityReport.executeWithOptions(
       { summary: `quality report → _meta/reports/${summary.runId}.html` },
