@@ -26,7 +26,8 @@ export function register(program: Command, kit: CommandKit): void {
     .option('--open', 'open the report in a browser (xdg-open / open); prints the path when none is available')
     .action(async (opts: { lake?: string; run?: string; out?: string; open?: boolean }) => {
       const cfg = kit.config({ CPA_LAKE_ROOT: opts.lake as never });
-      await kit.checkStorage(cfg, { write: !opts.out });
+      // Read-only preflight: a lake without runs is refused before anything is created there.
+      await kit.checkStorage(cfg);
       const { uri, bytes } = await writeReport(cfg, opts);
       console.log(`quality report: ${uri} (${(bytes / 1024).toFixed(1)} KiB)`);
       if (opts.open) console.log(await openInBrowser(uri));
