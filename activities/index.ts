@@ -11,6 +11,7 @@ import { acquireLakeLease, releaseLakeLease, renewLakeLease, searchAttributeProb
 import type { LeaseInput } from './runs';
 import { notifyAlerts, updateSpeedLayer } from './speed';
 import { maintainLake } from './maintenance';
+import { writeQualityReport } from './report';
 import type { MaintainLakeInput } from './maintenance';
 import type { SpeedAlert, SpeedUpdateInput } from './speed';
 
@@ -20,6 +21,7 @@ export type { LoadServingInput } from './serving';
 export type { LeaseGrant, LeaseInput } from './runs';
 export type { SpeedAlert, SpeedUpdateInput, SpeedUpdateResult } from './speed';
 export type { MaintainLakeInput, MaintenanceReport } from './maintenance';
+export type { ReportResult } from './report';
 
 /**
  * The worker calls this once with its dependencies; workflows import only the type of the result. Retries and
@@ -55,6 +57,9 @@ export function createActivities(deps: ActivityDeps) {
     /** Run record under _meta/runs. */
     // Not fenced: a run that lost its lease still records its failure (an extra record is harmless: latest wins).
     recordRun: (summary: RunSummary) => withKeepalive(() => recordRun(deps, summary)),
+    /** The run's HTML quality report under <lake>/_meta/reports/ (never fails: an error is returned). Keepalive. */
+    // Not fenced: it writes one object outside the DuckLake catalog; a retry replaces it.
+    writeQualityReport: (summary: RunSummary) => withKeepalive(() => writeQualityReport(deps, summary)),
     /** Serving: upsert the changed gold partitions into Cassandra and reconcile; keepalive heartbeats. */
     loadServing: (input: LoadServingInput) => withKeepalive(() => loadServing(deps, input)),
     /** Serving: the run summary into Cassandra's pipeline_runs (upsert by run id). */

@@ -77,6 +77,8 @@ export interface RunSummary {
   snapshots?: { first: number; last: number; count: number };
   /** What an operator should know about a run that succeeded, e.g. `no usage events landed for 2025-08-02`. */
   notes?: string[];
+  /** The run's HTML quality report (`<lake>/_meta/reports/<runId>.html`), or why it could not be written. */
+  report?: { uri?: string; error?: string };
 }
 
 /** The gate's checks as a step of the quality report (`quality.gate`: one figure per table and check). */

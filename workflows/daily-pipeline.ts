@@ -1,4 +1,12 @@
-import { log, proxyActivities, setCurrentDetails, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  log,
+  patched,
+  proxyActivities,
+  setCurrentDetails,
+  upsertMemo,
+  workflowInfo,
+} from '@temporalio/workflow';
 import { failureHeadline, stepFailure } from './failures';
 import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
@@ -60,6 +68,16 @@ const quick = proxyActivities<Activities>({
     maximumAttempts: 8,
     nonRetryableErrorTypes,
   },
+});
+
+/**
+ * The quality report: the activity never fails (it returns its error), so retries only cover a lost worker; two
+ * attempts, then the run goes on without a report rather than waiting.
+ */
+const reporting = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: { initialInterval: '1s', maximumAttempts: 2 },
 });
 
 /**
@@ -188,35 +206,66 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
       );
     }
   } catch (err) {
-    const summary: RunSummary = {
+    const failed: RunSummary = {
       ...base,
       status: 'failed',
       finishedAt: new Date().toISOString(),
       steps,
-      gate,
+      gate: gate ?? failedGate(err),
       error: failureMessage(err),
       ...(notes.length > 0 ? { notes } : {}),
     };
+    const summary = await withReport(failed);
     await step(quick.recordRun, 'run record (failed)', [summary]);
     if (input.serve) await recordServingRun(summary);
     upsertMemo({ status: 'failed' });
     showDetails(summary);
     throw err;
   }
-  const done: RunSummary = {
+  const done = await withReport({
     ...base,
     status: 'succeeded',
     finishedAt: new Date().toISOString(),
     steps,
     gate,
     ...(notes.length > 0 ? { notes } : {}),
-  };
+  });
   // The record as stored names the lake snapshots the run committed.
   const summary = (await step(quick.recordRun, 'run record', [done])) ?? done;
   if (input.serve) await recordServingRun(summary);
   upsertMemo({ status: 'succeeded' });
   showDetails(summary);
   return summary;
+}
+
+/**
+ * Writes the run's HTML quality report (SPEC §13) before the run record, so the record points at it. A report that
+ * cannot be written never fails the run: the reason is recorded in the summary instead.
+ */
+async function withReport(summary: RunSummary): Promise<RunSummary> {
+  // A run started by a worker without this step replays without it (no non-determinism on upgrade).
+  if (!patched('quality-report')) return summary;
+  try {
+    const res = await reporting.writeQualityReport.executeWithOptions(
+      { summary: `quality report → _meta/reports/${summary.runId}.html` },
+      [summary],
+    );
+    return { ...summary, report: res?.error ? { error: res.error } : { uri: res?.uri } };
+  } catch (err) {
+    log.warn('quality report not written', { error: failureMessage(err) });
+    return { ...summary, report: { error: `quality report not written: ${failureMessage(err)}` } };
+  }
+}
+
+/** The checks of a gate that failed the run: they travel in the failure's details (activities/quality.ts). */
+function failedGate(err: unknown): GateResult | undefined {
+  // The gate's own failure is inside the step failure (workflows/failures.ts) and the activity failure.
+  for (let cur = err; cur instanceof Error; cur = (cur as { cause?: unknown }).cause) {
+    if (!(cur instanceof ApplicationFailure) || cur.type !== 'QualityGateFailed') continue;
+    const details = cur.details?.[0] as { checks?: GateResult['checks'] } | undefined;
+    if (Array.isArray(details?.checks)) return { passed: false, checks: details.checks };
+  }
+  return undefined;
 }
 
 /** `silver.billing` or `gold.cost_anomaly_mart 2025-08-01..2025-08-31 (31)`: the table and what the plan computes. */
@@ -265,7 +314,10 @@ export function runDetails(summary: RunView): string {
       lines.push(`- ${cell(c.table)} ${cell(c.check)}: ${c.value} (limit ${c.limit}) ${c.passed ? 'ok' : 'FAILED'}`);
     }
   }
-  lines.push('', 'Quality report: `cpa quality --run ' + summary.runId + '`');
+  if (summary.report?.uri)
+    lines.push('', `Quality report: \`${summary.report.uri}\` (\`cpa report --run ${summary.runId}\`)`);
+  else if (summary.report?.error) lines.push('', `Quality report: ${cell(summary.report.error)}`);
+  else lines.push('', 'Quality report: `cpa report --run ' + summary.runId + '`');
   return lines.join('\n');
 }
 

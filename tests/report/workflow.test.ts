@@ -1,0 +1,107 @@
+import fs from 'node:fs';
+import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { loadConfig } from '../../config/env';
+import { createActivities } from '../../activities';
+import type { RunSummary } from '../../activities';
+import { emptyMetrics } from '../../activities/common';
+import { createDuckDb } from '../../lake/duckdb';
+import { reportUri } from '../../lake/report-data';
+import { PipelineWorkers, workflowBundle } from '../../worker/main';
+import { eventsTaskQueue } from '../../workflows/task-queues';
+import { temporalCli, tmpDir } from '../support/env';
+
+/**
+ * dailyPipeline writes its quality report on the failure path too, with the failed gate's checks: fake steps, a
+ * gate that fails, the real writeQualityReport on a real (empty) lake, and a captured run record.
+ */
+describe('dailyPipeline writes a quality report for a run the gate failed', () => {
+  let env: TestWorkflowEnvironment;
+  const taskQueue = 'test-quality-report';
+  const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
+
+  beforeAll(async () => {
+    env = await TestWorkflowEnvironment.createLocal({
+      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
+    });
+  });
+
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  it('records the failed checks and a pointer to the page, and the page shows them', async () => {
+    const lake = tmpDir('report-wf-lake');
+    const db = await createDuckDb(config);
+    const real = createActivities({ config, db });
+    const recorded: RunSummary[] = [];
+    const checks = [
+      { table: 'usage_events', check: 'quarantine_rate', value: 0.09, limit: 0.05, passed: false },
+      { table: 'orgs', check: 'quarantine_rate', value: 0, limit: 0.05, passed: true },
+    ];
+    const step = (name: string) => async () => {
+      const m = emptyMetrics(`silver.${name}`, 'silver', 'usage_events');
+      m.rowsIn = 100;
+      m.rowsOut = 91;
+      m.quarantined = { negative_cost: 9 };
+      return m;
+    };
+    const acts = {
+      ...real,
+      ...Object.fromEntries(
+        ['ingestCsvSource', 'ingestEventFiles', 'buildSilver', 'buildGold'].map((n) => [n, step(n)]),
+      ),
+      planWave: async (input: { tables: string[] }) => ({ run: input.tables.slice(0, 1), skipped: [] }),
+      qualityGate: async () => {
+        throw ApplicationFailure.nonRetryable(
+          'quality gate failed: silver.usage_events quarantine rate 9.00% > limit 5.00% (top rule negative_cost: 9 rows)',
+          'QualityGateFailed',
+          { checks },
+        );
+      },
+      recordRun: async (s: RunSummary) => {
+        recorded.push(s);
+        return s;
+      },
+    };
+    const { code } = await workflowBundle();
+    const main = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: { code },
+      activities: acts,
+    });
+    const events = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: eventsTaskQueue(taskQueue),
+      activities: acts,
+    });
+    const err = await new PipelineWorkers(main, events).runUntil(
+      env.client.workflow
+        .execute('dailyPipeline', {
+          taskQueue,
+          workflowId: 'daily-pipeline/2025-08-05',
+          args: [{ runDate: '2025-08-05', lake, landing: '/nonexistent' }],
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+    );
+    db.closeSync();
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect(recorded).toHaveLength(1);
+    const [summary] = recorded;
+    expect(summary).toMatchObject({ status: 'failed', gate: { passed: false, checks } });
+    expect(summary.report).toEqual({ uri: reportUri(lake, summary.runId) });
+    const html = fs.readFileSync(summary.report!.uri!, 'utf8');
+    expect(html).toContain('<p class="err"><strong>Run failed:</strong> quality gate failed: silver.usage_events');
+    expect(html).toContain('Quality gate: <span class="bad">failed</span>');
+    expect(html).toContain(
+      '<td>usage_events</td><td>quarantine_rate</td><td class="n">9.000%</td><td class="n">5.000%</td><td class="bad">FAILED</td>',
+    );
+    expect((html.match(/<svg class="chart"/g) ?? []).length).toBe(4);
+  });
+});
