@@ -19,7 +19,10 @@ export default tseslint.config(
     // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no I/O.
     files: ['workflows/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['node:*', 'fs', 'path', 'os', 'crypto', 'child_process', '@duckdb/*', '@aws-sdk/*'] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['node:*', 'fs', 'path', 'os', 'crypto', 'child_process', '@duckdb/*', '@aws-sdk/*'] },
+      ],
     },
   },
 );

@@ -3,7 +3,15 @@
  * trimmed, lower-cased, with '_' and ' ' turned into '-' (so 'US_EAST', ' us east ' and 'us-east' are one token).
  */
 export const CANONICAL_SERVICES = ['compute', 'storage', 'database', 'networking', 'analytics', 'genai'] as const;
-export const CANONICAL_REGIONS = ['us-east', 'us-west', 'eu-west', 'eu-central', 'ap-south', 'ap-northeast', 'sa-east'] as const;
+export const CANONICAL_REGIONS = [
+  'us-east',
+  'us-west',
+  'eu-west',
+  'eu-central',
+  'ap-south',
+  'ap-northeast',
+  'sa-east',
+] as const;
 export const CHANNELS = ['email', 'ads', 'event', 'in_app'] as const;
 
 const SERVICE_ALIASES: Record<(typeof CANONICAL_SERVICES)[number], string[]> = {
@@ -27,7 +35,8 @@ export function aliasRows(): Array<{ kind: 'service' | 'region' | 'channel'; tok
     const t = normToken(token);
     if (!rows.some((r) => r.kind === kind && r.token === t)) rows.push({ kind, token: t, canonical });
   };
-  for (const [canonical, aliases] of Object.entries(SERVICE_ALIASES)) for (const a of aliases) add('service', a, canonical);
+  for (const [canonical, aliases] of Object.entries(SERVICE_ALIASES))
+    for (const a of aliases) add('service', a, canonical);
   for (const r of CANONICAL_REGIONS) {
     add('region', r, r);
     add('region', r.replace(/-/g, ''), r);

@@ -4,5 +4,8 @@ import path from 'node:path';
 /** Brings the local stack up once for the whole run (a no-op when it is already up). */
 export default function globalSetup(): void {
   const repo = path.resolve(__dirname, '..', '..');
-  execFileSync('bash', [path.join(repo, 'scripts', 'stack.sh'), 'up'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('bash', [path.join(repo, 'scripts', 'stack.sh'), 'up'], {
+    cwd: repo,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }

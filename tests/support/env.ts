@@ -11,7 +11,8 @@ const CACHE = process.env.CPA_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'cp
 export function temporalCli(): string {
   const candidates = [process.env.TEMPORAL_CLI_PATH, path.join(CACHE, 'pybin', 'bin', 'temporal')];
   const found = candidates.find((p) => p && fs.existsSync(p));
-  if (!found) throw new Error('temporal CLI not found: run `bash scripts/tools.sh temporal` (or set TEMPORAL_CLI_PATH)');
+  if (!found)
+    throw new Error('temporal CLI not found: run `bash scripts/tools.sh temporal` (or set TEMPORAL_CLI_PATH)');
   return found;
 }
 
@@ -32,7 +33,11 @@ export function tmpDir(label: string): string {
 }
 
 /** Runs the real CLI (`node bin/cpa.js …`) and returns its exit code, stdout and stderr. */
-export function cpa(args: string[], env: Record<string, string> = {}, timeoutMs = 240_000): { code: number; stdout: string; stderr: string } {
+export function cpa(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 240_000,
+): { code: number; stdout: string; stderr: string } {
   try {
     const stdout = execFileSync(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), ...args], {
       cwd: REPO,
