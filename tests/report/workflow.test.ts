@@ -97,7 +97,11 @@ describe('dailyPipeline writes a quality report for a run the gate failed', () =
     expect(summary).toMatchObject({ status: 'failed', gate: { passed: false, checks } });
     expect(summary.report).toEqual({ uri: reportUri(lake, summary.runId) });
     const html = fs.readFileSync(summary.report!.uri!, 'utf8');
-    expect(html).toContain('<p class="err"><strong>Run failed:</strong> quality gate failed: silver.usage_events');
+    // The headline names the step, then the gate's reason (workflows/failures.ts).
+    expect(summary.error).toMatch(/^quality gate \(silver → gold\): quality gate failed: silver\.usage_events/);
+    expect(html).toContain(
+      '<p class="err"><strong>Run failed:</strong> quality gate (silver → gold): quality gate failed: silver.usage_events',
+    );
     expect(html).toContain('Quality gate: <span class="bad">failed</span>');
     expect(html).toContain(
       '<td>usage_events</td><td>quarantine_rate</td><td class="n">9.000%</td><td class="n">5.000%</td><td class="bad">FAILED</td>',
