@@ -159,7 +159,6 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
       const data = await step(quick.dateData, `data for ${input.runDate}`, [{ lake: input.lake, date: input.runDate }]);
       if (data.usageEvents === 0) {
         notes.push(`no usage events landed for ${input.runDate}: its partitions stay empty`);
-        log.warn('no usage events for the run date', { runDate: input.runDate });
         upsertMemo({ notes });
       }
     }
