@@ -17,7 +17,7 @@ import { rootMessage } from './errors';
 import { OutcomeUnknown } from './follow';
 import { nativeConnectionFor, startDevServer, isServerUp } from './temporal';
 import { createWorker, installRuntime } from './main';
-import { foldPartitions, listRuns, qualityReport, staleReport } from './report';
+import { dateStatus, foldPartitions, listRuns, qualityReport, staleReport, statusByDate } from './report';
 import { runBench, runIncrementalBench } from './bench';
 import { startWatcher } from './watcher';
 
@@ -260,100 +260,157 @@ program
 
 program
   .command('status')
-  .description('show recent pipeline runs recorded in the lake, or with --stale what the next run would recompute')
+  .description(
+    'the latest run per logical date (workflow, run id, kind, status, partitions changed), or with --stale what ' +
+      'the next run would recompute',
+  )
   .option('--lake <dir>', 'lake root')
-  .option('--limit <n>', 'runs to show', integer, 10)
+  .option('--limit <n>', 'dates (or runs) to show', integer, 10)
+  .option('--date <d>', 'every run of one logical date (YYYY-MM-DD, all, or a backfill range), newest first')
+  .option('--failed', 'only the dates whose latest run failed')
+  .option('--runs', 'every recorded run, newest first, not only the latest per date')
   .option('--stale', 'list the stale partitions of every silver and gold table, and why (SPEC §9a)')
   .option('--table <name>', 'with --stale: one table (e.g. gold.cost_anomaly_mart or usage_events)')
   .option('--json', 'JSON output')
-  .action(async (opts: { lake?: string; limit: number; stale?: boolean; table?: string; json?: boolean }) => {
-    const cfg = config(lakeOverrides(opts));
-    await checkStorage(cfg);
-    if (opts.table && !opts.stale) throw new PipelineFailed('--table goes with --stale');
-    if (opts.stale) {
-      let report;
-      try {
-        report = await staleReport(cfg, opts.table);
-      } catch (e) {
-        throw new PipelineFailed((e as Error).message);
+  .action(
+    async (opts: {
+      lake?: string;
+      limit: number;
+      date?: string;
+      failed?: boolean;
+      runs?: boolean;
+      stale?: boolean;
+      table?: string;
+      json?: boolean;
+    }) => {
+      const cfg = config(lakeOverrides(opts));
+      await checkStorage(cfg);
+      if (opts.table && !opts.stale) throw new PipelineFailed('--table goes with --stale');
+      if (opts.stale && (opts.date || opts.failed || opts.runs)) {
+        throw new PipelineFailed('--stale lists partitions, not runs: it does not go with --date, --failed or --runs');
       }
+      if (opts.stale) {
+        let report;
+        try {
+          report = await staleReport(cfg, opts.table);
+        } catch (e) {
+          throw new PipelineFailed((e as Error).message);
+        }
+        if (opts.json) {
+          console.log(JSON.stringify(report, null, 2));
+          return;
+        }
+        const t = new Table({
+          style: { head: [], border: [] },
+          head: ['table', 'partitions', 'stale', 'stale partitions', 'why'],
+        });
+        for (const r of report) {
+          const why = new Map<string, number>();
+          for (const s of r.stale) for (const x of s.reasons) why.set(x, (why.get(x) ?? 0) + 1);
+          const parts = foldPartitions(r.stale.map((s) => s.partition));
+          t.push([
+            r.table,
+            r.considered,
+            r.stale.length,
+            parts.length > 60 ? `${parts.slice(0, 59)}…` : parts,
+            [...why].map(([k, n]) => `${k} (${n})`).join(', '),
+          ]);
+        }
+        console.log(t.toString());
+        const n = report.reduce((a, r) => a + r.stale.length, 0);
+        console.log(
+          n === 0
+            ? `nothing stale in ${cfg.lakeRoot}: the next run recomputes only what newly landed files change`
+            : `${n} stale partition(s) in ${cfg.lakeRoot}; their dependents follow when their content changes`,
+        );
+        return;
+      }
+      const all = await listRuns(cfg);
+      const rows = (
+        opts.runs
+          ? all.map((r) => dateStatus(r)).filter((d) => !opts.failed || d.status === 'failed')
+          : statusByDate(all, { date: opts.date, failed: opts.failed })
+      ).slice(0, opts.limit);
       if (opts.json) {
-        console.log(JSON.stringify(report, null, 2));
+        console.log(JSON.stringify(rows, null, 2));
+        return;
+      }
+      if (rows.length === 0) {
+        const what = opts.date ? `for date ${opts.date}` : opts.failed ? 'that failed (latest per date)' : 'recorded';
+        console.log(`no runs ${what} in the lake ${cfg.lakeRoot}`);
         return;
       }
       const t = new Table({
         style: { head: [], border: [] },
-        head: ['table', 'partitions', 'stale', 'stale partitions', 'why'],
+        head: [
+          'date',
+          'workflow id',
+          'run id',
+          'kind',
+          'status',
+          'started',
+          'seconds',
+          'changed',
+          'runs',
+          'error / note',
+        ],
       });
-      for (const r of report) {
-        const why = new Map<string, number>();
-        for (const s of r.stale) for (const x of s.reasons) why.set(x, (why.get(x) ?? 0) + 1);
-        const parts = foldPartitions(r.stale.map((s) => s.partition));
+      for (const r of rows) {
         t.push([
-          r.table,
-          r.considered,
-          r.stale.length,
-          parts.length > 60 ? `${parts.slice(0, 59)}…` : parts,
-          [...why].map(([k, n]) => `${k} (${n})`).join(', '),
+          r.logicalDate,
+          r.workflowId,
+          r.runId,
+          r.kind,
+          r.status,
+          r.startedAt,
+          r.seconds.toFixed(2),
+          r.partitionsChanged,
+          r.runs,
+          (r.error ?? r.notes?.join('; ') ?? '').slice(0, 80),
         ]);
       }
       console.log(t.toString());
-      const n = report.reduce((a, r) => a + r.stale.length, 0);
-      console.log(
-        n === 0
-          ? `nothing stale in ${cfg.lakeRoot}: the next run recomputes only what newly landed files change`
-          : `${n} stale partition(s) in ${cfg.lakeRoot}; their dependents follow when their content changes`,
-      );
-      return;
-    }
-    const runs = (await listRuns(cfg)).slice(0, opts.limit);
-    if (opts.json) {
-      console.log(
-        JSON.stringify(
-          runs.map(({ steps, ...r }) => ({ ...r, steps: steps.length })),
-          null,
-          2,
-        ),
-      );
-      return;
-    }
-    if (runs.length === 0) {
-      console.log(`no runs recorded in the lake ${cfg.lakeRoot}`);
-      return;
-    }
-    const t = new Table({
-      style: { head: [], border: [] },
-      head: ['workflow id', 'status', 'started', 'seconds', 'steps', 'snapshots', 'error'],
-    });
-    for (const r of runs) {
-      t.push([
-        r.workflowId,
-        r.status,
-        r.startedAt,
-        ((Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000).toFixed(2),
-        r.steps.length,
-        r.snapshots ? `${r.snapshots.first}–${r.snapshots.last}` : '',
-        (r.error ?? '').slice(0, 80),
-      ]);
-    }
-    console.log(t.toString());
-  });
+      if (!opts.runs && !opts.date) console.log('latest run per logical date; `--date D` lists every run of a date');
+    },
+  );
 
 program
   .command('quality')
-  .description('quality report of the latest run: rows, quarantine per rule, null rates')
+  .description('quality figures of a run (default: the latest): gate checks, rows, quarantine per rule, null rates')
   .option('--lake <dir>', 'lake root')
-  .option('--run <runId>', 'a specific run id (default: latest)')
-  .option('--json', 'JSON output')
-  .action(async (opts: { lake?: string; run?: string; json?: boolean }) => {
+  .option('--run <runId>', 'a run id (`cpa status` shows them)')
+  .option('--workflow <id>', 'the latest run of a workflow id (e.g. daily-pipeline/2025-08-01)')
+  .option('--date <d>', 'the latest run of a logical date')
+  .option('--json', 'JSON output (camelCase keys; rule ids and metric names as recorded)')
+  .action(async (opts: { lake?: string; run?: string; workflow?: string; date?: string; json?: boolean }) => {
     const cfg = config(lakeOverrides(opts));
     await checkStorage(cfg);
-    const report = await qualityReport(cfg, opts.run);
+    if ([opts.run, opts.workflow, opts.date].filter(Boolean).length > 1) {
+      throw new PipelineFailed('choose one of --run, --workflow and --date');
+    }
+    let report;
+    try {
+      report = await qualityReport(cfg, { runId: opts.run, workflowId: opts.workflow, date: opts.date });
+    } catch (e) {
+      throw new PipelineFailed((e as Error).message);
+    }
     if (opts.json) {
       console.log(JSON.stringify(report, null, 2));
       return;
     }
-    console.log(`run ${report.runId} (${report.steps.length} steps)`);
+    console.log(
+      `run ${report.runId} · ${report.workflowId} · date ${report.logicalDate} · ${report.kind} · ` +
+        `${report.status} · started ${report.startedAt} · ${report.steps.length} steps`,
+    );
+    if (report.error) console.log(`error: ${report.error}`);
+    for (const n of report.notes ?? []) console.log(`note: ${n}`);
+    if (report.gate) {
+      console.log(`quality gate: ${report.gate.passed ? 'passed' : 'FAILED'}`);
+      for (const c of report.gate.checks) {
+        console.log(`  ${c.table} ${c.check}: ${c.value} (limit ${c.limit}) ${c.passed ? 'ok' : 'FAILED'}`);
+      }
+    } else console.log('quality gate: not reached');
+    if (report.report?.uri) console.log(`report: ${report.report.uri}`);
     const t = new Table({
       style: { head: [], border: [] },
       head: ['step', 'rows in', 'rows out', 'quarantined by rule', 'worst null rate', 'seconds'],

@@ -13,8 +13,112 @@ export interface QualityReport {
   runId: string;
   workflowId?: string;
   status?: string;
+  logicalDate?: string | null;
+  kind?: string;
+  startedAt?: string;
+  error?: string;
+  notes?: string[];
+  /** The quality gate's checks (absent when the run failed before the gate). */
+  gate?: RunSummary['gate'];
+  /** The run's HTML report (`cpa report`). */
+  report?: RunSummary['report'];
   steps: StepMetrics[];
   highlights: string[];
+}
+
+/** One logical date's latest run, as `cpa status` shows it. */
+export interface DateStatus {
+  /** The run's logical date: a date, `all` (no date) or a backfill's `<from>..<to>`. */
+  logicalDate: string;
+  workflowId: string;
+  runId: string;
+  kind: string;
+  status: string;
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+  steps: number;
+  /** Partitions whose content the run changed (SPEC §9a), over all steps. */
+  partitionsChanged: number;
+  /** Runs recorded for the date (the latest is shown). */
+  runs: number;
+  error?: string;
+  notes?: string[];
+  snapshots?: RunSummary['snapshots'];
+  report?: RunSummary['report'];
+}
+
+/** A run record as a `cpa status` row. */
+export function dateStatus(r: RunSummary, runs = 1): DateStatus {
+  return {
+    logicalDate: r.logicalDate ?? 'all',
+    workflowId: r.workflowId,
+    runId: r.runId,
+    kind: r.kind,
+    status: r.status,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    seconds: Math.round(Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000,
+    steps: r.steps.length,
+    partitionsChanged: r.steps.reduce((n, s) => n + (s.partitionsChanged ?? 0), 0),
+    runs,
+    ...(r.error ? { error: r.error } : {}),
+    ...(r.notes ? { notes: r.notes } : {}),
+    ...(r.snapshots ? { snapshots: r.snapshots } : {}),
+    ...(r.report ? { report: r.report } : {}),
+  };
+}
+
+/**
+ * Current state per logical date: the latest run of each date (by start time), newest date first — a date whose
+ * failed run was re-run successfully shows the success. `date` lists every run of that date instead; `failed` keeps
+ * the dates whose latest run failed.
+ */
+export function statusByDate(runs: RunSummary[], opts: { date?: string; failed?: boolean } = {}): DateStatus[] {
+  const newest = [...runs].sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0));
+  if (opts.date) {
+    const of = newest.filter((r) => (r.logicalDate ?? 'all') === opts.date);
+    return of.map((r) => dateStatus(r, of.length)).filter((d) => !opts.failed || d.status === 'failed');
+  }
+  const byDate = new Map<string, RunSummary[]>();
+  for (const r of newest) {
+    const d = r.logicalDate ?? 'all';
+    byDate.set(d, [...(byDate.get(d) ?? []), r]);
+  }
+  return [...byDate.entries()]
+    .map(([, rs]) => dateStatus(rs[0], rs.length))
+    .filter((d) => !opts.failed || d.status === 'failed')
+    .sort((a, b) => (a.logicalDate < b.logicalDate ? 1 : a.logicalDate > b.logicalDate ? -1 : 0));
+}
+
+/** Which run `cpa quality` / `cpa report` mean: a run id, the latest run of a workflow id or of a date, or the latest. */
+export interface RunSelector {
+  runId?: string;
+  workflowId?: string;
+  date?: string;
+}
+
+/** The run a selector names, newest first among matches; an error naming what was asked when there is none. */
+export function selectRun(runs: RunSummary[], sel: RunSelector, lakeRoot: string): RunSummary {
+  const newest = [...runs].sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0));
+  if (newest.length === 0) throw new Error(`no runs recorded in the lake ${lakeRoot} — run \`cpa run\` first`);
+  const hint = '— `cpa status` lists the recorded ones';
+  if (sel.runId) {
+    const r = newest.find((x) => x.runId === sel.runId);
+    if (!r) throw new Error(`no run ${sel.runId} recorded in the lake ${lakeRoot} ${hint}`);
+    return r;
+  }
+  if (sel.workflowId) {
+    const r = newest.find((x) => x.workflowId === sel.workflowId);
+    if (!r) throw new Error(`no run of workflow ${sel.workflowId} recorded in the lake ${lakeRoot} ${hint}`);
+    return r;
+  }
+  if (sel.date) {
+    const r = newest.find((x) => (x.logicalDate ?? 'all') === sel.date);
+    if (!r) throw new Error(`no run for date ${sel.date} recorded in the lake ${lakeRoot} ${hint}`);
+    return r;
+  }
+  return newest[0];
 }
 
 /** Latest run records from the lake's `meta.runs` on any backend, newest first (the latest row per run id). */
@@ -36,14 +140,11 @@ export async function listRuns(config: Config): Promise<RunSummary[]> {
  * The quality report of one run (default: the latest): every step's persisted metrics from
  * the lake's `meta.step_metrics`, plus highlights (quarantine and anomaly rates) an operator reads first.
  */
-export async function qualityReport(config: Config, runId?: string): Promise<QualityReport> {
+export async function qualityReport(config: Config, sel: RunSelector | string = {}): Promise<QualityReport> {
   const runs = await listRuns(config);
-  const run = runId ? runs.find((r) => r.runId === runId) : runs[0];
-  const id = runId ?? run?.runId;
-  if (!id) throw new Error(`no runs recorded in the lake ${config.lakeRoot} — run \`cpa run\` first`);
   // Only committed run records count: a run whose record was never committed (a crash mid-write) is unknown.
-  if (!run)
-    throw new Error(`no run ${id} recorded in the lake ${config.lakeRoot} — \`cpa status\` lists the recorded ones`);
+  const run = selectRun(runs, typeof sel === 'string' ? { runId: sel } : sel, config.lakeRoot);
+  const id = run.runId;
   const steps = await withLakeReader(config, config.lakeRoot, async (conn, lake) =>
     (
       await queryRows(
@@ -69,7 +170,20 @@ export async function qualityReport(config: Config, runId?: string): Promise<Qua
       );
     }
   }
-  return { runId: id, workflowId: run?.workflowId, status: run?.status, steps, highlights };
+  return {
+    runId: id,
+    workflowId: run.workflowId,
+    status: run.status,
+    logicalDate: run.logicalDate ?? 'all',
+    kind: run.kind,
+    startedAt: run.startedAt,
+    ...(run.error ? { error: run.error } : {}),
+    ...(run.notes ? { notes: run.notes } : {}),
+    ...(run.gate ? { gate: run.gate } : {}),
+    ...(run.report ? { report: run.report } : {}),
+    steps,
+    highlights,
+  };
 }
 
 export interface StaleTable {

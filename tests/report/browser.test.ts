@@ -49,6 +49,17 @@ describe('HTML quality report of real runs, in headless Chromium', () => {
     }
     const status = JSON.parse(cpa(['status', '--lake', lake, '--json']).stdout) as Array<{ report?: { uri?: string } }>;
     expect(status[0].report?.uri).toBe(runs[1].report?.uri);
+    // Both runs are of no date ('all'): status shows the latest, --runs both; quality names the run it shows.
+    expect(status.map((r) => (r as { runId?: string }).runId)).toEqual([runs[1].runId]);
+    const all = JSON.parse(cpa(['status', '--lake', lake, '--runs', '--json']).stdout) as Array<{ runId: string }>;
+    expect(all.map((r) => r.runId)).toEqual([runs[1].runId, runs[0].runId]);
+    const q = cpa(['quality', '--lake', lake, '--run', runs[0].runId]);
+    expect(q.code).toBe(0);
+    expect(q.stdout).toContain(`run ${runs[0].runId} · ${runs[0].workflowId} · date all · manual · succeeded`);
+    expect(q.stdout).toMatch(/quality gate: passed/);
+    const bogus = cpa(['quality', '--lake', lake, '--run', 'bogus']);
+    expect({ code: bogus.code, stdout: bogus.stdout }).toEqual({ code: 1, stdout: '' });
+    expect(bogus.stderr).toContain('no run bogus recorded in the lake');
   });
 
   it('renders in Chromium with no console error, no page error, no network, and shows charts and tables', async () => {

@@ -117,7 +117,7 @@ describe('cpa run with landing and lake on MinIO, catalog in PostgreSQL', () => 
   });
 
   it('reads run records and quality metrics from the meta schema (cpa status, cpa quality)', () => {
-    const status = cpa(['status', '--lake', lake, '--json']);
+    const status = cpa(['status', '--lake', lake, '--runs', '--json']);
     expect(status.code).toBe(0);
     const runs = JSON.parse(status.stdout) as Array<{ status: string; runId: string; startedAt: string }>;
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
