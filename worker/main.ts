@@ -13,10 +13,37 @@ const REAP_EVERY_MS = 10_000;
 
 let runtimeInstalled = false;
 
-/** The SDK's logger minus the expected notice of the activity-only events worker ("No workflows registered"). */
+/**
+ * The SDK's logger minus the expected notice of the activity-only events worker ("No workflows registered"), and with
+ * its multi-line dump of a failed activity attempt (the error with its stack and every field) cut to one line naming
+ * the activity, the attempt, the workflow and the reason; `CPA_LOG_LEVEL=debug` keeps the full dump.
+ */
 class OperatorLogger extends DefaultLogger {
+  constructor(
+    level: LogLevel,
+    private readonly full: boolean,
+  ) {
+    super(level);
+  }
+
   override log(level: LogLevel, message: string, meta?: LogMetadata): void {
     if (message.startsWith('No workflows registered')) return;
+    if ((message === 'Activity failed' || message === 'Workflow failed') && !this.full && meta) {
+      const m = meta as Record<string, unknown>;
+      const err = m.error;
+      // A superseded or cancelled attempt that declined to commit (lake/fence.ts) is the expected end of a step of a
+      // run that already failed or moved on: not news for the operator.
+      if ((err as { name?: unknown } | undefined)?.name === 'FencedOff') return;
+      const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+      super.log(
+        level,
+        message === 'Activity failed'
+          ? `activity ${String(m.activityType ?? '?')} attempt ${String(m.attempt ?? '?')} of ` +
+              `${String(m.workflowId ?? '?')} failed: ${reason}`
+          : `workflow ${String(m.workflowId ?? '?')} failed: ${reason}`,
+      );
+      return;
+    }
     super.log(level, message, meta);
   }
 }
@@ -27,7 +54,7 @@ export function installRuntime(level: Config['logLevel']): void {
   runtimeInstalled = true;
   try {
     Runtime.install({
-      logger: new OperatorLogger(level === 'debug' ? 'DEBUG' : level === 'info' ? 'WARN' : 'ERROR'),
+      logger: new OperatorLogger(level === 'debug' ? 'DEBUG' : level === 'info' ? 'WARN' : 'ERROR', level === 'debug'),
       telemetryOptions: { logging: { forward: {}, filter: level === 'debug' ? 'INFO' : 'ERROR' } },
     });
   } catch (e) {
