@@ -123,7 +123,10 @@ describe('cpa run over the reference dataset', () => {
   });
 
   it('reports the run through cpa status and cpa quality', () => {
-    const status = cpa(['status', '--lake', lake, '--json']);
+    // Both runs are of no date: the per-date view shows the latest, --runs every run.
+    const latest = JSON.parse(cpa(['status', '--lake', lake, '--json']).stdout) as Array<{ runs: number }>;
+    expect(latest.map((r) => r.runs)).toEqual([2]);
+    const status = cpa(['status', '--lake', lake, '--runs', '--json']);
     expect(status.code).toBe(0);
     const runs = JSON.parse(status.stdout) as Array<{
       workflowId: string;
