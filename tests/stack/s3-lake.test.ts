@@ -53,7 +53,10 @@ afterAll(async () => {
 async function lakeObjects(lake: string): Promise<Record<string, string>> {
   const objects = await s3.list(lake);
   return Object.fromEntries(
-    objects.filter((o) => !o.key.startsWith('meta/')).map((o) => [o.key, `${o.etag ?? ''}:${o.size}`]),
+    objects
+      // The meta schema and the per-run quality reports (one new page per run, like a run record) are not data.
+      .filter((o) => !o.key.startsWith('meta/') && !o.key.startsWith('_meta/reports/'))
+      .map((o) => [o.key, `${o.etag ?? ''}:${o.size}`]),
   );
 }
 
@@ -111,9 +114,16 @@ describe('cpa run with landing and lake on MinIO, catalog in PostgreSQL', () => 
     const before = await lakeObjects(lake);
     const second = cpa(['run', '--landing', landing, '--lake', lake, '--json']);
     expect({ code: second.code, stderr: second.stderr }).toEqual({ code: 0, stderr: '' });
-    const summary = JSON.parse(second.stdout) as { steps: Array<{ step: string; partitionsWritten: number }> };
+    const summary = JSON.parse(second.stdout) as {
+      runId: string;
+      steps: Array<{ step: string; partitionsWritten: number }>;
+      report?: { uri?: string };
+    };
     expect(summary.steps.filter((s) => s.partitionsWritten > 0)).toEqual([]);
     expect(await lakeObjects(lake)).toEqual(before);
+    // The second run wrote its own quality report into the lake on S3.
+    expect(summary.report).toEqual({ uri: `${lake}/_meta/reports/${summary.runId}.html` });
+    expect((await s3.list(lake)).map((o) => o.key)).toContain(`_meta/reports/${summary.runId}.html`);
   });
 
   it('reads run records and quality metrics from the meta schema (cpa status, cpa quality)', () => {
