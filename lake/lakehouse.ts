@@ -458,6 +458,15 @@ function isTransientCommitError(e: unknown): boolean {
   return /database is locked|SQLITE_BUSY|could not serialize|deadlock detected|Transaction conflict/i.test(msg);
 }
 
+/**
+ * After a failed write attempt: rethrows unless another writer caused it and attempts remain, else waits a jittered,
+ * doubling backoff (50 ms up to 2 s) before the caller tries again. Shared by {@link lakeWrite} and {@link lakeDdl}.
+ */
+async function retryOrThrow(e: unknown, attempt: number, maxAttempts: number): Promise<void> {
+  if (!isTransientCommitError(e) || attempt + 1 >= maxAttempts) throw e;
+  await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random())));
+}
+
 const writeLocks = new Map<string, Promise<void>>();
 
 /**
@@ -486,8 +495,7 @@ export async function lakeWrite(
         return;
       } catch (e) {
         await conn.run('rollback').catch(() => undefined);
-        if (!isTransientCommitError(e) || attempt + 1 >= maxAttempts) throw e;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random())));
+        await retryOrThrow(e, attempt, maxAttempts);
       }
     }
   });
@@ -676,8 +684,7 @@ export async function lakeDdl(conn: DuckDBConnection, lake: AttachedLake, sql: s
         await conn.run(sql);
         return;
       } catch (e) {
-        if (!isTransientCommitError(e) || attempt + 1 >= maxAttempts) throw e;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random())));
+        await retryOrThrow(e, attempt, maxAttempts);
       }
     }
   });
