@@ -7,7 +7,7 @@ import {
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
-import { failureHeadline, stepFailure } from './failures';
+import { failureHeadline, step } from './failures';
 import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
 import { withLakeLease } from './lake-lease';
@@ -337,18 +337,4 @@ async function recordServingRun(summary: RunSummary): Promise<void> {
 /** The run's one-line reason: `<step>: <root cause>` (workflows/failures.ts). */
 function failureMessage(err: unknown): string {
   return failureHeadline(err);
-}
-
-/**
- * Runs one activity under its step name: the name is the activity's summary in the UI's timeline (SPEC §13), and a
- * failure of the step fails the run as `<step>: <root cause>`, the activity's failure kept as the cause.
- */
-function step<A extends unknown[], R>(
-  activity: { executeWithOptions(options: { summary: string }, args: A): Promise<R> },
-  summary: string,
-  args: A,
-): Promise<R> {
-  return activity.executeWithOptions({ summary }, args).catch((err: unknown) => {
-    throw stepFailure(summary, err);
-  });
 }

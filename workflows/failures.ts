@@ -56,3 +56,19 @@ export function failureHeadline(err: unknown): string {
   }
   return rootCause(err) ?? String(err);
 }
+
+/**
+ * Runs one activity under its step name: the name is the activity's summary in the UI's timeline (SPEC §13), and a
+ * failure of the step fails the run as `<step>: <root cause>`, the activity's failure kept as the cause. `name` is
+ * the failure's step when it differs from the summary (a summary that also names the file).
+ */
+export function step<A extends unknown[], R>(
+  activity: { executeWithOptions(options: { summary: string }, args: A): Promise<R> },
+  summary: string,
+  args: A,
+  name = summary,
+): Promise<R> {
+  return activity.executeWithOptions({ summary }, args).catch((err: unknown) => {
+    throw stepFailure(name, err);
+  });
+}

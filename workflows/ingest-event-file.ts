@@ -1,6 +1,6 @@
 import { proxyActivities, rootCause, upsertMemo, workflowInfo } from '@temporalio/workflow';
 import type { Activities, StepMetrics } from '../activities';
-import { failureHeadline, stepFailure } from './failures';
+import { failureHeadline, step } from './failures';
 import { makeFindable, RunKinds, RunStatuses } from './run-context';
 import { eventsTaskQueue } from './task-queues';
 import { HEARTBEAT_TIMEOUT } from './timeouts';
@@ -76,20 +76,22 @@ export async function ingestEventFile(input: IngestEventFileInput): Promise<Inge
   let bronze: StepMetrics;
   let speed: Awaited<ReturnType<typeof writer.updateSpeedLayer>>;
   try {
-    bronze = await writer.ingestEventFiles
-      .executeWithOptions({ summary: `bronze.usage_events ${input.fileKey}` }, [{ ...target, keys: [input.fileKey] }])
-      .catch((err: unknown) => {
-        throw stepFailure('bronze.usage_events', err);
-      });
+    bronze = await step(
+      writer.ingestEventFiles,
+      `bronze.usage_events ${input.fileKey}`,
+      [{ ...target, keys: [input.fileKey] }],
+      'bronze.usage_events',
+    );
     const days = [...(bronze.changedPartitions ?? [])].filter((d) => /^\d{4}-\d{2}-\d{2}$/.test(d)).sort();
     if (days.length > 0) {
       mark(RunStatuses.running, undefined, days.length === 1 ? days[0] : `${days[0]}..${days[days.length - 1]}`);
     }
-    speed = await writer.updateSpeedLayer
-      .executeWithOptions({ summary: `speed layer ${input.fileKey}` }, [{ ...target, fileKey: input.fileKey }])
-      .catch((err: unknown) => {
-        throw stepFailure('speed.windows', err);
-      });
+    speed = await step(
+      writer.updateSpeedLayer,
+      `speed layer ${input.fileKey}`,
+      [{ ...target, fileKey: input.fileKey }],
+      'speed.windows',
+    );
   } catch (err) {
     mark(RunStatuses.failed, { error: failureHeadline(err) });
     throw err;
