@@ -7,7 +7,10 @@ import { aliasRows } from '../config/aliases';
 import { ensureS3, HttpfsUnavailableError, queryRows, sqlIdent } from '../lake/duckdb';
 import { isS3, storageFor, UnsafeKeyError } from '../lake/storage';
 import type { Storage } from '../lake/storage';
-import { attachLake, LakeUnavailableError, lakeWrite, qualified } from '../lake/lakehouse';
+import { attachLake, LakeUnavailableError, lakeColumns, lakeWrite, qualified } from '../lake/lakehouse';
+import { asUuid, emitLineage, lakeTakesLineage, runEvent, stepRunId } from '../lake/lineage';
+import type { StepFigures, StepLineage } from '../lake/lineage';
+import type { ColumnDef } from '../config/contracts';
 import { crashPoint } from '../lake/crash-points';
 import { checkLakeOutsideLanding, LakeUnusableError } from '../lake/preflight';
 import { FencedOff, withFence } from '../lake/fence';
@@ -357,4 +360,80 @@ export function emptyMetrics(step: string, layer: StepMetrics['layer'], table: s
     durationMs: 0,
     extra: {},
   };
+}
+
+/**
+ * The lineage hook every step activity goes through (SPEC §13): an OpenLineage START before the step, COMPLETE
+ * with the output table's schema and the step's figures after it, FAIL with the error message when it throws —
+ * then the original error is rethrown unchanged. Events go out in the background (lake/lineage.ts): writing or
+ * posting them never fails or holds up the step. All attempts of one activity share one OpenLineage run id
+ * (workflow run id + activity id); the parent run facet names the Temporal workflow.
+ */
+export async function withLineage<T>(
+  deps: ActivityDeps,
+  target: RunTarget,
+  step: StepLineage,
+  fn: () => Promise<T>,
+  figures: (result: T) => StepFigures | undefined = (r) => {
+    const m = r as Partial<StepFigures> | undefined;
+    return typeof m?.rowsOut === 'number' ? { rowsOut: m.rowsOut, nullRates: m.nullRates ?? {} } : undefined;
+  },
+): Promise<T> {
+  let info: Context['info'] | undefined;
+  try {
+    info = Context.current().info;
+  } catch {
+    /* not in an activity context: the CLI or a test calling the activity directly */
+  }
+  const workflowRun = info?.workflowExecution?.runId ?? target.runId;
+  const runId = stepRunId(workflowRun, info?.activityId ?? step.job);
+  const parent = { runId: asUuid(workflowRun), job: info?.workflowType ?? 'cpa' };
+  // START goes to the server at once, but into the lake only once the step settled: a lake the step refused
+  // (inside the landing, uncreatable) gets nothing, and a fresh one exists by then.
+  let settled!: () => void;
+  const fileGate = new Promise<boolean>((resolve) => {
+    settled = () => resolve(lakeTakesLineage(target.lake, target.landing));
+  });
+  const opts = {
+    config: deps.config,
+    lakeRoot: target.lake,
+    pipelineRunId: target.runId,
+    warn: (m: string) => warn(m),
+    fileGate,
+  };
+  const base = { runId, step, parent };
+  const startTime = new Date().toISOString();
+  emitLineage(opts, runId, async () => runEvent({ ...base, eventType: 'START', eventTime: startTime }));
+  let result: T;
+  try {
+    result = await fn();
+  } catch (e) {
+    settled();
+    const eventTime = new Date().toISOString();
+    const message = (e as { message?: unknown } | null)?.message;
+    const error = {
+      message: typeof message === 'string' ? message : String(e),
+      stack: typeof (e as Error | null)?.stack === 'string' ? (e as Error).stack : undefined,
+    };
+    emitLineage(opts, runId, async () => runEvent({ ...base, eventType: 'FAIL', eventTime, error }));
+    throw e;
+  }
+  settled();
+  const eventTime = new Date().toISOString();
+  const f = figures(result);
+  const out = f && { rowsOut: f.rowsOut, nullRates: { ...f.nullRates } }; // a copy: the caller owns the result
+  emitLineage(opts, runId, async () => {
+    const columns = step.table ? await outputColumns(deps, target.lake, step.table).catch(() => undefined) : undefined;
+    return runEvent({ ...base, eventType: 'COMPLETE', eventTime, figures: out, columns });
+  });
+  return result;
+}
+
+/** The output table's columns (a catalog lookup, no data read); undefined when it was never written. */
+async function outputColumns(
+  deps: ActivityDeps,
+  lakeRoot: string,
+  t: { layer: string; table: string },
+): Promise<ColumnDef[] | undefined> {
+  return withLake(deps, lakeRoot, (conn, lake) => lakeColumns(conn, lake, t.layer, t.table));
 }

@@ -1,6 +1,7 @@
 import { ingestCsvSource, ingestEventFiles } from './bronze';
-import { fencedActivity, withKeepalive } from './common';
-import type { ActivityDeps, RunTarget } from './common';
+import { fencedActivity, withKeepalive, withLineage } from './common';
+import { stepLineage } from '../lake/lineage';
+import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 import { buildGold, buildSilver, dateData, planWave } from './models';
 import type { ModelTarget } from './models';
 import { qualityGate, recordRun } from './quality';
@@ -32,16 +33,31 @@ export function createActivities(deps: ActivityDeps) {
   const knownSearchAttributes = searchAttributeProbe(deps);
   // Every lake writer: keepalive heartbeats plus the commit fence (a superseded attempt never commits).
   const fenced = <T>(input: { lake: string }, fn: () => Promise<T>) => fencedActivity(deps, input.lake, fn);
+  // Every pipeline step: OpenLineage START / COMPLETE / FAIL around it (lake/lineage.ts), never failing it.
+  const traced = <T>(
+    input: RunTarget,
+    step: Parameters<typeof stepLineage>[0],
+    fn: () => Promise<T>,
+    figures?: (r: T) => StepMetrics | undefined,
+  ) => withLineage(deps, input, stepLineage(step, input, deps.config), fn, figures);
   return {
     /** Bronze: one CSV snapshot, contract-checked; skipped when unchanged. */
-    ingestCsvSource: (input: RunTarget & { table: string }) => fenced(input, () => ingestCsvSource(deps, input)),
+    ingestCsvSource: (input: RunTarget & { table: string }) =>
+      traced(input, { kind: 'csv', table: input.table }, () => fenced(input, () => ingestCsvSource(deps, input))),
     /**
      * Bronze: pending (or the given) events files, deduplicated by event_id. Events queue only (single writer);
      * heartbeats per batch and every few seconds (keepalive).
      */
-    ingestEventFiles: (input: RunTarget & { keys?: string[] }) => fenced(input, () => ingestEventFiles(deps, input)),
+    ingestEventFiles: (input: RunTarget & { keys?: string[] }) =>
+      traced(input, { kind: 'events' }, () => fenced(input, () => ingestEventFiles(deps, input))),
     /** Speed layer: one file's windows, late events and alerts. Events queue only; keepalive heartbeats. */
-    updateSpeedLayer: (input: SpeedUpdateInput) => fenced(input, () => updateSpeedLayer(deps, input)),
+    updateSpeedLayer: (input: SpeedUpdateInput) =>
+      traced(
+        input,
+        { kind: 'speed' },
+        () => fenced(input, () => updateSpeedLayer(deps, input)),
+        (r) => r.metrics,
+      ),
     /** Alert delivery: log line + optional webhook POST (at least once, Idempotency-Key = alert id). */
     notifyAlerts: (input: { alerts: SpeedAlert[] }) => withKeepalive(() => notifyAlerts(deps, input)),
     /** Silver: one conformed table plus its quarantine. */
@@ -49,11 +65,23 @@ export function createActivities(deps: ActivityDeps) {
       withKeepalive(() => planWave(deps, input)),
     /** What bronze holds for one logical date (usage events of the day); read-only. */
     dateData: (input: { lake: string; date: string }) => withKeepalive(() => dateData(deps, input)),
-    buildSilver: (input: ModelTarget & { table: string }) => fenced(input, () => buildSilver(deps, input)),
+    buildSilver: (input: ModelTarget & { table: string }) =>
+      traced(input, { kind: 'model', layer: 'silver', table: input.table }, () =>
+        fenced(input, () => buildSilver(deps, input)),
+      ),
     /** Gold: one mart, checked against its column contract. */
-    buildGold: (input: ModelTarget & { mart: string }) => fenced(input, () => buildGold(deps, input)),
+    buildGold: (input: ModelTarget & { mart: string }) =>
+      traced(input, { kind: 'model', layer: 'gold', table: input.mart }, () =>
+        fenced(input, () => buildGold(deps, input)),
+      ),
     /** Quality gate between silver and gold; non-retryable failure when a limit is crossed. */
-    qualityGate: (input: Parameters<typeof qualityGate>[1]) => fenced(input, () => qualityGate(deps, input)),
+    qualityGate: (input: Parameters<typeof qualityGate>[1]) =>
+      traced(
+        input,
+        { kind: 'gate', tables: input.silver.map((m) => m.table) },
+        () => fenced(input, () => qualityGate(deps, input)),
+        () => undefined,
+      ),
     /** Run record under _meta/runs. */
     // Not fenced: a run that lost its lease still records its failure (an extra record is harmless: latest wins).
     recordRun: (summary: RunSummary) => withKeepalive(() => recordRun(deps, summary)),
@@ -61,7 +89,8 @@ export function createActivities(deps: ActivityDeps) {
     // Not fenced: it writes one object outside the DuckLake catalog; a retry replaces it.
     writeQualityReport: (summary: RunSummary) => withKeepalive(() => writeQualityReport(deps, summary)),
     /** Serving: upsert the changed gold partitions into Cassandra and reconcile; keepalive heartbeats. */
-    loadServing: (input: LoadServingInput) => withKeepalive(() => loadServing(deps, input)),
+    loadServing: (input: LoadServingInput) =>
+      traced(input, { kind: 'serving' }, () => withKeepalive(() => loadServing(deps, input))),
     /** Serving: the run summary into Cassandra's pipeline_runs (upsert by run id). */
     recordServingRun: (summary: RunSummary) => withKeepalive(() => recordServingRun(deps, summary)),
     /** Lake write lease: acquire (retryable `LakeLocked` while another run holds it), renew, release. */

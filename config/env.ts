@@ -147,6 +147,12 @@ const schema = z.object({
     .url()
     .refine((u) => /^https?:\/\//i.test(u), 'must be an http(s) URL')
     .optional(),
+  OPENLINEAGE_URL: z
+    .string()
+    .trim()
+    .url()
+    .refine((u) => /^https?:\/\//i.test(u), 'must be an http(s) URL')
+    .optional(),
 });
 
 export type RawEnv = z.infer<typeof schema>;
@@ -232,6 +238,11 @@ export interface Config {
     /** Secret (may carry a token): never printed. */
     alertWebhookUrl?: string;
   };
+  /**
+   * Marquez-compatible OpenLineage endpoint (SPEC §13): every step's run events are POSTed to
+   * `<url>/api/v1/lineage`; undefined = events are only written under `<lake>/_meta/lineage/`. May carry a token.
+   */
+  openLineageUrl?: string;
 }
 
 /** Thrown when the environment does not validate; the message lists every bad variable, one per line. */
@@ -339,6 +350,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       alertCost5minUsd: e.CPA_ALERT_COST_5MIN_USD,
       alertWebhookUrl: e.CPA_ALERT_WEBHOOK_URL,
     },
+    openLineageUrl: e.OPENLINEAGE_URL,
   };
 }
 

