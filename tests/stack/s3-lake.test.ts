@@ -54,8 +54,11 @@ async function lakeObjects(lake: string): Promise<Record<string, string>> {
   const objects = await s3.list(lake);
   return Object.fromEntries(
     objects
-      // The meta schema and the per-run quality reports (one new page per run, like a run record) are not data.
-      .filter((o) => !o.key.startsWith('meta/') && !o.key.startsWith('_meta/reports/'))
+      // The meta schema, the per-run quality reports (one new page per run, like a run record) and the per-run
+      // OpenLineage events are not data.
+      .filter(
+        (o) => !o.key.startsWith('meta/') && !o.key.startsWith('_meta/reports/') && !o.key.startsWith('_meta/lineage/'),
+      )
       .map((o) => [o.key, `${o.etag ?? ''}:${o.size}`]),
   );
 }
