@@ -376,10 +376,27 @@ async function post(base: string, body: string, warn: (m: string) => void): Prom
   }
 }
 
-/** Waits until every lineage event emitted so far is written and posted (or given up on). */
-export async function flushLineage(): Promise<void> {
-  while (pending.size > 0) await Promise.all([...pending]);
+/**
+ * Waits until every lineage event emitted so far is written and posted (or given up on), at most `maxMs`.
+ * Resolves true when nothing is left in flight.
+ */
+export async function flushLineage(maxMs = Infinity): Promise<boolean> {
+  const deadline = Date.now() + maxMs;
+  while (pending.size > 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((r) => {
+      if (Number.isFinite(left)) timer = setTimeout(r, left);
+    });
+    await Promise.race([Promise.all([...pending]), timeout]);
+    clearTimeout(timer);
+  }
+  return true;
 }
+
+/** How long a stopping worker waits for lineage events still in flight (two POST timeouts: a START, a COMPLETE). */
+export const LINEAGE_FLUSH_MS = 2 * POST_TIMEOUT_MS + 1000;
 
 /** The URL without user info or query: either may carry a token, and secrets are never printed. */
 function printable(url: string): string {

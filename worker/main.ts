@@ -5,6 +5,7 @@ import type { DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../config/env';
 import { createActivities } from '../activities';
 import { createDuckDb } from '../lake/duckdb';
+import { flushLineage, LINEAGE_FLUSH_MS } from '../lake/lineage';
 import { EVENTS_WRITER_ACTIVITIES, eventsTaskQueue } from '../workflows/task-queues';
 import { reapDeadWorkerActivities, workerIdentity } from './reaper';
 
@@ -158,6 +159,9 @@ export class PipelineWorkers {
       this.shutdown();
       await Promise.allSettled(runs);
       await reaping;
+      // The last steps' lineage events are still going out in the background: let them land (bounded), before the
+      // caller closes the DuckDB instance or exits.
+      await flushLineage(LINEAGE_FLUSH_MS);
     }
     await Promise.all(runs);
   }
