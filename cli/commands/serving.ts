@@ -7,10 +7,11 @@ import { ReconciliationMismatch, runServing, servingStatus } from '../../activit
 import type { ServingReport, TableResult } from '../../activities/serving';
 import { connect, migrate, requireCassandra } from '../../lake/cassandra';
 import { createDuckDb } from '../../lake/duckdb';
-import { openSource, QUERIES, QUERY_IDS, runQuery } from '../queries';
-import { mergeSpeedIntoQ1 } from '../speed-merge';
-import type { Backend, QueryId, QueryParams, QueryResult, QuerySource } from '../queries';
-import type { CommandKit } from '../cli';
+import { QUERIES, QUERY_IDS } from '../../serving/catalog';
+import { openSource, runQuery } from '../../serving/queries';
+import { mergeSpeedIntoQ1 } from '../../serving/speed-merge';
+import type { Backend, QueryId, QueryParams, QueryResult, QuerySource } from '../../serving/queries';
+import type { CommandKit } from '../kit';
 
 /**
  * Serving commands (SPEC §8, §10): `cpa serving migrate|load|reconcile|status`, `cpa query q1..q5` on Cassandra or
