@@ -5,7 +5,7 @@ import Table from 'cli-table3';
 import type { CommandKit } from '../kit';
 import { runChaos } from '../chaos';
 
-/** `cpa chaos`: crash-recovery trials (worker/chaos.ts); `npm run chaos` runs 20 at S=10. */
+/** `cpa chaos`: crash-recovery trials (cli/chaos.ts); `npm run chaos` runs 20 at S=10. */
 export function register(program: Command, kit: CommandKit): void {
   program
     .command('chaos')

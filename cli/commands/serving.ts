@@ -154,7 +154,7 @@ export function register(program: Command, kit: CommandKit): void {
       const source = await openSource(cfg, backend);
       try {
         const t0 = process.hrtime.bigint();
-        // q1 merges the speed layer in: batch rows for closed days, speed rows after (worker/speed-merge.ts).
+        // q1 merges the speed layer in: batch rows for closed days, speed rows after (serving/speed-merge.ts).
         const result = await mergeSpeedIntoQ1(cfg, await runQuery(source, query as QueryId, opts));
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
         if (opts.json) console.log(JSON.stringify(result, null, 2));
