@@ -8,8 +8,10 @@ ENV NODE_ENV=production \
     NODE_NO_WARNINGS=1
 
 # Dependencies first (cached layer). Runtime deps only: tsx runs the TypeScript, @temporalio/worker bundles the
-# workflows at start-up, DuckDB and the Temporal core bridge ship prebuilt linux-x64/arm64 glibc binaries.
+# workflows at start-up, DuckDB and the Temporal core bridge ship prebuilt linux-x64/arm64 glibc binaries. npm ci runs
+# the `prepare` build, which builds nothing without the dev dependencies (scripts/build.mjs).
 COPY package.json package-lock.json ./
+COPY scripts/build.mjs ./scripts/build.mjs
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 COPY bin ./bin
@@ -18,6 +20,8 @@ COPY lake ./lake
 COPY activities ./activities
 COPY workflows ./workflows
 COPY worker ./worker
+COPY cli ./cli
+COPY serving ./serving
 COPY tsconfig.json ./
 
 # DuckDB installs httpfs into ~/.duckdb on first S3 use (needs internet) and spills to /tmp.

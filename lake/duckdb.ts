@@ -4,6 +4,7 @@ import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
 import type { Config } from '../config/env';
+import { REPO_ROOT } from '../config/paths';
 import { isS3 } from './storage';
 
 export type Row = Record<string, unknown>;
@@ -157,7 +158,8 @@ export function sqlIdent(s: string): string {
   return `"${s}"`;
 }
 
-const sqlDir = path.join(__dirname, 'sql');
+// Read from the sources, also when the code runs compiled from dist/ (the build copies no SQL).
+const sqlDir = path.join(REPO_ROOT, 'lake', 'sql');
 const sqlCache = new Map<string, string>();
 
 /** Loads a model file from lake/sql (e.g. 'silver/usage_events.sql'). */

@@ -1,4 +1,6 @@
 import crypto from 'node:crypto';
+import { WINDOW_SIZES } from '../config/speed';
+import type { WindowSize } from '../config/speed';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
 import type { Row } from './duckdb';
@@ -26,9 +28,8 @@ export const SPEED_STATE_KEY = 'speed';
 
 const windowsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
 
-/** Tumbling window sizes, in minutes. */
-export const WINDOW_SIZES = { '5m': 5, '15m': 15, '1h': 60 } as const;
-export type WindowSize = keyof typeof WINDOW_SIZES;
+export { WINDOW_SIZES };
+export type { WindowSize };
 
 const c = (name: string, type: string): ColumnDef => ({ name, type });
 

@@ -1,8 +1,11 @@
+import path from 'node:path';
 import { DefaultLogger, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { IllegalStateError } from '@temporalio/common';
-import type { LogLevel, LogMetadata, NativeConnection, WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { LogLevel, LogMetadata, NativeConnection, WorkflowBundleOption } from '@temporalio/worker';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../config/env';
+import { REPO_ROOT } from '../config/paths';
+import { prebuiltWorkflowBundle } from '../config/prebuilt';
 import { createActivities } from '../activities';
 import { createDuckDb } from '../lake/duckdb';
 import { flushLineage, LINEAGE_FLUSH_MS } from '../lake/lineage';
@@ -64,11 +67,16 @@ export function installRuntime(level: Config['logLevel']): void {
   }
 }
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+let bundle: Promise<WorkflowBundleOption> | undefined;
 
-/** Bundles the workflow code once per process (webpack; a second or two). */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietLogger });
+/**
+ * The workflow code for Worker.create: the bundle `npm run build` wrote to dist/ while it is fresh (config/prebuilt.ts),
+ * else bundled here once per process (webpack; seconds on two cores).
+ */
+export function workflowBundle(): Promise<WorkflowBundleOption> {
+  const prebuilt = prebuiltWorkflowBundle();
+  if (prebuilt) return Promise.resolve({ codePath: prebuilt });
+  bundle ??= bundleWorkflowCode({ workflowsPath: path.join(REPO_ROOT, 'workflows', 'index.ts'), logger: quietLogger });
   return bundle;
 }
 

@@ -6,6 +6,7 @@ import type {
   ScheduleOptionsStartWorkflowAction,
 } from '@temporalio/client';
 import type { Config } from '../config/env';
+import { MAINTENANCE_SCHEDULE_ID, SCHEDULE_ID } from '../workflows/names';
 import type { RunSummary } from '../activities';
 import type { DailyPipelineInput, dailyPipeline } from '../workflows';
 import { localDate, scheduledLogicalDate } from '../workflows/logical-date';
@@ -18,7 +19,7 @@ import { followResult } from './follow';
  * scheduled for, and `trigger` processes yesterday. Policies are explained in docs/decisions.md.
  */
 
-export const SCHEDULE_ID = 'daily-pipeline';
+export { SCHEDULE_ID, MAINTENANCE_SCHEDULE_ID } from '../workflows/names';
 /** Temporal appends `-<scheduled time, RFC 3339>`: `daily-pipeline/scheduled-2025-08-02T00:00:00Z`. */
 export const SCHEDULED_WORKFLOW_ID = 'daily-pipeline/scheduled';
 export const SCHEDULE_POLICY = {
@@ -116,9 +117,6 @@ export async function applySchedule(client: Client, target: ScheduleTarget): Pro
   }));
   return 'updated';
 }
-
-/** The lake upkeep schedule: `lakeMaintenance` daily at 03:00, after the 02:00 run (it waits for the lake lease). */
-export const MAINTENANCE_SCHEDULE_ID = 'lake-maintenance';
 
 /**
  * Creates or updates the `lake-maintenance` schedule beside the daily one (same time zone and lake). Overlaps are

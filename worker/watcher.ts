@@ -4,7 +4,7 @@ import fsp from 'node:fs/promises';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { Config } from '../config/env';
-import { rootMessage } from './errors';
+import { rootMessage } from '../workflows/failures';
 import { joinUri } from '../config/env';
 import { EVENTS_PREFIX } from '../activities/bronze';
 import { withLakeReader } from '../lake/reader';

@@ -10,6 +10,7 @@ import {
 } from '@temporalio/workflow';
 import type { RunSummary } from '../activities';
 import { dailyPipeline } from './daily-pipeline';
+import { BACKFILL_DEFAULTS } from './names';
 import { dateRange, daysInRange, isIsoDate } from './logical-date';
 import { failureHeadline } from './failures';
 import { makeFindable, RunKinds, RunStatuses } from './run-context';
@@ -74,7 +75,7 @@ export interface BackfillReport extends BackfillProgress {
 /** The backfill's live progress: the CLI polls it, the Web UI's Queries tab shows it. */
 export const progressQuery = defineQuery<BackfillProgress>('progress');
 
-export const BACKFILL_DEFAULTS = { parallel: 1, batchSize: 30, maxDays: 3660, maxParallel: 16 } as const;
+export { BACKFILL_DEFAULTS };
 
 /** `backfill/2025-08-01..2025-08-07`: one backfill per range; re-running a finished one starts it afresh. */
 export function backfillWorkflowId(from: string, to: string): string {

@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, CancelledFailure, rootCause } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, CancelledFailure, rootCause, TemporalFailure } from '@temporalio/common';
 
 /**
  * Failures that read at a glance (SPEC §13): a run that fails in a step fails with `<step>: <root cause>` — e.g.
@@ -55,6 +55,16 @@ export function failureHeadline(err: unknown): string {
     if (cur instanceof ApplicationFailure && failedStep(cur) !== undefined) return cur.message;
   }
   return rootCause(err) ?? String(err);
+}
+
+/**
+ * The one-line reason of any error a client sees, after unwrapping the client errors that are not TemporalFailures
+ * themselves (WorkflowFailedError, a gRPC error's cause): {@link failureHeadline} of what is inside.
+ */
+export function rootMessage(e: unknown): string {
+  let cur: unknown = e;
+  while (cur instanceof Error && !(cur instanceof TemporalFailure) && causeOf(cur) !== undefined) cur = causeOf(cur);
+  return failureHeadline(cur);
 }
 
 /**

@@ -19,8 +19,8 @@ import {
   varintValue,
 } from '../../lake/serving-codec';
 import { loadServing, ReconciliationMismatch, toFailure } from '../../activities/serving';
-import { runQuery, ticketDays } from '../../worker/queries';
-import type { QuerySource } from '../../worker/queries';
+import { runQuery, ticketDays } from '../../serving/queries';
+import type { QuerySource } from '../../serving/queries';
 
 const { types, errors } = cassandra;
 

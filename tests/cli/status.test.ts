@@ -1,6 +1,6 @@
 import type { RunSummary } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
-import { selectRun, statusByDate } from '../../worker/report';
+import { selectRun, statusByDate } from '../../cli/report';
 
 /** `cpa status` (current state per logical date) and the run selection of `cpa quality` / `cpa report` (issue 10). */
 describe('status per logical date and run selection', () => {

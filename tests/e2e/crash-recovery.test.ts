@@ -1,5 +1,5 @@
 import { loadConfig } from '../../config/env';
-import { runChaos } from '../../worker/chaos';
+import { runChaos } from '../../cli/chaos';
 import { temporalCli, tmpDir } from '../support/env';
 
 /**

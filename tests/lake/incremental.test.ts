@@ -1,7 +1,7 @@
 import { staleness, neededPartitions, WHOLE } from '../../lake/incremental';
 import type { LineageRecord, StalenessInput, Versions } from '../../lake/incremental';
 import { findModel } from '../../lake/tables';
-import { foldPartitions } from '../../worker/report';
+import { foldPartitions } from '../../cli/report';
 
 /** SPEC §9a staleness as a pure function of versions and lineage: windows, code versions, forced dates, ranges. */
 const days = (from: string, n: number): string[] =>

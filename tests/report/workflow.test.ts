@@ -66,11 +66,10 @@ describe('dailyPipeline writes a quality report for a run the gate failed', () =
         return s;
       },
     };
-    const { code } = await workflowBundle();
     const main = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
-      workflowBundle: { code },
+      workflowBundle: await workflowBundle(),
       activities: acts,
     });
     const events = await Worker.create({

@@ -9,8 +9,8 @@ import { SERVING_TABLES } from '../../config/serving';
 import { attachLake, registerView } from '../../lake/lakehouse';
 import { connect } from '../../lake/cassandra';
 import type { CassandraClient } from '../../lake/cassandra';
-import { cassandraSource, duckdbSource, QUERY_IDS, runQuery } from '../../worker/queries';
-import type { QueryId, QueryParams } from '../../worker/queries';
+import { cassandraSource, duckdbSource, QUERY_IDS, runQuery } from '../../serving/queries';
+import type { QueryId, QueryParams } from '../../serving/queries';
 import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
 
 /**

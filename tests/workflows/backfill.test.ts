@@ -14,7 +14,7 @@ import { emptyMetrics } from '../../activities/common';
 import { goldDigest as digest } from '../support/lake-sql';
 import { createDuckDb } from '../../lake/duckdb';
 import { createWorker, PipelineWorkers, workflowBundle } from '../../worker/main';
-import { backfillReportOf, runBackfill } from '../../worker/commands/backfill';
+import { backfillReportOf, runBackfill } from '../../cli/commands/backfill';
 import { backfillWorkflowId, progressQuery } from '../../workflows/backfill';
 import type { BackfillInput, BackfillProgress, BackfillReport } from '../../workflows/backfill';
 import { CpaSearchAttributes } from '../../workflows/run-context';
@@ -206,11 +206,10 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
   }
 
   async function run<T>(activities: object, fn: () => Promise<T>): Promise<T> {
-    const { code } = await workflowBundle();
     const main = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
-      workflowBundle: { code },
+      workflowBundle: await workflowBundle(),
       activities,
     });
     const events = await Worker.create({

@@ -11,8 +11,8 @@ import { createDuckDb } from '../../lake/duckdb';
 import { runRecords, withLakeSql } from '../support/lake-sql';
 import { dailyPipeline } from '../../workflows';
 import { eventsTaskQueue } from '../../workflows/task-queues';
-import { PipelineWorkers } from '../../worker/main';
-import { rootMessage } from '../../worker/errors';
+import { PipelineWorkers, workflowBundle } from '../../worker/main';
+import { rootMessage } from '../../workflows/failures';
 import { REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
 
 /**
@@ -39,7 +39,7 @@ describe('dailyPipeline workflow', () => {
     const worker = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
-      workflowsPath: require.resolve('../../workflows'),
+      workflowBundle: await workflowBundle(),
       activities,
     });
     // Bronze events writes run on the single-writer events queue (workflows/task-queues.ts).

@@ -76,11 +76,10 @@ describe('dailyPipeline holds the lake lease', () => {
   }
 
   async function run<T>(acts: object, fn: () => Promise<T>): Promise<T> {
-    const { code } = await workflowBundle();
     const main = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
-      workflowBundle: { code },
+      workflowBundle: await workflowBundle(),
       activities: acts,
     });
     const events = await Worker.create({

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { lineageTree, renderTree, resolveTable } from '../../lake/lineage';
 import type { GraphNode } from '../../lake/lineage';
-import { PipelineFailed } from '../run';
+import { PipelineFailed } from '../kit';
 
 /**
  * `cpa lineage TABLE [--upstream|--downstream] [--json]`: the table-level graph around one table, from the table

@@ -3,15 +3,17 @@ import type { Command } from 'commander';
 import Table from 'cli-table3';
 import { readEventManifest } from '../../activities/bronze';
 import { withLakeReader } from '../../lake/reader';
-import { currentWatermark, driftReport, readSpeedState, readSpeedWindows, WINDOW_SIZES } from '../../lake/speed';
-import type { WindowSize } from '../../lake/speed';
+import { currentWatermark, driftReport, readSpeedState, readSpeedWindows } from '../../lake/speed';
+import { WINDOW_SIZES } from '../../config/speed';
+import type { WindowSize } from '../../config/speed';
 import { isIsoDate } from '../../workflows/logical-date';
 import { runStreamBench } from '../bench-stream';
-import type { CommandKit } from '../cli';
-import { openSession, PipelineFailed } from '../run';
-import { followResult } from '../follow';
+import type { CommandKit } from '../kit';
+import { openSession } from '../run';
+import { PipelineFailed } from '../kit';
+import { followResult } from '../../worker/follow';
 import type { IngestEventFileResult } from '../../workflows';
-import { describeOutcome, hashLandingFile, startIngestFile, Watcher } from '../watcher';
+import { describeOutcome, hashLandingFile, startIngestFile, Watcher } from '../../worker/watcher';
 
 /**
  * Streaming commands (SPEC §7, §10): `ingest-file <key>` (one file by hand), `watch` (the watcher alone),

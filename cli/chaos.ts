@@ -4,12 +4,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config/env';
+import { REPO_ROOT } from '../config/paths';
 import { generate } from '../lake/generator';
 import { createDuckDb, queryRows, sqlString } from '../lake/duckdb';
 import { attachLake, qualified } from '../lake/lakehouse';
 import { maintainLake } from '../lake/maintenance';
 import { GOLD_MARTS } from '../lake/tables';
-import { clientFor, findTemporalCli, freePort, SEARCH_ATTRIBUTES } from './temporal';
+import { clientFor, findTemporalCli, freePort, SEARCH_ATTRIBUTES } from '../worker/temporal';
 
 /**
  * Crash-recovery trials (`cpa chaos`, docs/performance.md "Crash recovery"). Each trial runs dailyPipeline on
@@ -250,7 +251,7 @@ async function killChild(child: ChildProcess | undefined, signal: NodeJS.Signals
 
 /** A `cpa worker` process; `ready` resolves when it polls its task queue. */
 function spawnWorker(env: Record<string, string>): { child: ChildProcess; ready: Promise<number> } {
-  const repo = path.resolve(__dirname, '..');
+  const repo = REPO_ROOT;
   const child = spawn(process.execPath, [path.join(repo, 'bin', 'cpa.js'), 'worker'], {
     cwd: repo,
     env: { ...process.env, ...env },

@@ -7,10 +7,11 @@ import { ReconciliationMismatch, runServing, servingStatus } from '../../activit
 import type { ServingReport, TableResult } from '../../activities/serving';
 import { connect, migrate, requireCassandra } from '../../lake/cassandra';
 import { createDuckDb } from '../../lake/duckdb';
-import { openSource, QUERIES, QUERY_IDS, runQuery } from '../queries';
-import { mergeSpeedIntoQ1 } from '../speed-merge';
-import type { Backend, QueryId, QueryParams, QueryResult, QuerySource } from '../queries';
-import type { CommandKit } from '../cli';
+import { QUERIES, QUERY_IDS } from '../../serving/catalog';
+import { openSource, runQuery } from '../../serving/queries';
+import { mergeSpeedIntoQ1 } from '../../serving/speed-merge';
+import type { Backend, QueryId, QueryParams, QueryResult, QuerySource } from '../../serving/queries';
+import type { CommandKit } from '../kit';
 
 /**
  * Serving commands (SPEC §8, §10): `cpa serving migrate|load|reconcile|status`, `cpa query q1..q5` on Cassandra or
@@ -153,7 +154,7 @@ export function register(program: Command, kit: CommandKit): void {
       const source = await openSource(cfg, backend);
       try {
         const t0 = process.hrtime.bigint();
-        // q1 merges the speed layer in: batch rows for closed days, speed rows after (worker/speed-merge.ts).
+        // q1 merges the speed layer in: batch rows for closed days, speed rows after (serving/speed-merge.ts).
         const result = await mergeSpeedIntoQ1(cfg, await runQuery(source, query as QueryId, opts));
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
         if (opts.json) console.log(JSON.stringify(result, null, 2));

@@ -2,13 +2,12 @@ import type { Command } from 'commander';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../../config/env';
-import type { CommandKit } from '../cli';
-import { PipelineFailed } from '../run';
-import { rootMessage } from '../errors';
-import { OutcomeUnknown } from '../follow';
+import type { CommandKit } from '../kit';
+import { PipelineFailed } from '../kit';
+import { rootMessage } from '../../workflows/failures';
+import { OutcomeUnknown } from '../../worker/follow';
+import { MAINTENANCE_SCHEDULE_ID, SCHEDULE_ID } from '../../workflows/names';
 import {
-  SCHEDULE_ID,
-  MAINTENANCE_SCHEDULE_ID,
   applyMaintenanceSchedule,
   applySchedule,
   describeSchedule,
@@ -17,9 +16,9 @@ import {
   scheduledRunResult,
   triggerSchedule,
   unpauseSchedule,
-} from '../schedules';
-import type { ScheduleView } from '../schedules';
-import { clientFor, isServerUp } from '../temporal';
+} from '../../worker/schedules';
+import type { ScheduleView } from '../../worker/schedules';
+import { clientFor, isServerUp } from '../../worker/temporal';
 
 /**
  * A schedule lives in a Temporal server that outlives the CLI: TEMPORAL_ADDRESS, or the `cpa dev` server on

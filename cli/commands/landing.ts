@@ -4,7 +4,7 @@ import { lakeUri } from '../../config/env';
 import { checkS3Access } from '../../lake/s3-check';
 import { isS3, storageFor } from '../../lake/storage';
 import { uploadDirectory } from '../../lake/upload';
-import type { CommandKit } from '../cli';
+import type { CommandKit } from '../kit';
 
 /**
  * `cpa landing upload <localDir> <s3uri>`: lands a local directory (e.g. the output of `cpa generate`, or the

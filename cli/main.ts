@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import Table from 'cli-table3';
-import { ConfigError, loadConfig, readEnvFile } from '../config/env';
+import { loadConfig, readEnvFile } from '../config/env';
+import { REPO_ROOT } from '../config/paths';
 import type { Config, RawEnv } from '../config/env';
 import type { RunSummary, StepMetrics } from '../activities';
 import { generate } from '../lake/generator';
@@ -12,20 +13,30 @@ import { checkS3Access } from '../lake/s3-check';
 import { attachSpec, LakeUnavailableError } from '../lake/lakehouse';
 import { checkLakeOutsideLanding, checkLocalLanding, prepareLocalLake } from '../lake/preflight';
 import { isIsoDate } from '../workflows/logical-date';
-import { openSession, PipelineFailed, devDbFile, ExitCode, runDaily } from './run';
-import { rootMessage } from './errors';
-import { OutcomeUnknown } from './follow';
-import { nativeConnectionFor, startDevServer, isServerUp } from './temporal';
-import { createWorker, installRuntime } from './main';
+import { openSession, devDbFile, runDaily } from './run';
+import { ExitCode, PipelineFailed } from './kit';
+import { rootMessage } from '../workflows/failures';
+import { nativeConnectionFor, startDevServer, isServerUp } from '../worker/temporal';
+import { createWorker, installRuntime } from '../worker/main';
 import { dateStatus, foldPartitions, listRuns, qualityReport, staleReport, statusByDate } from './report';
 import { runBench, runIncrementalBench } from './bench';
-import { startWatcher } from './watcher';
+import { startWatcher } from '../worker/watcher';
+import type { CommandKit } from './kit';
+import { register as backfill } from './commands/backfill';
+import { register as chaos } from './commands/chaos';
+import { register as lake } from './commands/lake';
+import { register as landing } from './commands/landing';
+import { register as lineage } from './commands/lineage';
+import { register as report } from './commands/report';
+import { register as schedule } from './commands/schedule';
+import { register as serving } from './commands/serving';
+import { register as streaming } from './commands/streaming';
 
 /**
  * The git-ignored env file `npm run stack:up` writes; read under the real environment, never over it.
  * CPA_STACK_ENV_FILE points elsewhere (tests point it at nothing to stay hermetic while a stack is up).
  */
-const STACK_ENV = process.env.CPA_STACK_ENV_FILE || path.join(__dirname, '..', '.cpa-stack.env');
+const STACK_ENV = process.env.CPA_STACK_ENV_FILE || path.join(REPO_ROOT, '.cpa-stack.env');
 
 function config(overrides: Partial<RawEnv> = {}): Config {
   const fileEnv = readEnvFile(STACK_ENV);
@@ -99,35 +110,6 @@ async function checkStorage(
   if (opts.write && !isS3(cfg.lakeRoot)) await prepareLocalLake(cfg.lakeRoot);
   await checkS3Access(cfg.lakeRoot, cfg, { write: opts.write });
   if (opts.landing) await checkS3Access(cfg.landingRoot, cfg);
-}
-
-/** What a command module gets to register its commands with the shared parsers and config loader. */
-export interface CommandKit {
-  config: (overrides?: Partial<RawEnv>) => Config;
-  /**
-   * Preflight for commands that open the lake (and landing) from `cfg`: S3 access; a local lake that is a file,
-   * uncreatable, unwritable or inside the landing; with `sources`, a local landing that is missing or holds nothing.
-   */
-  checkStorage: (cfg: Config, opts?: { landing?: boolean; write?: boolean; sources?: boolean }) => Promise<void>;
-  isoDate: (v: string) => string;
-  integer: (v: string) => number;
-  positiveNumber: (v: string) => number;
-}
-
-export type RegisterCommands = (program: Command, kit: CommandKit) => void;
-
-/** Command modules under worker/commands/ (each exports `register`). */
-function commandModules(): RegisterCommands[] {
-  const dir = path.join(__dirname, 'commands');
-  if (!fs.existsSync(dir)) return [];
-  return (
-    fs
-      .readdirSync(dir)
-      .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
-      .sort()
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- modules are discovered at run time
-      .map((f) => (require(path.join(dir, f)) as { register: RegisterCommands }).register)
-  );
 }
 
 const program = new Command();
@@ -506,7 +488,10 @@ program
 program.addOption(new Option('--verbose', 'print stack traces on failure').hideHelp());
 
 // Feature areas register their own sub-commands (serving/queries, streaming, schedule/backfill): one module each.
-for (const register of commandModules()) register(program, { config, checkStorage, isoDate, integer, positiveNumber });
+const kit: CommandKit = { config, checkStorage, isoDate, integer, positiveNumber };
+for (const register of [backfill, chaos, lake, landing, lineage, report, schedule, serving, streaming]) {
+  register(program, kit);
+}
 
 /** Exits once stdout has drained: a large `--json` document written to a pipe must not be cut off. */
 function exitAfterFlush(code: number): void {
@@ -518,15 +503,13 @@ program.parseAsync(process.argv).then(
   () => exitAfterFlush(ExitCode.ok),
   (err: unknown) => {
     if (process.argv.includes('--verbose') && err instanceof Error) console.error(err.stack);
+    // By name, not instanceof: a failing command need not load the config schema or the Temporal client to say why.
+    const name = err instanceof Error ? err.name : '';
     const msg =
-      err instanceof ConfigError || err instanceof OutcomeUnknown ? err.message : rootMessage(err).split('\n')[0];
+      name === 'ConfigError' || name === 'OutcomeUnknown' ? (err as Error).message : rootMessage(err).split('\n')[0];
     console.error(`cpa: ${msg}`);
     exitAfterFlush(
-      err instanceof ConfigError
-        ? ExitCode.config
-        : err instanceof OutcomeUnknown
-          ? ExitCode.outcomeUnknown
-          : ExitCode.failed,
+      name === 'ConfigError' ? ExitCode.config : name === 'OutcomeUnknown' ? ExitCode.outcomeUnknown : ExitCode.failed,
     );
   },
 );

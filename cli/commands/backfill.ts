@@ -3,10 +3,12 @@ import Table from 'cli-table3';
 import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Config } from '../../config/env';
-import type { CommandKit } from '../cli';
-import { openSession, PipelineFailed } from '../run';
-import { followResult } from '../follow';
-import { BACKFILL_DEFAULTS, backfillWorkflowId, progressQuery } from '../../workflows/backfill';
+import type { CommandKit } from '../kit';
+import { openSession } from '../run';
+import { PipelineFailed } from '../kit';
+import { followResult } from '../../worker/follow';
+import { backfillWorkflowId, progressQuery } from '../../workflows/backfill';
+import { BACKFILL_DEFAULTS } from '../../workflows/names';
 import type { BackfillInput, BackfillProgress, BackfillReport, backfill } from '../../workflows/backfill';
 
 /**

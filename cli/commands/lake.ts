@@ -6,10 +6,11 @@ import { attachSpec, currentSnapshot, LAKE_SCHEMAS, qualified } from '../../lake
 import { withLakeReader } from '../../lake/reader';
 import type { MaintenanceReport } from '../../activities';
 import type { LakeMaintenanceInput } from '../../workflows';
-import type { CommandKit } from '../cli';
-import { openSession, PipelineFailed } from '../run';
-import { rootMessage } from '../errors';
-import { followResult, OutcomeUnknown } from '../follow';
+import type { CommandKit } from '../kit';
+import { openSession } from '../run';
+import { PipelineFailed } from '../kit';
+import { rootMessage } from '../../workflows/failures';
+import { followResult, OutcomeUnknown } from '../../worker/follow';
 
 /**
  * `cpa lake maintain`: runs the `lakeMaintenance` workflow (the one the 03:00 schedule starts) on the embedded or

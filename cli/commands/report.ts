@@ -7,9 +7,9 @@ import { withLakeReader } from '../../lake/reader';
 import { gatherReportData, reportUri } from '../../lake/report-data';
 import { renderQualityReport } from '../../lake/report-html';
 import { isS3, storageFor } from '../../lake/storage';
-import type { CommandKit } from '../cli';
+import type { CommandKit } from '../kit';
 import { listRuns } from '../report';
-import { PipelineFailed } from '../run';
+import { PipelineFailed } from '../kit';
 
 /**
  * `cpa report`: the HTML data-quality report of a run (default: the latest), the same page the run wrote under

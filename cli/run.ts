@@ -7,12 +7,14 @@ import type { Config } from '../config/env';
 import { isS3 } from '../lake/storage';
 import type { RunSummary } from '../activities';
 import type { DailyPipelineInput } from '../workflows';
-import { createWorker, installRuntime } from './main';
-import type { PipelineWorkers } from './main';
-import { clientFor, isServerUp, nativeConnectionFor, startDevServer } from './temporal';
-import type { TemporalEndpoint } from './temporal';
-import { followResult } from './follow';
-import { rootMessage } from './errors';
+import { createDuckDb } from '../lake/duckdb';
+import { createWorker, installRuntime } from '../worker/main';
+import type { PipelineWorkers } from '../worker/main';
+import { clientFor, isServerUp, nativeConnectionFor, startDevServer } from '../worker/temporal';
+import type { TemporalEndpoint } from '../worker/temporal';
+import { followResult } from '../worker/follow';
+import { rootMessage } from '../workflows/failures';
+import { PipelineFailed } from './kit';
 
 /** Workflow ids carry meaning: `daily-pipeline/2025-08-01`, or `daily-pipeline/all` for everything landed. */
 export function dailyWorkflowId(runDate?: string | null): string {
@@ -40,32 +42,38 @@ export interface Session {
  */
 export async function openSession(config: Config, opts: { withWorker?: boolean } = {}): Promise<Session> {
   installRuntime(config.logLevel);
+  const remote = config.temporal.address;
+  // A server on this machine (`npm run stack:up`) has no worker of its own: run one here unless told not to.
+  const wantWorker = opts.withWorker ?? (remote ? /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/.test(remote) : true);
+  // The worker's DuckDB instance (extensions loaded) is made while the dev server starts: start-up is the longer of
+  // the two, not their sum.
+  const dbReady = wantWorker ? createDuckDb(config) : undefined;
+  dbReady?.catch(() => undefined);
   let endpoint: TemporalEndpoint;
-  let wantWorker = opts.withWorker ?? false;
-  if (config.temporal.address) {
-    endpoint = { address: config.temporal.address, started: false, stop: async () => undefined };
-    // A server on this machine (`npm run stack:up`) has no worker of its own: run one here unless told not to.
-    wantWorker = opts.withWorker ?? /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/.test(config.temporal.address);
-  } else {
-    const devAddress = `127.0.0.1:${config.temporal.devPort}`;
-    if (await isServerUp(config, devAddress, 800)) {
-      endpoint = { address: devAddress, started: false, stop: async () => undefined };
-    } else {
-      endpoint = await startDevServer(config);
+  try {
+    if (remote) endpoint = { address: remote, started: false, stop: async () => undefined };
+    else {
+      const devAddress = `127.0.0.1:${config.temporal.devPort}`;
+      endpoint = (await isServerUp(config, devAddress, 800))
+        ? { address: devAddress, started: false, stop: async () => undefined }
+        : await startDevServer(config);
     }
-    wantWorker = opts.withWorker ?? true;
+  } catch (e) {
+    (await dbReady?.catch(() => undefined))?.closeSync();
+    throw e;
   }
   const { client, close: closeClient } = await clientFor(config, endpoint.address);
   let worker: PipelineWorkers | undefined;
   let db: DuckDBInstance | undefined;
   let workerRun: Promise<void> | undefined;
   let nativeConn: Awaited<ReturnType<typeof nativeConnectionFor>> | undefined;
-  if (wantWorker) {
+  if (dbReady) {
     try {
       nativeConn = await nativeConnectionFor(config, endpoint.address);
-      ({ worker, db } = await createWorker(config, nativeConn));
+      ({ worker, db } = await createWorker(config, nativeConn, { db: await dbReady }));
     } catch (e) {
       // E.g. DuckDB cannot load httpfs for an S3 lake: stop what was started, or the dev server outlives the CLI.
+      (await dbReady.catch(() => undefined))?.closeSync();
       await nativeConn?.close().catch(() => undefined);
       await closeClient().catch(() => undefined);
       await endpoint.stop();
@@ -90,22 +98,6 @@ export async function openSession(config: Config, opts: { withWorker?: boolean }
     },
   };
 }
-
-export class PipelineFailed extends Error {
-  override name = 'PipelineFailed';
-}
-
-/** Exit codes of the CLI (SPEC §10: 0 ok, non-zero with a one-line reason). */
-export const ExitCode = {
-  /** The command did what it was asked; a waited-for workflow succeeded. */
-  ok: 0,
-  /** The command failed, or the workflow it waited for failed (the reason names the step). */
-  failed: 1,
-  /** The environment does not validate (every bad variable listed). */
-  config: 2,
-  /** Temporal stayed unreachable longer than CPA_CLI_OUTAGE_SECONDS: the workflow may still be running. */
-  outcomeUnknown: 3,
-} as const;
 
 /**
  * Starts (or attaches to) `dailyPipeline` and waits for its result. Re-running the same date re-uses the workflow id:

@@ -9,8 +9,8 @@ import { currentSnapshot, qualified } from '../lake/lakehouse';
 import { closeReader, withLakeReader } from '../lake/reader';
 import { readSpeedState, SPEED_LAYER, SPEED_TABLES } from '../lake/speed';
 import { openSession } from './run';
-import { Watcher } from './watcher';
-import type { WatchOutcome } from './watcher';
+import { Watcher } from '../worker/watcher';
+import type { WatchOutcome } from '../worker/watcher';
 
 /** Nearest-rank percentile of a sorted list. */
 export function percentile(sorted: number[], p: number): number {

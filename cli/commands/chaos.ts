@@ -2,10 +2,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import Table from 'cli-table3';
-import type { CommandKit } from '../cli';
+import type { CommandKit } from '../kit';
 import { runChaos } from '../chaos';
 
-/** `cpa chaos`: crash-recovery trials (worker/chaos.ts); `npm run chaos` runs 20 at S=10. */
+/** `cpa chaos`: crash-recovery trials (cli/chaos.ts); `npm run chaos` runs 20 at S=10. */
 export function register(program: Command, kit: CommandKit): void {
   program
     .command('chaos')
