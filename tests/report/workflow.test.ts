@@ -2,16 +2,14 @@ import fs from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import type { RunSummary } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
 import { createDuckDb } from '../../lake/duckdb';
 import { reportUri } from '../../lake/report-data';
-import { PipelineWorkers, workflowBundle } from '../../worker/main';
-import { eventsTaskQueue } from '../../workflows/task-queues';
 import { temporalCli, tmpDir } from '../support/env';
+import { withWorkerPair } from '../support/workers';
 
 /**
  * dailyPipeline writes its quality report on the failure path too, with the failed gate's checks: fake steps, a
@@ -66,18 +64,7 @@ describe('dailyPipeline writes a quality report for a run the gate failed', () =
         return s;
       },
     };
-    const main = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowBundle: await workflowBundle(),
-      activities: acts,
-    });
-    const events = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: eventsTaskQueue(taskQueue),
-      activities: acts,
-    });
-    const err = await new PipelineWorkers(main, events).runUntil(
+    const err = await withWorkerPair(env.nativeConnection, taskQueue, acts, () =>
       env.client.workflow
         .execute('dailyPipeline', {
           taskQueue,

@@ -4,7 +4,6 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { GOLD_COLUMNS } from '../../config/contracts';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
@@ -13,14 +12,15 @@ import type { RunSummary } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
 import { goldDigest as digest } from '../support/lake-sql';
 import { createDuckDb } from '../../lake/duckdb';
-import { createWorker, PipelineWorkers, workflowBundle } from '../../worker/main';
+import { createWorker } from '../../worker/main';
+import type { PipelineWorkers } from '../../worker/main';
 import { backfillReportOf, runBackfill } from '../../cli/commands/backfill';
 import { backfillWorkflowId, progressQuery } from '../../workflows/backfill';
 import type { BackfillInput, BackfillProgress, BackfillReport } from '../../workflows/backfill';
 import { CpaSearchAttributes } from '../../workflows/run-context';
-import { eventsTaskQueue } from '../../workflows/task-queues';
 import { REFERENCE_LANDING, temporalCli, temporalTestServer, tmpDir } from '../support/env';
 import { listUntil, searchAttributeKeys } from '../support/temporal';
+import { withWorkerPair } from '../support/workers';
 
 /** Per mart: row count and the sum of row hashes, through the catalog (as tests/e2e/reference.test.ts does). */
 const goldDigest = (lake: string): Promise<Record<string, string>> => digest(lake, Object.keys(GOLD_COLUMNS));
@@ -205,21 +205,8 @@ describe('backfill semantics (time-skipping server, fake steps)', () => {
     return { activities: { ...real, ...fakes, planWave, dateData }, maxWriters: () => maxWriters, started };
   }
 
-  async function run<T>(activities: object, fn: () => Promise<T>): Promise<T> {
-    const main = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowBundle: await workflowBundle(),
-      activities,
-    });
-    const events = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: eventsTaskQueue(taskQueue),
-      activities,
-      maxConcurrentActivityTaskExecutions: 1,
-    });
-    return new PipelineWorkers(main, events).runUntil(fn());
-  }
+  const run = <T>(activities: object, fn: () => Promise<T>): Promise<T> =>
+    withWorkerPair(env.nativeConnection, taskQueue, activities, fn);
 
   it('continues as new after each small batch and reports a failing child with its reason, the others going on', async () => {
     const lake = tmpDir('bf-fake');

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { loadConfig } from '../../config/env';
@@ -10,10 +9,9 @@ import type { RunSummary } from '../../activities';
 import { createDuckDb } from '../../lake/duckdb';
 import { runRecords, withLakeSql } from '../support/lake-sql';
 import { dailyPipeline } from '../../workflows';
-import { eventsTaskQueue } from '../../workflows/task-queues';
-import { PipelineWorkers, workflowBundle } from '../../worker/main';
 import { rootMessage } from '../../workflows/failures';
 import { REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
+import { withWorkerPair } from '../support/workers';
 
 /**
  * dailyPipeline on a real Temporal dev server (the local `temporal` binary, never a download) with the real
@@ -35,22 +33,8 @@ describe('dailyPipeline workflow', () => {
     await env?.teardown();
   });
 
-  async function withWorker<T>(activities: object, fn: () => Promise<T>): Promise<T> {
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowBundle: await workflowBundle(),
-      activities,
-    });
-    // Bronze events writes run on the single-writer events queue (workflows/task-queues.ts).
-    const events = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: eventsTaskQueue(taskQueue),
-      activities,
-      maxConcurrentActivityTaskExecutions: 1,
-    });
-    return new PipelineWorkers(worker, events).runUntil(fn());
-  }
+  const withWorker = <T>(activities: object, fn: () => Promise<T>): Promise<T> =>
+    withWorkerPair(env.nativeConnection, taskQueue, activities, fn);
 
   function copyReference(dir: string): void {
     fs.cpSync(REFERENCE_LANDING, dir, { recursive: true });

@@ -1,16 +1,15 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import type { LeaseInput } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
 import { acquireLakeLease } from '../../activities/runs';
 import { lakeLease } from '../../lake/lease';
-import { PipelineWorkers, workflowBundle, workflowRunClosed } from '../../worker/main';
-import { eventsTaskQueue } from '../../workflows/task-queues';
+import { workflowRunClosed } from '../../worker/main';
 import { temporalCli, tmpDir } from '../support/env';
+import { withWorkerPair } from '../support/workers';
 
 /**
  * dailyPipeline's lease handling on a real dev server with fake steps: the lease is renewed on a timer while
@@ -75,20 +74,8 @@ describe('dailyPipeline holds the lake lease', () => {
     };
   }
 
-  async function run<T>(acts: object, fn: () => Promise<T>): Promise<T> {
-    const main = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowBundle: await workflowBundle(),
-      activities: acts,
-    });
-    const events = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: eventsTaskQueue(taskQueue),
-      activities: acts,
-    });
-    return new PipelineWorkers(main, events).runUntil(fn());
-  }
+  const run = <T>(acts: object, fn: () => Promise<T>): Promise<T> =>
+    withWorkerPair(env.nativeConnection, taskQueue, acts, fn);
 
   it('renews while a long step runs and releases at the end', async () => {
     const lake = tmpDir('lease-renew');
