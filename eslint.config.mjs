@@ -2,7 +2,17 @@ import tseslint from 'typescript-eslint';
 import importPlugin from 'eslint-plugin-import';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'dist.next-*/**', 'coverage/**', 'bin/**', 'scripts/**', 'tests/e2e/reference/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'dist/**',
+      'dist.next-*/**',
+      'coverage/**',
+      'bin/**',
+      'scripts/**',
+      'tests/e2e/reference/**',
+    ],
+  },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

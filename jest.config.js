@@ -1,13 +1,23 @@
-/** Unit and workflow tests. Stack tests (MinIO, Cassandra) live in jest.stack.config.js. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS config file
+const { E2E } = require('./tests/tiers.js');
+
+/**
+ * `npm test`: the quick suite (tests/tiers.js). End-to-end tests: jest.e2e.config.js; stack tests (MinIO, Cassandra):
+ * jest.stack.config.js; the long invariants: jest.invariant.config.js.
+ */
 module.exports = {
   testEnvironment: 'node',
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' } }] },
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
-  // Stack tests need MinIO and Cassandra (jest.stack.config.js); the long invariants run in jest.invariant.config.js.
-  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/tests/stack/', '<rootDir>/tests/invariant/'],
-  // The SDK's worker lifecycle INFO/WARN lines stay out of the output of passing tests (errors still show).
-  // dist/ (the prebuilt workflow bundle and CLI) rebuilt once when a source is newer than it (tests/support/global-setup.ts).
+  testPathIgnorePatterns: [
+    '/node_modules/',
+    '<rootDir>/tests/stack/',
+    '<rootDir>/tests/invariant/',
+    ...E2E.map((f) => `<rootDir>/${f}`),
+  ],
+  // dist/ (the prebuilt workflow bundle and CLI) is rebuilt once when a source is newer (tests/support/global-setup.ts).
   globalSetup: '<rootDir>/tests/support/global-setup.ts',
+  // The SDK's worker lifecycle INFO/WARN lines stay out of the output of passing tests (errors still show).
   setupFiles: ['<rootDir>/tests/support/setup.ts'],
   testTimeout: 120000,
   // DuckDB's native handles can outlive a suite by minutes; results are final when the last test ends.

@@ -9,7 +9,7 @@ import { EVENTS_DIR, generate } from '../../lake/generator';
 import { createWorker } from '../../worker/main';
 import type { PipelineWorkers } from '../../worker/main';
 import { goldDigest as digest, withLakeSql } from '../support/lake-sql';
-import { temporalCli, tmpDir } from '../support/env';
+import { tmpDir, quietTemporalCli } from '../support/env';
 import { searchAttributeKeys } from '../support/temporal';
 
 /**
@@ -53,7 +53,7 @@ describe('recompute invariant: incremental runs in random order equal a from-scr
     await generate({ scale: 0.3, seed: 11, out: source });
     env = await TestWorkflowEnvironment.createLocal({
       server: {
-        executable: { type: 'existing-path', path: temporalCli() },
+        executable: { type: 'existing-path', path: quietTemporalCli() },
         extraArgs: ['--log-level', 'error'],
         searchAttributes: searchAttributeKeys,
       },

@@ -9,7 +9,7 @@ import { createWorker } from '../../worker/main';
 import { hashLandingFile, startIngestFile } from '../../worker/watcher';
 import type { IngestEventFileResult } from '../../workflows';
 import { dailyPipeline } from '../../workflows';
-import { REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
+import { REFERENCE_LANDING, tmpDir, quietTemporalCli } from '../support/env';
 import { goldDigest } from '../support/lake-sql';
 import { bronzeStats, dropFile, modelStream, speedState, speedTotals } from '../streaming/support';
 
@@ -24,7 +24,7 @@ describe('streaming the reference dataset file by file', () => {
 
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
+      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
     });
   });
 

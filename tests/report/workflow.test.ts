@@ -8,7 +8,7 @@ import type { RunSummary } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
 import { createDuckDb } from '../../lake/duckdb';
 import { reportUri } from '../../lake/report-data';
-import { temporalCli, tmpDir } from '../support/env';
+import { tmpDir, quietTemporalCli } from '../support/env';
 import { withWorkerPair } from '../support/workers';
 
 /**
@@ -22,7 +22,7 @@ describe('dailyPipeline writes a quality report for a run the gate failed', () =
 
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
+      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
     });
   });
 

@@ -6,7 +6,7 @@ import { EVENTS_PREFIX } from '../../activities/bronze';
 import { generate } from '../../lake/generator';
 import { createWorker } from '../../worker/main';
 import { hashLandingFile, ingestFileWorkflowId, startIngestFile } from '../../worker/watcher';
-import { temporalCli, tmpDir } from '../support/env';
+import { tmpDir, quietTemporalCli } from '../support/env';
 import { listUntil, searchAttributeKeys } from '../support/temporal';
 
 /**
@@ -19,7 +19,7 @@ describe('per-file ingestion runs are findable by file, kind, status and date', 
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createLocal({
       server: {
-        executable: { type: 'existing-path', path: temporalCli() },
+        executable: { type: 'existing-path', path: quietTemporalCli() },
         extraArgs: ['--log-level', 'error'],
         searchAttributes: searchAttributeKeys,
       },

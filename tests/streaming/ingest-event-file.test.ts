@@ -18,7 +18,7 @@ import { hashLandingFile, startIngestFile, Watcher } from '../../worker/watcher'
 import type { WatchOutcome } from '../../worker/watcher';
 import type { IngestEventFileResult } from '../../workflows';
 import { dailyPipeline } from '../../workflows';
-import { temporalCli, tmpDir } from '../support/env';
+import { tmpDir, quietTemporalCli } from '../support/env';
 import { withLakeSql } from '../support/lake-sql';
 import { bronzeStats, dropFile, modelStream, speedState, speedTotals, waitFor } from './support';
 
@@ -34,7 +34,7 @@ describe('ingestEventFile and the speed layer', () => {
 
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
+      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
     });
   });
 

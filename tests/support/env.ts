@@ -16,6 +16,23 @@ export function temporalCli(): string {
   return found;
 }
 
+/**
+ * The temporal CLI behind a wrapper that sends the dev server's start-up banner (its stdout) to /dev/null, for
+ * TestWorkflowEnvironment.createLocal: the SDK's core spawns the server with inherited stdio, so the banner would
+ * land in the output of every passing suite. Errors (stderr) still show.
+ */
+export function quietTemporalCli(): string {
+  const real = temporalCli();
+  const wrapper = path.join(os.tmpdir(), `cpa-temporal-quiet-${process.getuid?.() ?? 0}.sh`);
+  const body = `#!/bin/sh\nexec '${real.replace(/'/g, "'\\''")}' "$@" >/dev/null\n`;
+  if (!fs.existsSync(wrapper) || fs.readFileSync(wrapper, 'utf8') !== body) {
+    const tmp = `${wrapper}.${process.pid}`;
+    fs.writeFileSync(tmp, body, { mode: 0o755 });
+    fs.renameSync(tmp, wrapper);
+  }
+  return wrapper;
+}
+
 /** The time-skipping test server from `scripts/tools.sh temporal` (or TEMPORAL_TEST_SERVER_PATH). Never downloaded. */
 export function temporalTestServer(): string {
   const candidates = [process.env.TEMPORAL_TEST_SERVER_PATH, path.join(CACHE, 'pybin', 'bin', 'temporal-test-server')];

@@ -18,7 +18,7 @@ import { backfillReportOf, runBackfill } from '../../cli/commands/backfill';
 import { backfillWorkflowId, progressQuery } from '../../workflows/backfill';
 import type { BackfillInput, BackfillProgress, BackfillReport } from '../../workflows/backfill';
 import { CpaSearchAttributes } from '../../workflows/run-context';
-import { REFERENCE_LANDING, temporalCli, temporalTestServer, tmpDir } from '../support/env';
+import { REFERENCE_LANDING, temporalTestServer, tmpDir, quietTemporalCli } from '../support/env';
 import { listUntil, searchAttributeKeys } from '../support/temporal';
 import { withWorkerPair } from '../support/workers';
 
@@ -52,7 +52,7 @@ describe('backfill over the reference dataset', () => {
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createLocal({
       server: {
-        executable: { type: 'existing-path', path: temporalCli() },
+        executable: { type: 'existing-path', path: quietTemporalCli() },
         extraArgs: ['--log-level', 'error'],
         searchAttributes: searchAttributeKeys,
       },

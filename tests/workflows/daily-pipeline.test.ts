@@ -10,7 +10,7 @@ import { createDuckDb } from '../../lake/duckdb';
 import { runRecords, withLakeSql } from '../support/lake-sql';
 import { dailyPipeline } from '../../workflows';
 import { rootMessage } from '../../workflows/failures';
-import { REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
+import { REFERENCE_LANDING, tmpDir, quietTemporalCli } from '../support/env';
 import { withWorkerPair } from '../support/workers';
 
 /**
@@ -25,7 +25,7 @@ describe('dailyPipeline workflow', () => {
 
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
+      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
     });
   });
 

@@ -8,7 +8,7 @@ import { emptyMetrics } from '../../activities/common';
 import { acquireLakeLease } from '../../activities/runs';
 import { lakeLease } from '../../lake/lease';
 import { workflowRunClosed } from '../../worker/main';
-import { temporalCli, tmpDir } from '../support/env';
+import { tmpDir, quietTemporalCli } from '../support/env';
 import { withWorkerPair } from '../support/workers';
 
 /**
@@ -24,7 +24,7 @@ describe('dailyPipeline holds the lake lease', () => {
     // Real time on a dev server: the renewal timer is 300 ms, so nothing needs skipping (and a time-skipping server
     // racing a real 1.5 s activity against those timers made this test hang once in CI).
     env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
+      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
     });
   });
 

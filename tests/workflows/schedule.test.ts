@@ -20,7 +20,7 @@ import {
 } from '../../worker/schedules';
 import { localDate, scheduledLogicalDate } from '../../workflows/logical-date';
 import { CpaSearchAttributes } from '../../workflows/run-context';
-import { REFERENCE_LANDING, cpa, temporalCli, tmpDir } from '../support/env';
+import { REFERENCE_LANDING, cpa, tmpDir, quietTemporalCli } from '../support/env';
 import { listUntil, searchAttributeKeys } from '../support/temporal';
 
 /**
@@ -44,7 +44,7 @@ describe('daily-pipeline schedule', () => {
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createLocal({
       server: {
-        executable: { type: 'existing-path', path: temporalCli() },
+        executable: { type: 'existing-path', path: quietTemporalCli() },
         extraArgs: ['--log-level', 'error'],
         searchAttributes: searchAttributeKeys,
       },
@@ -166,7 +166,7 @@ describe('daily-pipeline schedule', () => {
 describe('dailyPipeline on a server without the custom search attributes', () => {
   it('still runs, and stays findable by memo', async () => {
     const env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },
+      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
     });
     const lake = tmpDir('no-sa-lake');
     const config = loadConfig({ CPA_LAKE_ROOT: lake, CPA_LANDING_ROOT: REFERENCE_LANDING });

@@ -5,7 +5,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { GOLD_COLUMNS } from '../../config/contracts';
 import { loadConfig } from '../../config/env';
 import { goldDigest as digest } from '../support/lake-sql';
-import { REFERENCE_LANDING, REPO, temporalCli, tmpDir } from '../support/env';
+import { REFERENCE_LANDING, REPO, tmpDir, quietTemporalCli } from '../support/env';
 import { searchAttributeKeys } from '../support/temporal';
 
 const goldDigest = (lake: string): Promise<Record<string, string>> => digest(lake, Object.keys(GOLD_COLUMNS));
@@ -48,7 +48,7 @@ describe('two cpa worker processes share one run', () => {
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createLocal({
       server: {
-        executable: { type: 'existing-path', path: temporalCli() },
+        executable: { type: 'existing-path', path: quietTemporalCli() },
         extraArgs: ['--log-level', 'error'],
         searchAttributes: searchAttributeKeys,
       },
