@@ -187,7 +187,9 @@ async function spawnDevServer(
     started: true,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
-        killServer('SIGTERM');
+        // An in-memory server has nothing to write: SIGKILL ends it at once (SIGTERM takes about a second of graceful
+        // shutdown). A server with a state file (`cpa dev`) is asked to stop, so SQLite closes cleanly.
+        killServer(opts.dbFile ? 'SIGTERM' : 'SIGKILL');
         const timer = setTimeout(() => killServer('SIGKILL'), 5000);
         await exited;
         clearTimeout(timer);
