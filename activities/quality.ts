@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
+import { round6 } from '../lake/decimal';
 import { lakeWrite, qualified, runSnapshots } from '../lake/lakehouse';
 import { ErrorTypes, emptyMetrics, persistMetrics, withLake } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
@@ -125,5 +126,4 @@ export async function recordRun(deps: ActivityDeps, summary: RunSummary): Promis
   });
 }
 
-const round6 = (x: number): number => Math.round(x * 1e6) / 1e6;
 const pct = (x: number): string => `${(x * 100).toFixed(2)}%`;

@@ -1,4 +1,5 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
+import { forEachLimit } from '../lake/pool';
 import { ApplicationFailure } from '@temporalio/common';
 import cassandra from 'cassandra-driver';
 import type { Config } from '../config/env';
@@ -430,19 +431,14 @@ class PartitionBatchWriter {
     this.buffered = 0;
     if (rows === 0) return;
     const t0 = Date.now();
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batches.length) {
-        const b = batches[next++];
-        if (b.length === 1) await this.client.execute(this.query, b[0], { prepare: true });
-        else
-          await this.client.batch(
-            b.map((params) => ({ query: this.query, params })),
-            { prepare: true, logged: false },
-          );
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(BATCH_CONCURRENCY, batches.length) }, worker));
+    await forEachLimit(batches, BATCH_CONCURRENCY, async (b) => {
+      if (b.length === 1) await this.client.execute(this.query, b[0], { prepare: true });
+      else
+        await this.client.batch(
+          b.map((params) => ({ query: this.query, params })),
+          { prepare: true, logged: false },
+        );
+    });
     this.onFlush(rows, Date.now() - t0);
   }
 }
@@ -493,14 +489,9 @@ async function readScope(
   );
   const where = `${t.partitionKey.map((k) => `${k} = ?`).join(' AND ')} AND ${t.scopeColumn} IN ?`;
   const q = `SELECT ${cols} FROM ${ctx.ks}.${t.name} WHERE ${where}`;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < partitions.length) {
-      const p = partitions[next++];
-      await eachRow(ctx.client, q, [...t.partitionKey.map((k) => toCqlValue(columnOf(t, k), p[k])), dates], onRow);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, partitions.length) }, worker));
+  await forEachLimit(partitions, READ_CONCURRENCY, (p) =>
+    eachRow(ctx.client, q, [...t.partitionKey.map((k) => toCqlValue(columnOf(t, k), p[k])), dates], onRow),
+  );
 }
 
 /** Pages through a SELECT, converting each row to a plain object of column → driver value. */

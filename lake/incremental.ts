@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { addDays } from '../workflows/logical-date';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { AttachedLake } from './lakehouse';
 import { NULL_PARTITION, qualified } from './lakehouse';
@@ -90,11 +91,6 @@ export function codeVersion(model: ModelSpec, vars: Record<string, string>, alia
   const parts = [model.table, sql, ...used.map((v) => `${v}=${vars[v] ?? ''}`)];
   if (/\b_aliases\b|canon\(|norm_token\(/.test(sql)) parts.push(`aliases=${aliasesHash}`);
   return sha(parts);
-}
-
-function addDays(date: string, days: number): string {
-  const t = Date.parse(`${date}T00:00:00Z`) + days * 86_400_000;
-  return new Date(t).toISOString().slice(0, 10);
 }
 
 function isDate(p: string): boolean {

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { WINDOW_SIZES } from '../config/speed';
+import { decimalUnits, formatUnits } from './decimal';
 import type { WindowSize } from '../config/speed';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
@@ -491,7 +492,11 @@ export async function driftReport(
     late_events: Number(r.late_events),
     unexplained_events: Number(r.unexplained_events),
   })) as unknown as DriftDay[];
-  const sum = (k: keyof DriftDay): string => fixed6(days.reduce((a, d) => a + toMicros(String(d[k])), 0n));
+  const sum = (k: keyof DriftDay): string =>
+    formatUnits(
+      days.reduce((a, d) => a + decimalUnits(String(d[k]), 6), 0n),
+      6,
+    );
   const count = (k: keyof DriftDay): number => days.reduce((a, d) => a + Number(d[k]), 0);
   return {
     ...empty,
@@ -508,20 +513,4 @@ export async function driftReport(
       unexplained_events: count('unexplained_events'),
     },
   };
-}
-
-/** Decimal text ('-12.5', '3.000001') as exact micro-units. */
-function toMicros(s: string): bigint {
-  const neg = s.startsWith('-');
-  const [int, frac = ''] = s.replace(/^[-+]/, '').split('.');
-  const v = BigInt(int || '0') * 1_000_000n + BigInt((frac + '000000').slice(0, 6));
-  return neg ? -v : v;
-}
-
-/** Micro-units (bigint) as decimal text with 6 places. */
-function fixed6(micros: bigint): string {
-  const neg = micros < 0n;
-  const abs = neg ? -micros : micros;
-  const s = abs.toString().padStart(7, '0');
-  return `${neg ? '-' : ''}${s.slice(0, -6)}.${s.slice(-6)}`;
 }

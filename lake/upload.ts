@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { forEachLimit } from './pool';
 import fsp from 'node:fs/promises';
 import { joinUri } from '../config/env';
 import { LocalStorage } from './storage';
@@ -30,24 +31,19 @@ export async function uploadDirectory(
   );
   const existing = new Map((await dest.list(destUri)).map((o) => [o.key, o]));
   const result: UploadResult = { files: files.length, uploaded: 0, skipped: 0, bytesUploaded: 0 };
-  let next = 0;
-  const work = async (): Promise<void> => {
-    while (next < files.length) {
-      const f = files[next++];
-      const bytes = await fsp.readFile(f.uri);
-      const target = joinUri(destUri, f.key);
-      if (await sameContent(dest, existing.get(f.key), bytes)) {
-        result.skipped++;
-        opts.onFile?.(f.key, 'skip');
-        continue;
-      }
-      if (!opts.dryRun) await dest.writeBytes(target, bytes);
-      result.uploaded++;
-      result.bytesUploaded += bytes.length;
-      opts.onFile?.(f.key, 'upload');
+  await forEachLimit(files, opts.concurrency ?? 8, async (f) => {
+    const bytes = await fsp.readFile(f.uri);
+    const target = joinUri(destUri, f.key);
+    if (await sameContent(dest, existing.get(f.key), bytes)) {
+      result.skipped++;
+      opts.onFile?.(f.key, 'skip');
+      return;
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 8, files.length)) }, work));
+    if (!opts.dryRun) await dest.writeBytes(target, bytes);
+    result.uploaded++;
+    result.bytesUploaded += bytes.length;
+    opts.onFile?.(f.key, 'upload');
+  });
   return result;
 }
 

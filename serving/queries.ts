@@ -9,6 +9,8 @@ import { createDuckDb, ensureS3, queryRows } from '../lake/duckdb';
 import type { Params } from '../lake/duckdb';
 import { decimalText } from '../lake/serving-codec';
 import { isS3 } from '../lake/storage';
+import { addDays } from '../workflows/logical-date';
+import { round6 } from '../lake/decimal';
 import { QUERIES } from './catalog';
 import type { Backend, Cell, Kind, QueryId, ResultRow } from './catalog';
 
@@ -83,12 +85,6 @@ export class QueryUsageError extends Error {
 // ---------------------------------------------------------------------------------------------------------------
 // Shared: defaults, shaping, derived figures.
 
-export function addDays(date: string, days: number): string {
-  const d = new Date(`${date}T00:00:00Z`);
-  d.setUTCDate(d.getUTCDate() + days);
-  return d.toISOString().slice(0, 10);
-}
-
 function monthStart(date: string): string {
   return `${date.slice(0, 7)}-01`;
 }
@@ -98,8 +94,6 @@ function addMonths(date: string, months: number): string {
   d.setUTCMonth(d.getUTCMonth() + months);
   return d.toISOString().slice(0, 10);
 }
-
-export const round6 = (x: number): number => Math.round(x * 1e6) / 1e6;
 
 /** One value in its output form: decimals as exact fixed-scale text, counts as numbers, dates as YYYY-MM-DD. */
 export function cell(kind: Kind, v: unknown): Cell {
