@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import type { Config } from '../config/env';
@@ -136,6 +137,22 @@ export async function runDaily(
     throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);
   }
   let stop = false;
+  // Step names (the activities' summaries, SPEC §13) by activity id, read from the history when an id is new.
+  const steps = new Map<string, string>();
+  const learnSteps = async (ids: string[]): Promise<void> => {
+    if (ids.every((id) => steps.has(id))) return;
+    const history = await session.client.withDeadline(Date.now() + 2000, () => handle.fetchHistory());
+    for (const e of history.events ?? []) {
+      const id = e.activityTaskScheduledEventAttributes?.activityId;
+      const summary = e.userMetadata?.summary;
+      if (!id || !summary) continue;
+      try {
+        steps.set(id, String(defaultPayloadConverter.fromPayload(summary)));
+      } catch {
+        /* not a summary we wrote */
+      }
+    }
+  };
   const poll = (async () => {
     let last = '';
     while (!stop && onProgress) {
@@ -144,7 +161,10 @@ export async function runDaily(
       try {
         // Bounded: during an outage the SDK would retry one describe for ~20 s and hold up the exit.
         const d = await session.client.withDeadline(Date.now() + 2000, () => handle.describe());
-        const pending = (d.raw.pendingActivities ?? []).map((a) => activityLabel(a.activityType?.name, a));
+        const raw = d.raw.pendingActivities ?? [];
+        await learnSteps(raw.map((a) => a.activityId ?? '')).catch(() => undefined);
+        // Sorted: the server lists pending activities in no fixed order, and a line is printed only on a change.
+        const pending = raw.map((a) => activityLabel(steps.get(a.activityId ?? '') ?? a.activityType?.name, a)).sort();
         const key = pending.join(',');
         if (key !== last) {
           last = key;
