@@ -56,7 +56,8 @@ describe('the embedded Temporal dev server dies with its CLI', () => {
   it('kill -9 of an embedded `cpa run` in the middle of its run', async () => {
     const run = spawnCpa(['run', '--landing', landing, '--lake', tmpDir('orphans-lake')], {});
     procs.push(run);
-    await run.waitForOutput(/running: /);
+    // Progress names the running steps by table (their activity summaries), not by activity type.
+    await run.waitForOutput(/running: .*\bbronze\.[a-z_]+/);
     const { server, all } = serverOf(run);
     expect(isRunning(server)).toBe(true);
     await kill9(run);
