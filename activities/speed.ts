@@ -20,7 +20,7 @@ import type { SpeedAlert, SpeedFileEntry, SpeedState } from '../lake/speed';
 import { readLandedFiles } from './bronze';
 import { classify, contractViolation, emptyMetrics, onCancel, openLake, persistMetrics } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
-import { upsertSpeedServing } from './speed-serving';
+import { upsertSpeedServing } from '../serving/speed-serving';
 
 export type { SpeedAlert } from '../lake/speed';
 

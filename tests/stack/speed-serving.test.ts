@@ -3,7 +3,7 @@ import path from 'node:path';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import { EVENTS_PREFIX } from '../../activities/bronze';
-import { closeSpeedServing, readSpeedServing } from '../../activities/speed-serving';
+import { closeSpeedServing, readSpeedServing } from '../../serving/speed-serving';
 import { connect } from '../../lake/cassandra';
 import { createDuckDb } from '../../lake/duckdb';
 import { generate } from '../../lake/generator';
