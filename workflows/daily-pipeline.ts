@@ -7,7 +7,7 @@ import {
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
-import { failureHeadline, step } from './failures';
+import { causes, failureHeadline, step } from './failures';
 import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
 import { withLakeLease } from './lake-lease';
@@ -259,7 +259,7 @@ async function withReport(summary: RunSummary): Promise<RunSummary> {
 /** The checks of a gate that failed the run: they travel in the failure's details (activities/quality.ts). */
 function failedGate(err: unknown): GateResult | undefined {
   // The gate's own failure is inside the step failure (workflows/failures.ts) and the activity failure.
-  for (let cur = err; cur instanceof Error; cur = (cur as { cause?: unknown }).cause) {
+  for (const cur of causes(err)) {
     if (!(cur instanceof ApplicationFailure) || cur.type !== 'QualityGateFailed') continue;
     const details = cur.details?.[0] as { checks?: GateResult['checks'] } | undefined;
     if (Array.isArray(details?.checks)) return { passed: false, checks: details.checks };

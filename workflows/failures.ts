@@ -15,10 +15,15 @@ function causeOf(e: unknown): unknown {
   return e instanceof Error ? (e as { cause?: unknown }).cause : undefined;
 }
 
+/** `err`, then its cause, its cause's cause, …: the one walk of a failure chain (the CLI, the workflows). */
+export function* causes(err: unknown): Generator<unknown> {
+  for (let cur = err; cur !== undefined; cur = causeOf(cur)) yield cur;
+}
+
 function innermost(e: unknown): unknown {
-  let cur = e;
-  while (causeOf(cur) !== undefined) cur = causeOf(cur);
-  return cur;
+  let last: unknown = e;
+  for (const c of causes(e)) last = c;
+  return last;
 }
 
 /** `err` of the activity that ran `step`, as the run's failure; anything but an activity failure passes unchanged. */
@@ -40,7 +45,7 @@ export function stepFailure(step: string, err: unknown): unknown {
 
 /** The step of a failure made by {@link stepFailure}, anywhere in the chain. */
 export function failedStep(err: unknown): string | undefined {
-  for (let cur = err; cur !== undefined; cur = causeOf(cur)) {
+  for (const cur of causes(err)) {
     if (cur instanceof ApplicationFailure) {
       const d = cur.details?.[0] as Record<string, unknown> | undefined;
       if (d && typeof d[STEP_KEY] === 'string') return d[STEP_KEY];
@@ -51,7 +56,7 @@ export function failedStep(err: unknown): string | undefined {
 
 /** The one-line reason of a failure: `<step>: <root cause>` when a step failed, else the root cause's message. */
 export function failureHeadline(err: unknown): string {
-  for (let cur = err; cur !== undefined; cur = causeOf(cur)) {
+  for (const cur of causes(err)) {
     if (cur instanceof ApplicationFailure && failedStep(cur) !== undefined) return cur.message;
   }
   return rootCause(err) ?? String(err);
@@ -62,9 +67,10 @@ export function failureHeadline(err: unknown): string {
  * themselves (WorkflowFailedError, a gRPC error's cause): {@link failureHeadline} of what is inside.
  */
 export function rootMessage(e: unknown): string {
-  let cur: unknown = e;
-  while (cur instanceof Error && !(cur instanceof TemporalFailure) && causeOf(cur) !== undefined) cur = causeOf(cur);
-  return failureHeadline(cur);
+  for (const cur of causes(e)) {
+    if (cur instanceof TemporalFailure || causeOf(cur) === undefined) return failureHeadline(cur);
+  }
+  return failureHeadline(e);
 }
 
 /**
