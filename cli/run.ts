@@ -137,20 +137,24 @@ export async function runDaily(
     throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);
   }
   let stop = false;
-  // Step names (the activities' summaries, SPEC §13) by activity id, read from the history when an id is new.
-  const steps = new Map<string, string>();
+  // Step names (the activities' summaries, SPEC §13) by activity id, read from the history when an id is new. An
+  // activity scheduled without a summary is remembered too (as undefined), so it does not refetch the history at
+  // every poll.
+  const steps = new Map<string, string | undefined>();
   const learnSteps = async (ids: string[]): Promise<void> => {
     if (ids.every((id) => steps.has(id))) return;
     const history = await session.client.withDeadline(Date.now() + 2000, () => handle.fetchHistory());
     for (const e of history.events ?? []) {
       const id = e.activityTaskScheduledEventAttributes?.activityId;
+      if (!id) continue;
       const summary = e.userMetadata?.summary;
-      if (!id || !summary) continue;
+      let name: string | undefined;
       try {
-        steps.set(id, String(defaultPayloadConverter.fromPayload(summary)));
+        name = summary ? String(defaultPayloadConverter.fromPayload(summary)) : undefined;
       } catch {
         /* not a summary we wrote */
       }
+      steps.set(id, name);
     }
   };
   const poll = (async () => {
