@@ -634,12 +634,14 @@ async function ingestEventBatch(
   // Existing bronze of the days the batch's rows fall in (SPEC §9a: the id index is per usage_date, so dedup and
   // the partition rewrite read those days only, never all of bronze), and malformed lines (to merge quarantine).
   const batchDays = new Set([...filePartitions.values()].flat());
-  if (await registerView(ctx, 'bronze', 'usage_events', 'bronze_existing', BRONZE_EVENT_COLUMNS)) {
-    await conn.run(
-      `create or replace temp view bronze_existing as select * from ${qualified(ctx.lake, 'bronze', 'usage_events')}
-       where ${partitionFilter('usage_date', batchDays)}`,
-    );
-  }
+  await registerView(
+    ctx,
+    'bronze',
+    'usage_events',
+    'bronze_existing',
+    BRONZE_EVENT_COLUMNS,
+    partitionFilter('usage_date', batchDays),
+  );
   await registerView(ctx, 'quarantine', 'usage_events', 'quarantine_existing', QUARANTINE_COLUMNS);
 
   const [counts] = await queryRows(

@@ -15,6 +15,7 @@ import { crashPoint } from '../lake/crash-points';
 import { checkLakeOutsideLanding, LakeUnusableError } from '../lake/preflight';
 import { FencedOff, withFence } from '../lake/fence';
 import { lakeLease } from '../lake/lease';
+import { latestAttempt, registerAttempt } from '../lake/attempts';
 import type { HolderGone } from '../lake/lease';
 import { modelVariables } from '../lake/incremental';
 import type { AttachedLake, LakeContext } from '../lake/lakehouse';
@@ -148,7 +149,7 @@ const LEASED_WORKFLOWS = new Set(['dailyPipeline', 'lakeMaintenance']);
 
 /**
  * Wraps a lake-writing activity: keepalive heartbeats, and the commit fence of lake/fence.ts. A retried attempt
- * first registers itself in `meta.attempts`; before each commit, an attempt checks that it was not cancelled (a
+ * first registers itself (lake/attempts.ts: `_meta/attempts/`, and `meta.attempts` for the record); before each commit, an attempt checks that it was not cancelled (a
  * heartbeat that learnt the activity timed out), that no later attempt of the same activity has registered, and —
  * for the workflows that hold the lake lease — that its workflow run still holds it. An attempt failing a check
  * rolls back and fails with `FencedOff`; its result would be discarded by Temporal anyway. Outside an activity
@@ -176,6 +177,13 @@ export async function fencedActivity<T>(deps: ActivityDeps, lakeRoot: string, fn
     });
     const attempts = qualified(lake, 'meta', 'attempts');
     if (me.attempt > 1) {
+      const worker = deps.config.temporal.workerIdentity ?? `${os.hostname()}:${process.pid}`;
+      await registerAttempt(deps.config, lakeRoot, {
+        ...me,
+        worker,
+        startedAt: new Date().toISOString(),
+      });
+      // The queryable history of retries (the fence itself reads the object above).
       const conn = await deps.db.connect();
       try {
         await lakeWrite(conn, lake, async () => async () => {
@@ -184,7 +192,7 @@ export async function fencedActivity<T>(deps: ActivityDeps, lakeRoot: string, fn
             run: me.runId,
             act: me.activityId,
             attempt: me.attempt,
-            worker: deps.config.temporal.workerIdentity ?? `${os.hostname()}:${process.pid}`,
+            worker,
           });
         });
       } finally {
@@ -199,19 +207,8 @@ export async function fencedActivity<T>(deps: ActivityDeps, lakeRoot: string, fn
             `${what} was cancelled (${String(ctx.cancellationSignal.reason ?? 'cancelled')}): not committing`,
           );
         }
-        // A fresh connection sees the latest committed state, not the snapshot of the open write transaction.
-        const conn = await deps.db.connect();
-        try {
-          const [row] = await queryRows(
-            conn,
-            `select max(attempt)::integer as latest from ${attempts} where workflow_run_id = $run and activity_id = $act`,
-            { run: me.runId, act: me.activityId },
-          );
-          const latest = row?.latest === null || row?.latest === undefined ? 0 : Number(row.latest);
-          if (latest > me.attempt) throw new FencedOff(`${what} was superseded by attempt ${latest}: not committing`);
-        } finally {
-          conn.closeSync();
-        }
+        const latest = await latestAttempt(deps.config, lakeRoot, me.runId, me.activityId);
+        if (latest > me.attempt) throw new FencedOff(`${what} was superseded by attempt ${latest}: not committing`);
         if (lease) {
           const holder = (await lease.read())?.holder;
           if (!holder || holder.runId !== me.runId) {

@@ -1,6 +1,7 @@
 import { maintainLake as maintain } from '../lake/maintenance';
 import type { MaintenanceReport } from '../lake/maintenance';
 import { S3Storage, storageFor } from '../lake/storage';
+import { ATTEMPT_RECORD_DAYS, pruneAttempts } from '../lake/attempts';
 import { withLake } from './common';
 import type { ActivityDeps } from './common';
 
@@ -19,6 +20,12 @@ export async function maintainLake(deps: ActivityDeps, input: MaintainLakeInput)
   const graceMinutes = input.graceMinutes ?? 60;
   const report = await withLake(deps, input.lake, (conn, lake) =>
     maintain(conn, lake, { retention: input.retention ?? deps.config.snapshotRetention, graceMinutes }),
+  );
+  // The commit fence's records of retried attempts (lake/attempts.ts) outlive their runs only by this much.
+  report.attemptRecordsDeleted = await pruneAttempts(
+    deps.config,
+    input.lake,
+    Date.now() - ATTEMPT_RECORD_DAYS * 86_400_000,
   );
   const storage = storageFor(input.lake, deps.config);
   if (storage instanceof S3Storage) {

@@ -48,15 +48,10 @@ async function registerInputs(
   const needed = neededPartitions(model, plan.units, deps.config.anomaly.baselineDays);
   for (const input of model.inputs) {
     const view = `${input.layer}_${input.table}`;
-    const m = await registerView(ctx, input.layer, input.table, view, fallbackColumns(input));
     const parts = needed.get(`${input.layer}.${input.table}`);
     const col = partitionColumn(input);
-    if (m && parts && col) {
-      await ctx.conn.run(
-        `create or replace temp view ${sqlIdent(view)} as select * from ${qualified(ctx.lake, input.layer, input.table)}
-         where ${partitionFilter(col, parts)}`,
-      );
-    }
+    const where = parts && col ? partitionFilter(col, parts) : undefined;
+    const m = await registerView(ctx, input.layer, input.table, view, fallbackColumns(input), where);
     if (m && input.layer === (model.layer === 'silver' ? 'bronze' : 'silver')) {
       const [r] = await queryRows(ctx.conn, `select count(*)::bigint as n from ${sqlIdent(view)}`);
       rowsIn += Number(r.n);

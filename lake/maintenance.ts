@@ -20,6 +20,8 @@ export interface MaintenanceReport {
   filesDeleted: number;
   orphansDeleted: number;
   uploadsAborted?: number;
+  /** Commit-fence records of retried attempts older than ATTEMPT_RECORD_DAYS (lake/attempts.ts). */
+  attemptRecordsDeleted?: number;
   durationMs: number;
 }
 

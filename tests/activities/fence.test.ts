@@ -5,6 +5,7 @@ import { fencedActivity } from '../../activities/common';
 import { createDuckDb, queryRows } from '../../lake/duckdb';
 import { attachLake, lakeWrite, qualified } from '../../lake/lakehouse';
 import { lakeLease } from '../../lake/lease';
+import { latestAttempt, pruneAttempts } from '../../lake/attempts';
 import { tmpDir } from '../support/env';
 
 /**
@@ -74,6 +75,12 @@ describe('commit fence', () => {
     // Another activity of the same run is not affected by a-1's attempts.
     await attempt(1, 'b-1').run(() => fencedActivity(deps(), lakeRoot, () => write('other-activity')));
     expect(await writers()).toEqual(['attempt-2', 'other-activity']);
+    // The fence read a file beside the lease, not a catalog table; maintenance prunes old records.
+    expect(await latestAttempt(config, lakeRoot, execution.runId, 'a-1')).toBe(2);
+    expect(await latestAttempt(config, lakeRoot, execution.runId, 'b-1')).toBe(0);
+    expect(await pruneAttempts(config, lakeRoot, Date.now() - 60_000)).toBe(0);
+    expect(await pruneAttempts(config, lakeRoot, Date.now() + 1_000)).toBe(1);
+    expect(await latestAttempt(config, lakeRoot, execution.runId, 'a-1')).toBe(0);
   });
 
   it('a cancelled attempt (its heartbeat learnt the activity timed out) does not commit', async () => {
