@@ -52,11 +52,16 @@ export async function registerAttempt(config: Config, lakeRoot: string, rec: Att
 /** Attempt records are needed while their run is open; lake maintenance removes those older than this. */
 export const ATTEMPT_RECORD_DAYS = 7;
 
-/** Deletes attempt records whose attempt started before `before` (lake maintenance); returns how many. */
+/**
+ * Deletes attempt records whose attempt started before `before`, and temp files of killed writers (lake
+ * maintenance); returns how many.
+ */
 export async function pruneAttempts(config: Config, lakeRoot: string, before: number): Promise<number> {
   const storage = storageFor(lakeRoot, config);
   const stale: string[] = [];
   for (const o of await storage.list(joinUri(lakeRoot, '_meta', 'attempts'))) {
+    // A writer killed between writing its temp file and renaming it leaves `<hash>.json.tmp-…`: debris.
+    if (o.key.includes('.json.tmp-')) stale.push(o.uri);
     if (!o.key.endsWith('.json')) continue;
     const rec = await storage
       .readBytes(o.uri)
