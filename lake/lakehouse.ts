@@ -283,21 +283,31 @@ export function qualified(lake: AttachedLake, layer: string, table: string): str
   return `${sqlIdent(lake.alias)}.${sqlIdent(layer)}.${sqlIdent(table)}`;
 }
 
-/** The table's columns in the lake, or undefined when it does not exist. */
+/**
+ * The table's columns in the lake, or undefined when it does not exist. `describe` binds that one table;
+ * `duckdb_columns()` walks every table of every attached catalog (measured 2× slower on a 37-table lake, more under
+ * load), and this runs once per published table and per lineage event.
+ */
 export async function lakeColumns(
   conn: DuckDBConnection,
   lake: AttachedLake,
   layer: string,
   table: string,
 ): Promise<ColumnDef[] | undefined> {
-  const rows = await queryRows(
-    conn,
-    `select column_name, data_type from duckdb_columns()
-     where database_name = $db and schema_name = $schema and table_name = $table order by column_index`,
-    { db: lake.alias, schema: layer, table },
-  );
-  if (rows.length === 0) return undefined;
-  return rows.map((r) => ({ name: String(r.column_name), type: String(r.data_type) }));
+  let rows;
+  try {
+    rows = await queryRows(conn, `describe ${qualified(lake, layer, table)}`);
+  } catch (e) {
+    if (isMissingTable(e)) return undefined;
+    throw e;
+  }
+  return rows.map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+}
+
+/** DuckDB's error for a table that does not exist (binding a name in an existing schema). */
+function isMissingTable(e: unknown): boolean {
+  const msg = (e as { message?: unknown } | null)?.message;
+  return typeof msg === 'string' && /^Catalog Error: Table with name .* does not exist/.test(msg);
 }
 
 /**
@@ -321,8 +331,7 @@ export async function registerView(
     );
     return true;
   } catch (e) {
-    const msg = (e as { message?: unknown } | null)?.message;
-    if (!(typeof msg === 'string' && /^Catalog Error: Table with name .* does not exist/.test(msg))) throw e;
+    if (!isMissingTable(e)) throw e;
   }
   if (!fallbackColumns) throw new Error(`table ${layer}.${table} has not been built yet`);
   const body = fallbackColumns.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');

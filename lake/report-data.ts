@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
-import { queryRows, sqlIdent } from './duckdb';
+import { queryRows, sqlIdent, sqlString } from './duckdb';
 import { lakeColumns, qualified } from './lakehouse';
 import type { AttachedLake } from './lakehouse';
 import { SAMPLE_ROWS } from './report-html';
@@ -121,23 +121,25 @@ export async function gatherReportData(
           .flatMap((s) => Object.keys(s.quarantined).filter((r) => s.quarantined[r] > 0)),
       ),
     ];
-    const byRule: Record<string, SampleRow[]> = {};
-    for (const rule of rules) {
-      const rows = await atRunSnapshot(version, (clause) =>
-        queryRows(
-          conn,
-          `select detail, source_file, source_line::bigint as source_line, raw
-           from ${qualified(lake, 'quarantine', table)}${clause}
-           where rule = $rule order by source_file, source_line limit ${SAMPLE_ROWS}`,
-          { rule },
-        ),
-      );
-      byRule[rule] = rows.map((r) => ({
+    // One query per table (each statement on the lake is a catalog round trip): the first rows of every rule.
+    const rows = await atRunSnapshot(version, (clause) =>
+      queryRows(
+        conn,
+        `select rule, detail, source_file, source_line::bigint as source_line, raw
+         from ${qualified(lake, 'quarantine', table)}${clause}
+         where rule in (${rules.map(sqlString).join(', ')})
+         qualify row_number() over (partition by rule order by source_file, source_line) <= ${SAMPLE_ROWS}
+         order by rule, source_file, source_line`,
+      ),
+    );
+    const byRule: Record<string, SampleRow[]> = Object.fromEntries(rules.map((r) => [r, [] as SampleRow[]]));
+    for (const r of rows) {
+      byRule[String(r.rule)].push({
         sourceFile: r.source_file === null ? null : String(r.source_file),
         sourceLine: r.source_line === null ? null : Number(r.source_line),
         detail: r.detail === null ? null : String(r.detail),
         raw: maskRaw(r.raw === null ? null : String(r.raw), config.emailSalt),
-      }));
+      });
     }
     samples[table] = byRule;
   }
