@@ -309,6 +309,14 @@ describe('silver usage_events (lake/sql/silver/usage_events.sql)', () => {
           jsonLine('zulu', { timestamp: '2025-07-20T10:00:00Z' }),
           jsonLine('offset', { timestamp: '2025-07-20T12:00:00+02:00' }),
           jsonLine('nozone', { timestamp: '2025-07-20T10:00' }),
+          // Offsets that are not offsets (DuckDB alone would shift the time by days), and real extremes that are.
+          jsonLine('off9999', { timestamp: '2025-07-20T10:00:00+99:99' }),
+          jsonLine('off1500', { timestamp: '2025-07-20T10:00:00+15:00' }),
+          jsonLine('off0260', { timestamp: '2025-07-20T10:00:00-02:60' }),
+          jsonLine('off99', { timestamp: '2025-07-20T10:00:00-99' }),
+          jsonLine('plus14', { timestamp: '2025-07-21T00:00:00+14:00' }),
+          jsonLine('minus12', { timestamp: '2025-07-19T22:00:00-12:00' }),
+          jsonLine('compact', { timestamp: '2025-07-20T15:30:00+0530' }),
         ].join('\n'),
       });
       await s.conn.run(
@@ -322,12 +330,16 @@ describe('silver usage_events (lake/sql/silver/usage_events.sql)', () => {
       ['words', 'yesterday'],
       ['feb30', '2025-02-30T10:00:00Z'],
       ['dmy', '20/07/2025 10:00'],
+      ['off9999', '+99:99'],
+      ['off1500', '+15:00'],
+      ['off0260', '-02:60'],
+      ['off99', '-99'],
     ]) {
       expect({ id, rule: rows[id]._rule }).toEqual({ id, rule: 'bad_timestamp' });
       expect(rows[id]._detail).toContain('timestamp');
       expect(rows[id]._detail).toContain(raw);
     }
-    for (const id of ['zulu', 'offset', 'nozone']) {
+    for (const id of ['zulu', 'offset', 'nozone', 'plus14', 'minus12', 'compact']) {
       expect({ id, rule: rows[id]._rule, ts: rows[id].event_ts }).toEqual({
         id,
         rule: null,

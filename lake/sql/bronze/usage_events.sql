@@ -54,8 +54,10 @@ typed as (
     select
         nullif(j.event_id, '') as event_id,
         j."timestamp" as timestamp_raw,
-        -- ISO-8601 only: YYYY-MM-DDTHH:MM[:SS[.fff]] with Z, an offset or no zone (= UTC); DuckDB's cast alone is laxer
-        case when regexp_full_match(j."timestamp", '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?')
+        -- ISO-8601 only: YYYY-MM-DDTHH:MM[:SS[.fff]] with Z, an offset or no zone (= UTC); DuckDB's cast alone is laxer.
+        -- An offset is a real one: hours 00-14 (UTC-12:00 … UTC+14:00 and a little slack), minutes 00-59; DuckDB
+        -- would shift `+99:99` by four days instead of refusing it.
+        case when regexp_full_match(j."timestamp", '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-](0\d|1[0-4])(:?[0-5]\d)?)?')
             then try_cast(j."timestamp" as timestamptz)::timestamp end as event_ts,
         nullif(j.org_id, '') as org_id,
         nullif(j.resource_id, '') as resource_id,
