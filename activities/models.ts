@@ -6,6 +6,7 @@ import {
   NULL_PARTITION,
   partitionVersions,
   publishTables,
+  NotBuiltYet,
   qualified,
   registerView,
 } from '../lake/lakehouse';
@@ -46,16 +47,41 @@ async function registerInputs(
 ): Promise<number> {
   let rowsIn = 0;
   const needed = neededPartitions(model, plan.units, deps.config.anomaly.baselineDays);
+  // Rows in = the rows read from the layer below, or from the same layer for a mart built on another mart.
+  const prev = model.layer === 'silver' ? 'bronze' : 'silver';
+  const below = model.inputs.some((i) => i.layer === prev) ? prev : model.layer;
+  const own = model.baselineFromOwnOutput;
+  const baselineDays = new Set<string>();
   for (const input of model.inputs) {
     const view = `${input.layer}_${input.table}`;
-    const parts = needed.get(`${input.layer}.${input.table}`);
+    let parts = needed.get(`${input.layer}.${input.table}`);
     const col = partitionColumn(input);
+    if (own && parts && input.dep.kind === 'window') {
+      // The window's other days come from the model's own table (lake/tables.ts baselineFromOwnOutput).
+      for (const p of parts) if (!plan.units.includes(p)) baselineDays.add(p);
+      parts = new Set(plan.units);
+    }
     const where = parts && col ? partitionFilter(col, parts) : undefined;
     const m = await registerView(ctx, input.layer, input.table, view, fallbackColumns(input), where);
-    if (m && input.layer === (model.layer === 'silver' ? 'bronze' : 'silver')) {
+    if (m && input.layer === below) {
       const [r] = await queryRows(ctx.conn, `select count(*)::bigint as n from ${sqlIdent(view)}`);
       rowsIn += Number(r.n);
     }
+  }
+  if (own) {
+    const found = await registerView(
+      ctx,
+      model.layer,
+      model.table,
+      `${model.layer}_${model.table}_baseline`,
+      undefined,
+      partitionFilter(model.partitionBy!, baselineDays),
+      own.columns.map((c) => sqlIdent(c.name)).join(', '),
+    ).catch((e: unknown) => {
+      if (e instanceof NotBuiltYet) return false;
+      throw e;
+    });
+    if (!found) await emptyOwnBaseline(ctx.conn, model);
   }
   if (model.rangeBound) {
     const range = inputRange(model, plan.inputs);
@@ -63,6 +89,19 @@ async function registerInputs(
     await ctx.conn.run(`set variable range_last = ${range ? `${sqlString(range.last)}::date` : 'null'}`);
   }
   return rowsIn;
+}
+
+/**
+ * The `<layer>_<table>_baseline` view of a model that reads its window from its own output, empty: where the model
+ * runs over every day it reads (the speed layer judging one file, a table never published, SQL tests).
+ */
+export async function emptyOwnBaseline(conn: DuckDBConnection, model: ModelSpec): Promise<void> {
+  const own = model.baselineFromOwnOutput;
+  if (!own) return;
+  const body = own.columns.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
+  await conn.run(
+    `create or replace temp view ${sqlIdent(`${model.layer}_${model.table}_baseline`)} as select ${body} where false`,
+  );
 }
 
 /** The partition expression of a model's output (as publish computes it). */

@@ -18,6 +18,8 @@ import {
 } from '../lake/speed';
 import type { SpeedAlert, SpeedFileEntry, SpeedState } from '../lake/speed';
 import { readLandedFiles } from './bronze';
+import { emptyOwnBaseline } from './models';
+import { findModel } from '../lake/tables';
 import { classify, contractViolation, emptyMetrics, onCancel, openLake, persistMetrics } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 import { upsertSpeedServing } from '../serving/speed-serving';
@@ -352,6 +354,8 @@ async function enrichmentViews(ctx: Awaited<ReturnType<typeof openLake>>): Promi
     const body = cols.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
     await ctx.conn.run(`create or replace temp view ${sqlIdent(`silver_${t}`)} as select ${body} where false`);
   }
+  // Lateness needs no anomaly baseline: the model's own-output baseline view is empty here.
+  await emptyOwnBaseline(ctx.conn, findModel('silver', 'usage_events'));
 }
 
 /**

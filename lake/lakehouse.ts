@@ -30,6 +30,11 @@ export const NULL_PARTITION = '__HIVE_DEFAULT_PARTITION__';
 
 export type { ColumnDef };
 
+/** A table a reader needs has never been published (run the pipeline first). */
+export class NotBuiltYet extends Error {
+  override name = 'NotBuiltYet';
+}
+
 /** Thrown when the lake cannot be attached for a reason retrying does not fix; the message says what to do. */
 export class LakeUnavailableError extends Error {
   override name = 'LakeUnavailableError';
@@ -337,17 +342,18 @@ export async function registerView(
   view: string,
   fallbackColumns?: ColumnDef[],
   where?: string,
+  select = '*',
 ): Promise<boolean> {
   try {
     await ctx.conn.run(
-      `create or replace temp view ${sqlIdent(view)} as select * from ${qualified(ctx.lake, layer, table)}` +
+      `create or replace temp view ${sqlIdent(view)} as select ${select} from ${qualified(ctx.lake, layer, table)}` +
         (where ? ` where ${where}` : ''),
     );
     return true;
   } catch (e) {
     if (!isMissingTable(e)) throw e;
   }
-  if (!fallbackColumns) throw new Error(`table ${layer}.${table} has not been built yet`);
+  if (!fallbackColumns) throw new NotBuiltYet(`table ${layer}.${table} has not been built yet`);
   const body = fallbackColumns.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
   await ctx.conn.run(`create or replace temp view ${sqlIdent(view)} as select ${body} where false`);
   return false;

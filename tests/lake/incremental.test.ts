@@ -130,7 +130,7 @@ describe('staleness (SPEC §9a)', () => {
       model: m,
       code: 'c',
       baselineDays: 28,
-      inputs: new Map([['silver.usage_events', versions(parts)]]),
+      inputs: new Map([['gold.org_daily_usage_by_service', versions(parts)]]),
       lineage,
     });
     const lineage = settle(input(['2025-08-01', '2025-08-02'], new Map()));

@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
 import type { Json } from '@duckdb/node-api';
 import { byKey, RulesLake, TEST_SALT } from '../support/rules-harness';
+import { loadSql } from '../../lake/duckdb';
+import { GOLD_MARTS } from '../../lake/tables';
 import type { Fixture, OutRow, RulesSession } from '../support/rules-harness';
 
 /**
@@ -1024,9 +1026,22 @@ async function gold(
   return withSession(async (s) => {
     await s.silver(table, rows);
     for (const [t, r] of Object.entries(extra ?? {})) await s.silver(t, r);
+    if (DAILY_MART_INPUT.has(mart)) {
+      // These marts read the daily mart (lake/tables.ts), built here from the same silver fixture rows.
+      await s.conn.run(
+        `create or replace temp table gold_org_daily_usage_by_service as ${loadSql('gold/org_daily_usage_by_service.sql')}`,
+      );
+    }
     return s.model(`gold/${mart}.sql`, orderBy);
   });
 }
+
+/** Marts whose input is gold org_daily_usage_by_service rather than silver events. */
+const DAILY_MART_INPUT = new Set(
+  GOLD_MARTS.filter((m) => m.inputs.some((i) => i.layer === 'gold' && i.table === 'org_daily_usage_by_service')).map(
+    (m) => m.table,
+  ),
+);
 
 describe('gold org_daily_usage_by_service', () => {
   it('carbon_kg NULL for a v1-only day; requests/cpu/storage/tokens are 0-filled sums, never NULL', async () => {

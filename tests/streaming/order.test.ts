@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,7 +10,8 @@ import type { GeneratorReport } from '../../lake/generator';
 import { startDevServer } from '../../worker/temporal';
 import type { TemporalEndpoint } from '../../worker/temporal';
 import { REPO, temporalCli, tmpDir } from '../support/env';
-import { speedState, speedTotals } from './support';
+import { bronzeStats, speedState, speedTotals } from './support';
+import { withLakeSql } from '../support/lake-sql';
 
 /**
  * Issue 14: the speed layer's late events are a function of the data, not of the order the single writer happens to
@@ -79,15 +81,57 @@ describe('speed layer: lateness does not depend on processing order', () => {
     return state ? keys.filter((k) => state.files[k]?.status === 'done').length : 0;
   };
 
-  /** Late events, per-file watermarks and window totals once every file is done. */
-  async function outcome(lake: string) {
+  /**
+   * Late events, per-file watermarks and window totals once every file is done; bronze (rows, ids, rows per file,
+   * one content version recorded per file: each file ingested exactly once — the batch run may add a record of
+   * the same content under its listing version); and, after a batch run on the same worker, the drift report's
+   * unexplained figures.
+   */
+  async function outcome(lake: string, drift: unknown) {
     const state = await speedState(lake);
+    const perFileBronze = await withLakeSql(lake, async (q) => ({
+      rows: Object.fromEntries(
+        (await q(`select source_file, count(*)::integer as n from lake.bronze.usage_events group by 1 order by 1`)).map(
+          (r) => [String(r.source_file), Number(r.n)],
+        ),
+      ),
+      records: Object.fromEntries(
+        (
+          await q(
+            `select key, count(distinct sha256)::integer as n from lake.meta.landed_files where source = 'usage_events' group by 1 order by 1`,
+          )
+        ).map((r) => [String(r.key), Number(r.n)]),
+      ),
+    }));
     return {
       late: keys.reduce((a, k) => a + state.files[k].late, 0),
       onTime: keys.reduce((a, k) => a + state.files[k].onTime, 0),
       watermarks: keys.map((k) => state.files[k].watermark),
       perFile: keys.map((k) => [state.files[k].onTime, state.files[k].late]),
       totals: await speedTotals(lake),
+      bronze: await bronzeStats(lake),
+      bronzeRowsPerFile: perFileBronze.rows,
+      landedRecordsPerFile: perFileBronze.records,
+      drift,
+    };
+  }
+
+  /** A batch run (`cpa run --no-worker`) on the streaming worker's queue, then `cpa drift --json`'s totals. */
+  async function batchThenDrift(lake: string, landing: string, queue: string) {
+    const env = { ...process.env, TEMPORAL_ADDRESS: server.address, TEMPORAL_TASK_QUEUE: queue, CPA_LOG_LEVEL: 'warn' };
+    const cli = (args: string[]) =>
+      promisify(execFile)(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), ...args], { cwd: REPO, env });
+    await cli(['run', '--no-worker', '--lake', lake, '--landing', landing]);
+    const { stdout } = await cli(['drift', '--lake', lake, '--json']);
+    const report = JSON.parse(stdout) as {
+      totals: { unexplained_events: number; unexplained_cost_usd: string; late_events: number };
+      filesNotInSpeed: number;
+    };
+    return {
+      unexplainedEvents: report.totals.unexplained_events,
+      unexplainedCost: report.totals.unexplained_cost_usd,
+      lateEvents: report.totals.late_events,
+      filesNotInSpeed: report.filesNotInSpeed,
     };
   }
 
@@ -115,8 +159,9 @@ describe('speed layer: lateness does not depend on processing order', () => {
       worker = spawnWorker(lake, landing, queue, concurrency);
     }
     await untilDone(lake, keys.length, 300_000);
+    const drift = await batchThenDrift(lake, landing, queue);
     worker.kill('SIGTERM');
-    return outcome(lake);
+    return outcome(lake, drift);
   }
 
   let inOrder: Awaited<ReturnType<typeof outcome>>;
@@ -125,6 +170,11 @@ describe('speed layer: lateness does not depend on processing order', () => {
     inOrder = await stream(1);
     expect(inOrder.late).toBe(report.quirks.late_events);
     expect(inOrder.watermarks[0]).toBeNull();
+    // Every file in bronze once, and the batch layer explains every difference with the speed layer.
+    expect(Object.keys(inOrder.landedRecordsPerFile)).toEqual(keys);
+    expect(Object.values(inOrder.landedRecordsPerFile).every((n) => n === 1)).toBe(true);
+    expect(inOrder.bronze.distinctIds).toBeGreaterThan(0);
+    expect(inOrder.drift).toMatchObject({ unexplainedEvents: 0, unexplainedCost: '0.000000', filesNotInSpeed: 0 });
   }, 400_000);
 
   it('concurrency 4: the same late count, watermarks and windows as concurrency 1', async () => {
@@ -132,6 +182,12 @@ describe('speed layer: lateness does not depend on processing order', () => {
     expect(r.late).toBe(report.quirks.late_events);
     expect(r).toEqual(inOrder);
   }, 400_000);
+
+  it('concurrency 1 with a kill -9 of the worker mid-stream: the same', async () => {
+    const r = await stream(1, { killAfter: Math.floor(keys.length / 2) });
+    expect(r.late).toBe(report.quirks.late_events);
+    expect(r).toEqual(inOrder);
+  }, 500_000);
 
   it('concurrency 4 with a kill -9 of the worker mid-stream: the same', async () => {
     const r = await stream(4, { killAfter: Math.floor(keys.length / 3) });

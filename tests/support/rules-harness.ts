@@ -3,12 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { DuckDBConnection, DuckDBInstance, Json } from '@duckdb/node-api';
 import { openLake } from '../../activities/common';
+import { emptyOwnBaseline } from '../../activities/models';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, INGEST_COLUMNS } from '../../config/contracts';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
 import type { ColumnDef } from '../../config/contracts';
 import { createDuckDb, loadSql, sqlIdent } from '../../lake/duckdb';
-import { findModel } from '../../lake/tables';
+import { findModel, SILVER_MODELS } from '../../lake/tables';
 
 /**
  * A tiny harness for rule tests: builds typed input relations (bronze_<t>, silver_<t>) from partial fixture rows,
@@ -53,6 +54,8 @@ export class RulesLake {
       { config: this.config, db: this.db },
       { lake: this.config.lakeRoot, landing: this.config.landingRoot, runId: 'rules-test' },
     );
+    // Models that read their window from their own output see none here: every day is in the fixture rows.
+    for (const m of SILVER_MODELS) await emptyOwnBaseline(ctx.conn, m);
     return new RulesSession(ctx.conn, this);
   }
 

@@ -1,15 +1,11 @@
 -- grain: one row per (org_id, usage_date, service); day-level anomaly scores within each (org_id, service) series
 -- against its trailing baseline (SPEC §5): the series' daily totals on [d - N, d - 1] that have usage
 -- (N = anomaly_baseline_days; a day without events is no observation, day d is not in its own baseline)
+-- inputs: gold_org_daily_usage_by_service (its total_cost_usd and anomaly_event_count are this mart's daily figures:
+-- Σ cost and the count of anomalous events of the kept silver events of the day)
 with daily as (
-    select
-        org_id,
-        usage_date,
-        service,
-        sum(cost_usd_increment)::decimal(18, 6) as total_cost_usd,
-        count(*) filter (where is_anomaly)::bigint as anomaly_event_count
-    from silver_usage_events
-    group by org_id, usage_date, service
+    select org_id, usage_date, service, total_cost_usd, anomaly_event_count
+    from gold_org_daily_usage_by_service
 ),
 
 baseline as (

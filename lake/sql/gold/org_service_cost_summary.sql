@@ -2,11 +2,11 @@
 -- in the 14 days ending at that date (SPEC §6). The grid holds only those rows: each usage day of a pair opens the
 -- 14 dates it is in the window of, so the mart's size depends on the usage rows, never on how far apart two
 -- dates lie (a dense date x pair grid over a range stretched by one bad date ran out of memory).
+-- inputs: gold_org_daily_usage_by_service (one row per (org, date, service) with at least one kept event; its
+-- total_cost_usd is the day's Σ cost). Sums and windows are DECIMAL(38,6); only the output columns are narrowed.
 with daily as (
-    -- Σ of DECIMAL(18,6) is DECIMAL(38,6): sums and windows stay wide; only the output columns are narrowed
-    select org_id, service, usage_date, sum(cost_usd_increment) as cost
-    from silver_usage_events
-    group by org_id, service, usage_date
+    select org_id, service, usage_date, total_cost_usd::decimal(38, 6) as cost
+    from gold_org_daily_usage_by_service
 ),
 
 -- the usage date range of the whole input: a partition-scoped run reads only some days, so the run passes the

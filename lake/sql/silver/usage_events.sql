@@ -1,5 +1,6 @@
 -- grain: one row per bronze event (event_id already unique in bronze); rejected rows carry _rule
--- inputs: bronze_usage_events, silver_orgs, silver_resources, _aliases; variables anomaly_*
+-- inputs: bronze_usage_events, silver_orgs, silver_resources, _aliases, silver_usage_events_baseline (this table's
+-- own kept rows of baseline days not computed here; empty when every day is); variables anomaly_*
 with source as (
     select * from bronze_usage_events
 ),
@@ -87,7 +88,18 @@ kept as (
 -- took minutes on a series with 150,000 events a day.
 day_values as (
     select org_id, service_canonical, anomaly_group, usage_date, list(cost_usd_increment::double) as xs
-    from kept
+    from (
+        select org_id, service_canonical, anomaly_group, usage_date, cost_usd_increment from kept
+        union all
+        -- days of the baseline that this run does not compute: the kept rows silver already holds for them
+        select
+            org_id,
+            service as service_canonical,
+            case when getvariable('anomaly_by_metric') then coalesce(metric, '') else '' end as anomaly_group,
+            usage_date,
+            cost_usd_increment
+        from silver_usage_events_baseline
+    )
     group by org_id, service_canonical, anomaly_group, usage_date
 ),
 
