@@ -8,7 +8,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { causes, failureHeadline, step } from './failures';
-import type { Activities, GateResult, RunSummary, StepMetrics } from '../activities';
+import type { Activities, GateResult, RunSummary, StepMetrics, WavePlan } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
 import { withLakeLease } from './lake-lease';
 import { makeFindable, resolveRun, RunStatuses } from './run-context';
@@ -147,6 +147,34 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     landing: input.landing,
   };
   upsertMemo({ logicalDate: input.runDate ?? 'all', kind: base.kind, lake: input.lake });
+
+  /**
+   * Runs a layer's waves (lake/tables.ts `waves`). One planning step plans the whole layer; a later wave is planned
+   * again only when an earlier wave of this run changed a partition (its inputs moved), so a run with nothing new
+   * plans each layer once.
+   */
+  async function layer(
+    name: 'silver' | 'gold',
+    build: (table: string, plan: WavePlan) => Promise<StepMetrics>,
+  ): Promise<StepMetrics[]> {
+    const out: StepMetrics[] = [];
+    const all = waves(name === 'silver' ? SILVER_MODELS : GOLD_MARTS);
+    let plan: WavePlan | undefined;
+    let changed = false;
+    for (const [i, wave] of all.entries()) {
+      if (!plan || changed) {
+        const tables = all.slice(i).flatMap((w) => w.map((m) => m.table));
+        plan = await step(quick.planWave, `plan ${name}: ${tables.join(', ')}`, [
+          { ...target, layer: name, tables, force: input.force },
+        ]);
+      }
+      const mine = new Set(wave.map((m) => m.table));
+      const built = await Promise.all(plan.run.filter((t) => mine.has(t)).map((t) => build(t, plan!)));
+      changed ||= built.some((m) => m.partitionsChanged > 0);
+      out.push(...ordered(wave, [...built, ...plan.skipped.filter((m) => mine.has(m.table))]));
+    }
+    return out;
+  }
   try {
     // Every step is named in the UI's timeline by what it does to which table (SPEC §13).
     const bronze = await Promise.all([
@@ -163,38 +191,21 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
       }
     }
 
-    // Each wave is planned first (SPEC §9a): only models with stale partitions run an activity.
+    // Each layer is planned first (SPEC §9a): only models with stale partitions run an activity.
     const force = input.force;
-    const silver: StepMetrics[] = [];
-    for (const wave of waves(SILVER_MODELS)) {
-      const tables = wave.map((m) => m.table);
-      const plan = await step(quick.planWave, `plan silver: ${tables.join(', ')}`, [
-        { ...target, layer: 'silver', tables, force },
-      ]);
-      const built = await Promise.all(
-        plan.run.map((table) =>
-          step(transform.buildSilver, stepSummary('silver', table, plan.scope), [{ ...target, table, force }]),
-        ),
-      );
-      silver.push(...ordered(wave, [...built, ...plan.skipped]));
-    }
+    const silver = await layer('silver', (table, plan) =>
+      step(transform.buildSilver, stepSummary('silver', table, plan.scope), [{ ...target, table, force }]),
+    );
     steps.push(...silver);
     showDetails({ ...base, status: 'running', finishedAt: '', steps });
 
     gate = await step(quick.qualityGate, 'quality gate (silver → gold)', [{ ...target, silver }]);
 
-    for (const wave of waves(GOLD_MARTS)) {
-      const tables = wave.map((m) => m.table);
-      const plan = await step(quick.planWave, `plan gold: ${tables.join(', ')}`, [
-        { ...target, layer: 'gold', tables, force },
-      ]);
-      const built = await Promise.all(
-        plan.run.map((mart) =>
-          step(transform.buildGold, stepSummary('gold', mart, plan.scope), [{ ...target, mart, force }]),
-        ),
-      );
-      steps.push(...ordered(wave, [...built, ...plan.skipped]));
-    }
+    steps.push(
+      ...(await layer('gold', (mart, plan) =>
+        step(transform.buildGold, stepSummary('gold', mart, plan.scope), [{ ...target, mart, force }]),
+      )),
+    );
 
     // Serving reloads exactly the partitions gold rewrote (changedPartitions), then reconciles with gold.
     if (input.serve) {
