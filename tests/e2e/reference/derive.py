@@ -507,7 +507,9 @@ def silver_batch(name, rows, quarantine, currencies):
             r['service'] = canon(r['service'], SERVICE_MAP)
             r['region'] = canon(r['region'], REGION_MAP)
         elif name == 'marketing_touches':
-            r['channel'] = canon(r['channel'], CHANNEL_MAP)
+            # an unknown channel is kept as written, trimmed and lower-cased (silver/marketing_touches.sql)
+            raw = r['channel']
+            r['channel'] = canon(raw, CHANNEL_MAP) or (raw.strip(' ').lower() if raw is not None else None)
         kept.append(r)
     return kept
 
