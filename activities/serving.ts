@@ -549,7 +549,9 @@ async function writeState(
 ): Promise<void> {
   const [agg] = await queryRows(
     ctx.conn,
-    `select count(*)::bigint as n, min(${t.dateColumn})::varchar as lo, max(${t.dateColumn})::varchar as hi from (${t.projection})`,
+    t.dateColumn
+      ? `select count(*)::bigint as n, min(${t.dateColumn})::varchar as lo, max(${t.dateColumn})::varchar as hi from (${t.projection})`
+      : `select count(*)::bigint as n, null::varchar as lo, null::varchar as hi from (${t.projection})`,
   );
   await ctx.client.execute(
     `INSERT INTO ${ctx.ks}.serving_state (table_name, source, lake, partitions, row_count, min_date, max_date, verified_scope,

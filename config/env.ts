@@ -71,6 +71,7 @@ const schema = z.object({
   CPA_ANOMALY_MIN_OBS: positiveInt.default(7),
   CPA_ANOMALY_BASELINE_DAYS: positiveInt.default(28),
   CPA_ANOMALY_EVENT_BY_METRIC: bool.default(true),
+  CPA_RECONCILIATION_TOLERANCE: z.coerce.number().min(0).max(10).default(0.02),
   // Plausibility bounds (docs/decisions.md "Plausibility rules"): each is capped below what its bronze type holds.
   CPA_RULE_MAX_EVENT_COST_USD: z.coerce.number().positive().max(1e11).default(100_000),
   CPA_RULE_MAX_EVENT_VALUE: z.coerce.number().positive().max(1e11).default(1_000_000),
@@ -176,6 +177,8 @@ export interface Config {
     baselineDays: number;
     byMetric: boolean;
   };
+  /** usage_billing_reconciliation: |difference_pct| up to this is `match` (SPEC §6b, default 0.02). */
+  reconciliationTolerance: number;
   /**
    * Plausibility bounds of the silver rules `implausible_*` (docs/decisions.md): a record outside them is
    * quarantined, so no single value can overflow a gold sum or stretch a mart's date range.
@@ -301,6 +304,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       baselineDays: e.CPA_ANOMALY_BASELINE_DAYS,
       byMetric: e.CPA_ANOMALY_EVENT_BY_METRIC,
     },
+    reconciliationTolerance: e.CPA_RECONCILIATION_TOLERANCE,
     rules: {
       maxEventCostUsd: e.CPA_RULE_MAX_EVENT_COST_USD,
       maxEventValue: e.CPA_RULE_MAX_EVENT_VALUE,

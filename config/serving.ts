@@ -6,7 +6,7 @@
  */
 
 /** CQL types used by the serving tables. */
-export type CqlType = 'text' | 'date' | 'decimal' | 'bigint' | 'int' | 'double';
+export type CqlType = 'text' | 'date' | 'decimal' | 'bigint' | 'int' | 'double' | 'boolean';
 
 export interface ServingColumn {
   name: string;
@@ -17,8 +17,10 @@ export interface ServingColumn {
 
 export interface ServingTable {
   name: string;
-  /** The dashboard query (SPEC §8) this table answers. */
-  query: 'q1' | 'q2' | 'q3' | 'q4' | 'q5';
+  /** The dashboard query (SPEC §8, §6b) this table answers. */
+  query: 'q1' | 'q2' | 'q3' | 'q4' | 'q5' | 'q6' | 'q7' | 'q8' | 'q9';
+  /** The schema migration that creates the table (1: q1–q5, 2: the §6b marts' q6–q9). */
+  since: 1 | 2;
   /** Gold mart the rows come from. */
   source: string;
   /**
@@ -32,8 +34,8 @@ export interface ServingTable {
   columns: ServingColumn[];
   /** LCS for the read-heavy daily series that batch re-loads overwrite; STCS for small or append-only tables. */
   compaction: 'LeveledCompactionStrategy' | 'SizeTieredCompactionStrategy';
-  /** The date column whose latest value is the queries' default as_of (and the min/max recorded per load). */
-  dateColumn: string;
+  /** The date column whose latest value is the queries' default as_of (and the min/max recorded per load); null = none. */
+  dateColumn: string | null;
   /** An additive decimal/bigint column whose exact sum is reported next to count and checksum. */
   sumColumn: string;
   /** DuckDB SQL over the view `src` (the gold mart) producing exactly `columns`, in order. */
@@ -45,11 +47,19 @@ const col = (name: string, type: CqlType, scale?: number): ServingColumn =>
   scale === undefined ? { name, type } : { name, type, scale };
 const money = (name: string): ServingColumn => col(name, 'decimal', 6);
 
+/**
+ * q7's rank of a channel × campaign within its attribution model: attributed revenue descending, ties by channel
+ * then campaign. The serving projection stores it; the DuckDB backend computes it with this same expression.
+ */
+export const ATTRIBUTION_RANK = `row_number() over (partition by attribution_model
+    order by attributed_net_revenue_usd desc, channel asc nulls last, campaign asc nulls last)::integer`;
+
 /** Tables in load order; every one mirrors its gold mart exactly (no TTL, see docs/decisions.md). */
 export const SERVING_TABLES: ServingTable[] = [
   {
     name: 'finops_daily_usage',
     query: 'q1',
+    since: 1,
     source: 'org_daily_usage_by_service',
     scopeColumn: 'usage_date',
     dateColumn: 'usage_date',
@@ -79,6 +89,7 @@ export const SERVING_TABLES: ServingTable[] = [
   {
     name: 'org_service_cost_summary',
     query: 'q2',
+    since: 1,
     source: 'org_service_cost_summary',
     scopeColumn: 'summary_date',
     dateColumn: 'summary_date',
@@ -102,6 +113,7 @@ export const SERVING_TABLES: ServingTable[] = [
   {
     name: 'support_tickets_summary',
     query: 'q3',
+    since: 1,
     source: 'tickets_by_org_date',
     scopeColumn: 'ticket_date',
     dateColumn: 'ticket_date',
@@ -130,6 +142,7 @@ export const SERVING_TABLES: ServingTable[] = [
   {
     name: 'revenue_monthly',
     query: 'q4',
+    since: 1,
     source: 'revenue_by_org_month',
     scopeColumn: null,
     dateColumn: 'billing_month',
@@ -160,6 +173,7 @@ export const SERVING_TABLES: ServingTable[] = [
   {
     name: 'genai_usage_daily',
     query: 'q5',
+    since: 1,
     source: 'genai_tokens_by_org_date',
     scopeColumn: 'usage_date',
     dateColumn: 'usage_date',
@@ -178,6 +192,154 @@ export const SERVING_TABLES: ServingTable[] = [
     projection: `select org_id, usage_date, total_tokens, genai_events, total_cost_usd, est_cost_per_1k_tokens from src`,
     comment: 'q5: GenAI tokens and estimated cost per day per org',
   },
+  // SPEC §6b marts (schema version 2). Whole-table marts: any change reloads the table and deletes stale keys.
+  {
+    name: 'customer_360',
+    query: 'q6',
+    since: 2,
+    source: 'customer_360',
+    scopeColumn: null,
+    dateColumn: 'as_of',
+    partitionKey: ['org_id'],
+    clustering: [],
+    columns: [
+      col('org_id', 'text'),
+      col('org_name', 'text'),
+      col('industry', 'text'),
+      col('plan_tier', 'text'),
+      col('hq_region', 'text'),
+      col('is_enterprise', 'boolean'),
+      col('signup_date', 'date'),
+      col('lifecycle_stage', 'text'),
+      col('marketing_source', 'text'),
+      col('as_of', 'date'),
+      money('cost_30d'),
+      money('cost_total'),
+      col('active_services_30d', 'bigint'),
+      col('genai_tokens_30d', 'bigint'),
+      col('first_usage_date', 'date'),
+      col('last_usage_date', 'date'),
+      money('net_revenue_usd_total'),
+      money('total_billed_usd_total'),
+      col('invoice_count', 'bigint'),
+      col('last_billing_month', 'date'),
+      col('tickets_total', 'bigint'),
+      col('open_tickets', 'bigint'),
+      col('critical_tickets_30d', 'bigint'),
+      col('sla_breach_rate', 'double'),
+      col('avg_csat', 'double'),
+      col('touches', 'bigint'),
+      col('clicks', 'bigint'),
+      col('conversions', 'bigint'),
+      col('last_touch_date', 'date'),
+      col('latest_nps_score', 'double'),
+      col('nps_surveys', 'bigint'),
+      col('users_total', 'bigint'),
+      col('active_users', 'bigint'),
+    ],
+    compaction: 'SizeTieredCompactionStrategy',
+    sumColumn: 'cost_total',
+    projection: `select org_id, org_name, industry, plan_tier, hq_region, is_enterprise, signup_date, lifecycle_stage,
+        marketing_source, as_of, cost_30d, cost_total, active_services_30d, genai_tokens_30d, first_usage_date,
+        last_usage_date, net_revenue_usd_total, total_billed_usd_total, invoice_count, last_billing_month, tickets_total,
+        open_tickets, critical_tickets_30d, sla_breach_rate, avg_csat, touches, clicks, conversions, last_touch_date,
+        latest_nps_score, nps_surveys, users_total, active_users
+      from src`,
+    comment: 'q6: customer 360 of an org (one row per org)',
+  },
+  {
+    name: 'marketing_attribution_by_model',
+    query: 'q7',
+    since: 2,
+    source: 'marketing_attribution',
+    scopeColumn: null,
+    dateColumn: null,
+    partitionKey: ['attribution_model'],
+    // rank as the clustering column: top-N is `WHERE attribution_model = ? LIMIT N`, no sort
+    clustering: ['revenue_rank'],
+    columns: [
+      col('attribution_model', 'text'),
+      col('revenue_rank', 'int'),
+      col('channel', 'text'),
+      col('campaign', 'text'),
+      money('attributed_net_revenue_usd'),
+      money('attributed_orgs'),
+      col('touches', 'bigint'),
+      col('clicks', 'bigint'),
+      col('conversions', 'bigint'),
+      col('click_rate', 'double'),
+      col('conversion_rate', 'double'),
+    ],
+    compaction: 'SizeTieredCompactionStrategy',
+    sumColumn: 'attributed_net_revenue_usd',
+    projection: `select attribution_model, ${ATTRIBUTION_RANK} as revenue_rank, channel, campaign,
+        attributed_net_revenue_usd, attributed_orgs, touches, clicks, conversions, click_rate, conversion_rate
+      from src`,
+    comment: 'q7: channel x campaign per attribution model, clustered by attributed-revenue rank',
+  },
+  {
+    name: 'org_resource_utilization',
+    query: 'q8',
+    since: 2,
+    source: 'resource_utilization',
+    scopeColumn: null,
+    dateColumn: 'as_of',
+    partitionKey: ['org_id'],
+    clustering: ['resource_id'],
+    columns: [
+      col('org_id', 'text'),
+      col('resource_id', 'text'),
+      col('service', 'text'),
+      col('region', 'text'),
+      col('state', 'text'),
+      col('utilization_class', 'text'),
+      col('stopped_but_billed', 'boolean'),
+      col('last_usage_date', 'date'),
+      col('idle_days', 'bigint'),
+      col('events_30d', 'bigint'),
+      col('active_days_30d', 'bigint'),
+      money('cost_30d'),
+      money('cpu_hours_30d'),
+      money('storage_gb_hours_30d'),
+      money('requests_30d'),
+      col('as_of', 'date'),
+    ],
+    compaction: 'SizeTieredCompactionStrategy',
+    sumColumn: 'cost_30d',
+    projection: `select org_id, resource_id, service, region, state, utilization_class, stopped_but_billed, last_usage_date,
+        idle_days, events_30d, active_days_30d, cost_30d, cpu_hours_30d, storage_gb_hours_30d, requests_30d, as_of
+      from src`,
+    comment: 'q8: resources of an org with utilization class and stopped-but-billed flag',
+  },
+  {
+    name: 'billing_reconciliation_by_month',
+    query: 'q9',
+    since: 2,
+    source: 'usage_billing_reconciliation',
+    scopeColumn: null,
+    dateColumn: 'billing_month',
+    partitionKey: ['billing_month'],
+    // status first: "every row of the month that is not a match" is one `status IN ?` slice of the month
+    clustering: ['status', 'org_id'],
+    columns: [
+      col('billing_month', 'date'),
+      col('status', 'text'),
+      col('org_id', 'text'),
+      money('metered_cost_usd'),
+      money('billed_subtotal_usd'),
+      money('difference_usd'),
+      col('difference_pct', 'double'),
+      col('usage_days', 'bigint'),
+      col('month_covered', 'boolean'),
+      col('invoice_count', 'bigint'),
+    ],
+    compaction: 'SizeTieredCompactionStrategy',
+    sumColumn: 'metered_cost_usd',
+    projection: `select billing_month, status, org_id, metered_cost_usd, billed_subtotal_usd, difference_usd, difference_pct,
+        usage_days, month_covered, invoice_count
+      from src`,
+    comment: 'q9: usage vs billing reconciliation per month, clustered by status',
+  },
 ];
 
 export function servingTable(name: string): ServingTable {
@@ -191,7 +353,7 @@ export function primaryKey(t: ServingTable): string[] {
 }
 
 /** The current schema version; `cpa serving migrate` records each applied version in `schema_migrations`. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export interface Migration {
   version: number;
@@ -226,7 +388,7 @@ export function migrations(keyspace: string): Migration[] {
       version: 1,
       description: 'five query tables, pipeline_runs, serving_state, serving_lease',
       statements: [
-        ...SERVING_TABLES.map((t) => createTableCql(ks, t)),
+        ...SERVING_TABLES.filter((t) => t.since === 1).map((t) => createTableCql(ks, t)),
         // Recent runs first: a dashboard reads the current month's partition newest-first.
         `CREATE TABLE IF NOT EXISTS ${ks}.pipeline_runs (run_month text, started_at timestamp, run_id text,
           workflow_id text, logical_date text, kind text, status text, finished_at timestamp, duration_ms bigint,
@@ -245,6 +407,11 @@ export function migrations(keyspace: string): Migration[] {
         `CREATE TABLE IF NOT EXISTS ${ks}.serving_lease (name text PRIMARY KEY, holder text, acquired_at timestamp)
           WITH comment = 'lease serialising serving loads'`,
       ],
+    },
+    {
+      version: 2,
+      description: 'query tables of the SPEC §6b marts (q6–q9)',
+      statements: SERVING_TABLES.filter((t) => t.since === 2).map((t) => createTableCql(ks, t)),
     },
   ];
 }

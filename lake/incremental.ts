@@ -33,6 +33,7 @@ export function modelVariables(config: Config): Record<string, string> {
     anomaly_min_obs: String(a.minObs),
     anomaly_baseline_days: String(a.baselineDays),
     anomaly_by_metric: String(a.byMetric),
+    reconciliation_tolerance: String(config.reconciliationTolerance),
     rule_max_event_cost_usd: String(config.rules.maxEventCostUsd),
     rule_max_event_value: String(config.rules.maxEventValue),
     rule_max_event_carbon_kg: String(config.rules.maxEventCarbonKg),

@@ -71,6 +71,8 @@ export function canonicalValue(c: ServingColumn, v: unknown): string {
     case 'int':
     case 'double':
       return String(Number(v));
+    case 'boolean':
+      return String(v === true || v === 'true');
     case 'date':
       return String(v).slice(0, 10);
     default:
@@ -92,6 +94,8 @@ export function toCqlValue(c: ServingColumn, v: unknown): unknown {
     case 'int':
     case 'double':
       return Number(v);
+    case 'boolean':
+      return v === true || v === 'true';
     case 'date':
       return types.LocalDate.fromString(String(v).slice(0, 10));
     default:

@@ -50,6 +50,7 @@ const all: Dependency = { kind: 'all' };
 const trailing = (days: number | 'baseline'): Dependency => ({ kind: 'window', days });
 const bronze = (table: string, dep: Dependency = all): InputSpec => ({ layer: 'bronze', table, dep });
 const silver = (table: string, dep: Dependency = all): InputSpec => ({ layer: 'silver', table, dep });
+const gold = (table: string, dep: Dependency = all): InputSpec => ({ layer: 'gold', table, dep });
 
 /** Bronze tables fed from CSV snapshots (see config/contracts.ts for their columns). */
 export const CSV_BRONZE_TABLES = [
@@ -187,6 +188,46 @@ export const GOLD_MARTS: ModelSpec[] = [
     partitionBy: 'summary_date',
     rangeBound: true,
     keyColumns: ['cost_14d', 'rank_14d'],
+  },
+  // SPEC §6b. Whole-table snapshots: each depends on as_of (the latest usage day), so a new day changes all of them.
+  // They read the small gold marts where those give the same numbers (a run that lands one day does not rescan silver
+  // events); gold inputs put them in a later wave than the marts they read (waves()).
+  {
+    layer: 'gold',
+    table: 'customer_360',
+    sql: 'gold/customer_360.sql',
+    inputs: [
+      silver('orgs'),
+      gold('org_daily_usage_by_service'),
+      gold('revenue_by_org_month'),
+      silver('tickets'),
+      silver('marketing_touches'),
+      silver('nps_surveys'),
+      silver('users'),
+    ],
+    keyColumns: ['as_of', 'first_usage_date', 'sla_breach_rate', 'avg_csat', 'latest_nps_score'],
+  },
+  {
+    layer: 'gold',
+    table: 'marketing_attribution',
+    sql: 'gold/marketing_attribution.sql',
+    inputs: [silver('marketing_touches'), gold('revenue_by_org_month')],
+    keyColumns: ['channel', 'campaign', 'attributed_net_revenue_usd'],
+  },
+  {
+    layer: 'gold',
+    table: 'resource_utilization',
+    sql: 'gold/resource_utilization.sql',
+    // per resource: no gold mart keeps resource_id, so the whole of silver events (its needed columns) is read
+    inputs: [silver('resources'), silver('usage_events')],
+    keyColumns: ['org_id', 'service', 'last_usage_date', 'idle_days'],
+  },
+  {
+    layer: 'gold',
+    table: 'usage_billing_reconciliation',
+    sql: 'gold/usage_billing_reconciliation.sql',
+    inputs: [gold('org_daily_usage_by_service'), gold('revenue_by_org_month')],
+    keyColumns: ['billed_subtotal_usd', 'difference_pct'],
   },
 ];
 

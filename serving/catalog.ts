@@ -1,17 +1,23 @@
 /**
- * The five dashboard queries of SPEC §8 as data: id, title, the serving table it reads and its result columns with
+ * The dashboard queries of SPEC §8 (q1–q5) and §6b (q6–q9) as data: id, title, the serving table it reads and its result columns with
  * their kinds. Both backends (serving/queries.ts) shape their rows from these; the CLI lists them without loading a
  * driver.
  */
 
-export type QueryId = 'q1' | 'q2' | 'q3' | 'q4' | 'q5';
+export type QueryId = 'q1' | 'q2' | 'q3' | 'q4' | 'q5' | 'q6' | 'q7' | 'q8' | 'q9';
 export type Backend = 'cassandra' | 'duckdb';
-export type Cell = string | number | null;
+export type Cell = string | number | boolean | null;
 export type ResultRow = Record<string, Cell>;
 
-export const QUERY_IDS: QueryId[] = ['q1', 'q2', 'q3', 'q4', 'q5'];
+export const QUERY_IDS: QueryId[] = ['q1', 'q2', 'q3', 'q4', 'q5', 'q6', 'q7', 'q8', 'q9'];
 
-export type Kind = 'date' | 'text' | 'dec6' | 'dec9' | 'count' | 'int' | 'double';
+/** The attribution models of gold.marketing_attribution (SPEC §6b), in q7's output order. */
+export const ATTRIBUTION_MODELS = ['first_touch', 'linear'] as const;
+
+/** The statuses q9 lists: every usage_billing_reconciliation status but `match`. */
+export const NON_MATCH_STATUSES = ['no_invoice', 'no_usage', 'over_billed', 'partial_month', 'under_billed'] as const;
+
+export type Kind = 'date' | 'text' | 'dec6' | 'dec9' | 'count' | 'int' | 'double' | 'bool';
 
 interface QueryDef {
   title: string;
@@ -92,6 +98,99 @@ export const QUERIES: Record<QueryId, QueryDef> = {
       ['genai_events', 'count'],
       ['total_cost_usd', 'dec6'],
       ['est_cost_per_1k_tokens', 'double'],
+    ],
+  },
+  q6: {
+    title: 'customer 360 of an org: usage, revenue, support, marketing, NPS and users',
+    table: 'customer_360',
+    needsOrg: true,
+    columns: [
+      ['org_id', 'text'],
+      ['org_name', 'text'],
+      ['industry', 'text'],
+      ['plan_tier', 'text'],
+      ['hq_region', 'text'],
+      ['is_enterprise', 'bool'],
+      ['signup_date', 'date'],
+      ['lifecycle_stage', 'text'],
+      ['marketing_source', 'text'],
+      ['as_of', 'date'],
+      ['cost_30d', 'dec6'],
+      ['cost_total', 'dec6'],
+      ['active_services_30d', 'count'],
+      ['genai_tokens_30d', 'count'],
+      ['first_usage_date', 'date'],
+      ['last_usage_date', 'date'],
+      ['net_revenue_usd_total', 'dec6'],
+      ['total_billed_usd_total', 'dec6'],
+      ['invoice_count', 'count'],
+      ['last_billing_month', 'date'],
+      ['tickets_total', 'count'],
+      ['open_tickets', 'count'],
+      ['critical_tickets_30d', 'count'],
+      ['sla_breach_rate', 'double'],
+      ['avg_csat', 'double'],
+      ['touches', 'count'],
+      ['clicks', 'count'],
+      ['conversions', 'count'],
+      ['last_touch_date', 'date'],
+      ['latest_nps_score', 'double'],
+      ['nps_surveys', 'count'],
+      ['users_total', 'count'],
+      ['active_users', 'count'],
+    ],
+  },
+  q7: {
+    title: 'marketing attribution by model: top channel × campaign by attributed net revenue',
+    table: 'marketing_attribution_by_model',
+    needsOrg: false,
+    columns: [
+      ['attribution_model', 'text'],
+      ['revenue_rank', 'int'],
+      ['channel', 'text'],
+      ['campaign', 'text'],
+      ['attributed_net_revenue_usd', 'dec6'],
+      ['attributed_orgs', 'dec6'],
+      ['touches', 'count'],
+      ['clicks', 'count'],
+      ['conversions', 'count'],
+      ['click_rate', 'double'],
+      ['conversion_rate', 'double'],
+    ],
+  },
+  q8: {
+    title: 'idle and stopped-but-billed resources of an org',
+    table: 'org_resource_utilization',
+    needsOrg: true,
+    columns: [
+      ['resource_id', 'text'],
+      ['service', 'text'],
+      ['region', 'text'],
+      ['state', 'text'],
+      ['utilization_class', 'text'],
+      ['stopped_but_billed', 'bool'],
+      ['last_usage_date', 'date'],
+      ['idle_days', 'count'],
+      ['events_30d', 'count'],
+      ['cost_30d', 'dec6'],
+      ['as_of', 'date'],
+    ],
+  },
+  q9: {
+    title: 'usage vs billing reconciliation of a month: rows whose status is not match',
+    table: 'billing_reconciliation_by_month',
+    needsOrg: false,
+    columns: [
+      ['billing_month', 'date'],
+      ['status', 'text'],
+      ['org_id', 'text'],
+      ['metered_cost_usd', 'dec6'],
+      ['billed_subtotal_usd', 'dec6'],
+      ['difference_usd', 'dec6'],
+      ['difference_pct', 'double'],
+      ['usage_days', 'count'],
+      ['month_covered', 'bool'],
+      ['invoice_count', 'count'],
     ],
   },
 };

@@ -1,7 +1,7 @@
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import cassandra from 'cassandra-driver';
 import type { Config } from '../config/env';
-import { servingTable } from '../config/serving';
+import { ATTRIBUTION_RANK, servingTable } from '../config/serving';
 import { attachLake, registerView } from '../lake/lakehouse';
 import { CassandraRejected, connect, describeError, requireCassandra } from '../lake/cassandra';
 import type { CassandraClient } from '../lake/cassandra';
@@ -11,11 +11,11 @@ import { decimalText } from '../lake/serving-codec';
 import { isS3 } from '../lake/storage';
 import { addDays } from '../workflows/logical-date';
 import { round6 } from '../lake/decimal';
-import { QUERIES } from './catalog';
+import { ATTRIBUTION_MODELS, NON_MATCH_STATUSES, QUERIES } from './catalog';
 import type { Backend, Cell, Kind, QueryId, ResultRow } from './catalog';
 
 /**
- * The five dashboard queries of SPEC §8, on two backends that return identical rows: Cassandra (the serving
+ * The dashboard queries of SPEC §8 (q1–q5) and §6b (q6–q9), on two backends that return identical rows: Cassandra (the serving
  * tables) and DuckDB over the gold Parquet (the embedded default). Each query has one function per backend that only
  * fetches (parameters always bound, never spliced); defaults (`as_of` = the latest date in the data), shaping and
  * derived figures are shared, so both backends format every value the same way.
@@ -23,25 +23,34 @@ import type { Backend, Cell, Kind, QueryId, ResultRow } from './catalog';
 
 const { types } = cassandra;
 
-export { QUERIES, QUERY_IDS } from './catalog';
+export { ATTRIBUTION_MODELS, QUERIES, QUERY_IDS } from './catalog';
 export type { Backend, Cell, Kind, QueryId, ResultRow } from './catalog';
 
-/** What the user may pass (`--org`, `--from`, `--to`, `--as-of`, `--top`). */
+/** What the user may pass (`--org`, `--from`, `--to`, `--as-of`, `--top`, `--model`, `--month`). */
 export interface QueryParams {
   org?: string;
   from?: string;
   to?: string;
   asOf?: string;
   top?: number;
+  /** q7: one attribution model (default: both). */
+  model?: string;
+  /** q9: the billing month, YYYY-MM or any day of it (default: the month of --as-of, else the latest month). */
+  month?: string;
 }
 
 /** Parameters after defaults: every query reports the window it actually read. */
 export interface ResolvedParams {
   org: string | null;
-  asOf: string;
+  /** The data's reference day (q7 has none: null). */
+  asOf: string | null;
   from: string | null;
   to: string | null;
   top: number | null;
+  /** q7 only: the model asked for, null for both. */
+  model?: string | null;
+  /** q9 only: the month read. */
+  month?: string;
 }
 
 export interface QueryResult {
@@ -73,6 +82,14 @@ export interface QuerySource {
   q3(p: { org: string | null; from: string; to: string }): Promise<TicketCounts[]>;
   q4(p: { org: string; from: string; to: string }): Promise<Raw[]>;
   q5(p: { org: string; from: string; to: string }): Promise<Raw[]>;
+  /** The org's customer_360 row (none for an unknown org). */
+  q6(p: { org: string }): Promise<Raw[]>;
+  /** The top `top` channel × campaign rows of one attribution model, by revenue_rank. */
+  q7(p: { model: string; top: number }): Promise<Raw[]>;
+  /** Every resource of the org (the shared code keeps the idle and stopped-but-billed ones). */
+  q8(p: { org: string }): Promise<Raw[]>;
+  /** The month's reconciliation rows whose status is not `match`. */
+  q9(p: { month: string }): Promise<Raw[]>;
   /** Distinct org ids (benchmarks pick from them). */
   orgs(): Promise<string[]>;
   close(): Promise<void>;
@@ -110,6 +127,8 @@ export function cell(kind: Kind, v: unknown): Cell {
     case 'int':
     case 'double':
       return Number(v);
+    case 'bool':
+      return v === true || v === 'true';
     case 'date':
       return String(v).slice(0, 10);
     default:
@@ -155,6 +174,56 @@ export function ticketDays(counts: TicketCounts[], from: string, to: string): Re
 
 const ORG_RE = /^[A-Za-z0-9_.:@-]{1,128}$/;
 
+const byText =
+  (...cols: string[]) =>
+  (a: ResultRow, b: ResultRow): number => {
+    for (const c of cols) {
+      const [x, y] = [String(a[c] ?? ''), String(b[c] ?? '')];
+      if (x !== y) return x < y ? -1 : 1;
+    }
+    return 0;
+  };
+
+/** q6–q9 (SPEC §6b): whole-table marts, each answered from one partition of its serving table. */
+async function runMartQuery(source: QuerySource, q: QueryId, p: QueryParams): Promise<QueryResult> {
+  const def = QUERIES[q];
+  const base = { query: q, title: def.title, backend: source.backend, columns: def.columns.map(([n]) => n) };
+  const none = { from: null, to: null, top: null };
+  if (q === 'q6' || q === 'q8') {
+    let rows = shape(q, await source[q]({ org: p.org! }));
+    // q8: idle (no events in the 14 days to as_of) or stopped/terminated and billed in the last 7 days
+    if (q === 'q8') rows = rows.filter((r) => r.utilization_class === 'idle' || r.stopped_but_billed === true);
+    rows.sort(byText(q === 'q6' ? 'org_id' : 'resource_id'));
+    const asOf = rows.length > 0 ? (rows[0].as_of as string | null) : null;
+    return { ...base, params: { org: p.org!, asOf, ...none }, rows };
+  }
+  if (q === 'q7') {
+    if (p.model !== undefined && !(ATTRIBUTION_MODELS as readonly string[]).includes(p.model))
+      throw new QueryUsageError(`--model must be one of ${ATTRIBUTION_MODELS.join(', ')}`);
+    const top = p.top ?? 10;
+    const models = p.model ? [p.model] : [...ATTRIBUTION_MODELS];
+    const rows: ResultRow[] = [];
+    for (const model of models) rows.push(...shape(q, await source.q7({ model, top })));
+    return { ...base, params: { org: null, asOf: null, from: null, to: null, top, model: p.model ?? null }, rows };
+  }
+  let month = p.month ?? (p.asOf ? p.asOf : undefined);
+  if (month !== undefined) {
+    if (!/^\d{4}-\d{2}(-\d{2})?$/.test(month)) throw new QueryUsageError('--month must look like 2025-08');
+    month = monthStart(month.length === 7 ? `${month}-01` : month);
+  } else {
+    const latest = await source.latestDate(def.table);
+    if (!latest)
+      throw new QueryUsageError(
+        `${q}: no data yet in ${source.backend === 'cassandra' ? def.table : `gold ${servingTable(def.table).source}`}`,
+      );
+    month = monthStart(latest);
+  }
+  const rows = shape(q, await source.q9({ month }))
+    .filter((r) => r.status !== 'match')
+    .sort(byText('status', 'org_id'));
+  return { ...base, params: { org: null, asOf: month, ...none, month }, rows };
+}
+
 /** Runs one query: resolves defaults against the data (never the wall clock), fetches, shapes. */
 export async function runQuery(source: QuerySource, q: QueryId, p: QueryParams): Promise<QueryResult> {
   const def = QUERIES[q];
@@ -163,6 +232,7 @@ export async function runQuery(source: QuerySource, q: QueryId, p: QueryParams):
   if (p.top !== undefined && (!Number.isInteger(p.top) || p.top < 1 || p.top > 1000)) {
     throw new QueryUsageError('--top must be an integer between 1 and 1000');
   }
+  if (q === 'q6' || q === 'q7' || q === 'q8' || q === 'q9') return runMartQuery(source, q, p);
   let asOf = p.asOf;
   if (!asOf) {
     const latest = await source.latestDate(def.table);
@@ -304,6 +374,32 @@ export function q5Cassandra(
   );
 }
 
+const cqlColumns = (q: QueryId): string => QUERIES[q].columns.map(([n]) => n).join(', ');
+
+export function q6Cassandra(client: CassandraClient, ks: string, p: { org: string }): Promise<Raw[]> {
+  return cqlRows(client, `SELECT ${cqlColumns('q6')} FROM ${ks}.customer_360 WHERE org_id = ?`, [p.org]);
+}
+
+export function q7Cassandra(client: CassandraClient, ks: string, p: { model: string; top: number }): Promise<Raw[]> {
+  return cqlRows(
+    client,
+    `SELECT ${cqlColumns('q7')} FROM ${ks}.marketing_attribution_by_model WHERE attribution_model = ? LIMIT ?`,
+    [p.model, p.top],
+  );
+}
+
+export function q8Cassandra(client: CassandraClient, ks: string, p: { org: string }): Promise<Raw[]> {
+  return cqlRows(client, `SELECT ${cqlColumns('q8')} FROM ${ks}.org_resource_utilization WHERE org_id = ?`, [p.org]);
+}
+
+export function q9Cassandra(client: CassandraClient, ks: string, p: { month: string }): Promise<Raw[]> {
+  return cqlRows(
+    client,
+    `SELECT ${cqlColumns('q9')} FROM ${ks}.billing_reconciliation_by_month WHERE billing_month = ? AND status IN ?`,
+    [date(p.month), [...NON_MATCH_STATUSES]],
+  );
+}
+
 /** The Cassandra backend; `as_of` defaults come from serving_state (the loaded data's latest date per table). */
 export async function cassandraSource(config: Config): Promise<QuerySource> {
   const settings = requireCassandra(config);
@@ -335,6 +431,10 @@ export async function cassandraSource(config: Config): Promise<QuerySource> {
     q3: wrap((p) => q3Cassandra(client, ks, p)),
     q4: wrap((p) => q4Cassandra(client, ks, p)),
     q5: wrap((p) => q5Cassandra(client, ks, p)),
+    q6: wrap((p) => q6Cassandra(client, ks, p)),
+    q7: wrap((p) => q7Cassandra(client, ks, p)),
+    q8: wrap((p) => q8Cassandra(client, ks, p)),
+    q9: wrap((p) => q9Cassandra(client, ks, p)),
     orgs: wrap(async () =>
       (await cqlRows(client, `SELECT DISTINCT org_id FROM ${ks}.finops_daily_usage`, []))
         .map((r) => String(r.org_id))
@@ -413,6 +513,46 @@ export function q5DuckDb(conn: DuckDBConnection, p: { org: string; from: string;
   );
 }
 
+/** A DuckDB select list of a query's columns, dates as YYYY-MM-DD text (as Cassandra's LocalDate prints them). */
+function duckColumns(q: QueryId, computed: Record<string, string> = {}): string {
+  return QUERIES[q].columns
+    .map(([n, kind]) => (n in computed ? `${computed[n]} as ${n}` : kind === 'date' ? `${n}::varchar as ${n}` : n))
+    .join(', ');
+}
+
+export function q6DuckDb(conn: DuckDBConnection, p: { org: string }): Promise<Raw[]> {
+  return queryRows(conn, `select ${duckColumns('q6')} from gold_customer_360 where org_id = $org`, { org: p.org });
+}
+
+export function q7DuckDb(conn: DuckDBConnection, p: { model: string; top: number }): Promise<Raw[]> {
+  return queryRows(
+    conn,
+    `with ranked as (select *, ${ATTRIBUTION_RANK} as revenue_rank from gold_marketing_attribution)
+     select ${duckColumns('q7')} from ranked
+     where attribution_model = $model and revenue_rank <= $top
+     order by revenue_rank`,
+    { model: p.model, top: p.top },
+  );
+}
+
+export function q8DuckDb(conn: DuckDBConnection, p: { org: string }): Promise<Raw[]> {
+  return queryRows(
+    conn,
+    `select ${duckColumns('q8')} from gold_resource_utilization where org_id = $org order by resource_id`,
+    { org: p.org },
+  );
+}
+
+export function q9DuckDb(conn: DuckDBConnection, p: { month: string }): Promise<Raw[]> {
+  return queryRows(
+    conn,
+    `select ${duckColumns('q9')} from gold_usage_billing_reconciliation
+     where billing_month = $month::date and status <> 'match' and org_id is not null
+     order by status, org_id`,
+    { month: p.month },
+  );
+}
+
 /** The DuckDB backend over a lake's gold marts (local or s3://); `as_of` defaults are max(date) of each mart. */
 export async function duckdbSource(config: Config, lake = config.lakeRoot, db?: DuckDBInstance): Promise<QuerySource> {
   const instance = db ?? (await createDuckDb({ ...config, lakeRoot: lake }));
@@ -441,10 +581,29 @@ export async function duckdbSource(config: Config, lake = config.lakeRoot, db?: 
     if (!db) instance.closeSync();
     throw new QueryUsageError(`${(e as Error).message.split('\n')[0]} under ${lake}: run the pipeline first`);
   }
+  // The §6b marts: a lake built before them still answers q1–q5; q6–q9 then say what is missing.
+  const missing = new Map<string, string>();
+  for (const mart of [
+    'customer_360',
+    'marketing_attribution',
+    'resource_utilization',
+    'usage_billing_reconciliation',
+  ]) {
+    await registerView(ctx, 'gold', mart, `gold_${mart}`).catch((e: unknown) =>
+      missing.set(mart, `${(e as Error).message.split('\n')[0]} under ${lake}: run the pipeline first`),
+    );
+  }
+  const needs =
+    <A, R>(mart: string, fn: (a: A) => Promise<R>) =>
+    (a: A): Promise<R> => {
+      const why = missing.get(mart);
+      return why ? Promise.reject(new QueryUsageError(why)) : fn(a);
+    };
   return {
     backend: 'duckdb',
     latestDate: async (table: string) => {
       const t = servingTable(table);
+      if (!t.dateColumn || missing.has(t.source)) return null;
       const [row] = await queryRows(conn, `select max(${t.dateColumn})::varchar as d from gold_${t.source}`);
       return row?.d ? String(row.d) : null;
     },
@@ -453,6 +612,10 @@ export async function duckdbSource(config: Config, lake = config.lakeRoot, db?: 
     q3: (p) => q3DuckDb(conn, p),
     q4: (p) => q4DuckDb(conn, p),
     q5: (p) => q5DuckDb(conn, p),
+    q6: needs('customer_360', (p: { org: string }) => q6DuckDb(conn, p)),
+    q7: needs('marketing_attribution', (p: { model: string; top: number }) => q7DuckDb(conn, p)),
+    q8: needs('resource_utilization', (p: { org: string }) => q8DuckDb(conn, p)),
+    q9: needs('usage_billing_reconciliation', (p: { month: string }) => q9DuckDb(conn, p)),
     orgs: async () =>
       (await queryRows(conn, `select distinct org_id from gold_org_daily_usage_by_service order by 1`)).map((r) =>
         String(r.org_id),

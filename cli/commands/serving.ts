@@ -134,19 +134,21 @@ export function register(program: Command, kit: CommandKit): void {
 
   program
     .command('query')
-    .description('run dashboard query q1..q5 (SPEC §8) on Cassandra or on the gold Parquet with DuckDB')
+    .description('run dashboard query q1..q9 (SPEC §8, §6b) on Cassandra or on the gold Parquet with DuckDB')
     .argument('<query>', QUERY_IDS.map((q) => `${q}: ${QUERIES[q].title}`).join('; '))
-    .option('--org <org_id>', 'organisation (required by q1, q2, q4, q5; optional filter for q3)')
+    .option('--org <org_id>', 'organisation (required by q1, q2, q4, q5, q6, q8; optional filter for q3)')
     .option('--from <YYYY-MM-DD>', 'first day (default: 29 days before --to; q4: 11 months before)', kit.isoDate)
     .option('--to <YYYY-MM-DD>', 'last day (default: --as-of)', kit.isoDate)
     .option('--as-of <YYYY-MM-DD>', 'reference day (default: the latest date in the data)', kit.isoDate)
-    .option('--top <n>', 'q2: number of services', kit.integer)
+    .option('--top <n>', 'q2: number of services (default 5); q7: rows per model (default 10)', kit.integer)
+    .option('--model <name>', 'q7: first_touch | linear (default: both)')
+    .option('--month <YYYY-MM>', 'q9: billing month (default: the month of --as-of, else the latest month)')
     .option('--backend <name>', 'cassandra | duckdb (default: cassandra when configured, else duckdb)', backendOpt)
     .option('--lake <dir>', 'lake root for the duckdb backend')
     .option('--json', 'JSON output: {query, params, columns, rows}')
     .action(async (query: string, opts: QueryParams & { backend?: Backend; lake?: string; json?: boolean }) => {
       if (!QUERY_IDS.includes(query as QueryId))
-        throw new InvalidArgumentError(`unknown query ${query} (expected q1..q5)`);
+        throw new InvalidArgumentError(`unknown query ${query} (expected q1..q9)`);
       const cfg = kit.config(lakeOpt(opts));
       const backend = opts.backend ?? (cfg.cassandra ? 'cassandra' : 'duckdb');
       if (backend === 'duckdb') await kit.checkStorage(cfg);
@@ -167,7 +169,7 @@ export function register(program: Command, kit: CommandKit): void {
   program
     .command('bench-queries')
     .description(
-      'latency of queries q1..q5: N runs each with rotating orgs, p50/p95/p99 in ms (connection set-up excluded)',
+      'latency of queries q1..q9: N runs each with rotating orgs, p50/p95/p99 in ms (connection set-up excluded)',
     )
     .option('--runs <n>', 'runs per query', kit.integer, 200)
     .option('--warmup <n>', 'untimed runs per query first', kit.integer, 20)
@@ -284,10 +286,17 @@ const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
 
 function printResult(r: QueryResult, queryMs: number, totalMs: number): void {
   const p = r.params;
-  const scope = [
-    p.org ? `org ${p.org}` : 'all orgs',
-    r.query === 'q2' ? `top ${p.top} as of ${p.asOf}` : `${p.from} → ${p.to}`,
-  ].join(', ');
+  const window =
+    r.query === 'q2'
+      ? `top ${p.top} as of ${p.asOf}`
+      : r.query === 'q7'
+        ? `top ${p.top} per model${p.model ? ` (${p.model})` : ''}`
+        : r.query === 'q9'
+          ? `month ${p.month}`
+          : r.query === 'q6' || r.query === 'q8'
+            ? `as of ${p.asOf ?? '—'}`
+            : `${p.from} → ${p.to}`;
+  const scope = [p.org ? `org ${p.org}` : 'all orgs', window].join(', ');
   console.log(`${r.query}: ${r.title} — ${scope} [${r.backend}]`);
   const t = new Table({ style: { head: [], border: [] }, head: r.columns, chars: COMPACT });
   for (const row of r.rows) {

@@ -236,6 +236,10 @@ describe('queries (shared logic)', () => {
       q3: rec('q3') as QuerySource['q3'],
       q4: rec('q4') as QuerySource['q4'],
       q5: rec('q5') as QuerySource['q5'],
+      q6: rec('q6') as QuerySource['q6'],
+      q7: rec('q7') as QuerySource['q7'],
+      q8: rec('q8') as QuerySource['q8'],
+      q9: rec('q9') as QuerySource['q9'],
       orgs: async () => [],
       close: async () => undefined,
     };
@@ -301,6 +305,52 @@ describe('queries (shared logic)', () => {
         sla_breaches: 1,
         sla_breach_rate: 0.142857,
       },
+    ]);
+  });
+
+  it('q6–q9: defaults (both models, top 10, the latest month), q8 keeps idle and stopped-but-billed, q9 drops match', async () => {
+    const src = fakeSource('2025-08-01');
+    expect((await runQuery(src, 'q7', {})).params).toMatchObject({ model: null, top: 10, asOf: null });
+    expect(src.calls.filter(([n]) => n === 'q7').map(([, p]) => p)).toEqual([
+      { model: 'first_touch', top: 10 },
+      { model: 'linear', top: 10 },
+    ]);
+    await expect(runQuery(src, 'q7', { model: 'last_touch' })).rejects.toThrow('--model must be one of');
+    expect((await runQuery(src, 'q9', {})).params).toMatchObject({ month: '2025-08-01' });
+    expect((await runQuery(src, 'q9', { month: '2025-07' })).params).toMatchObject({ month: '2025-07-01' });
+    expect((await runQuery(src, 'q9', { asOf: '2025-06-15' })).params).toMatchObject({ month: '2025-06-01' });
+    await expect(runQuery(src, 'q6', {})).rejects.toThrow('q6 needs --org');
+    await expect(runQuery(src, 'q8', {})).rejects.toThrow('q8 needs --org');
+
+    const res = (id: string, cls: string, billed: boolean) => ({
+      resource_id: id,
+      utilization_class: cls,
+      stopped_but_billed: billed,
+      idle_days: '3',
+      cost_30d: '1.5',
+      as_of: '2025-08-31',
+    });
+    src.q8 = async () => [
+      res('r3', 'idle', false),
+      res('r1', 'active', true),
+      res('r2', 'active', false),
+      res('r4', 'unused', false),
+    ];
+    const q8 = await runQuery(src, 'q8', { org: 'org_a' });
+    expect(q8.rows.map((r) => [r.resource_id, r.utilization_class, r.stopped_but_billed, r.cost_30d])).toEqual([
+      ['r1', 'active', true, '1.500000'],
+      ['r3', 'idle', false, '1.500000'],
+    ]);
+    expect(q8.params.asOf).toBe('2025-08-31');
+    src.q9 = async () => [
+      { status: 'under_billed', org_id: 'b', billing_month: '2025-08-01', month_covered: true },
+      { status: 'match', org_id: 'a', billing_month: '2025-08-01', month_covered: true },
+      { status: 'no_invoice', org_id: 'c', billing_month: '2025-08-01', month_covered: false },
+    ];
+    const q9 = await runQuery(src, 'q9', {});
+    expect(q9.rows.map((r) => [r.status, r.org_id, r.month_covered])).toEqual([
+      ['no_invoice', 'c', false],
+      ['under_billed', 'b', true],
     ]);
   });
 });

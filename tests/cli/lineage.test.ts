@@ -29,7 +29,25 @@ describe('cpa lineage', () => {
         {
           table: 'gold.revenue_by_org_month',
           dep: 'all',
-          children: [{ table: 'serving.revenue_monthly', dep: 'all', children: [] }],
+          // the §6b marts that read revenue_by_org_month, then its own serving table
+          children: [
+            {
+              table: 'gold.customer_360',
+              dep: 'all',
+              children: [{ table: 'serving.customer_360', dep: 'all', children: [] }],
+            },
+            {
+              table: 'gold.marketing_attribution',
+              dep: 'all',
+              children: [{ table: 'serving.marketing_attribution_by_model', dep: 'all', children: [] }],
+            },
+            {
+              table: 'gold.usage_billing_reconciliation',
+              dep: 'all',
+              children: [{ table: 'serving.billing_reconciliation_by_month', dep: 'all', children: [] }],
+            },
+            { table: 'serving.revenue_monthly', dep: 'all', children: [] },
+          ],
         },
       ],
     });

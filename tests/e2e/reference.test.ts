@@ -32,7 +32,7 @@ describe('cpa run over the reference dataset', () => {
     expect(first.stdout).toContain('gold.org_service_cost_summary');
   });
 
-  it('writes the six gold marts with their exact names and columns', async () => {
+  it('writes the ten gold marts (SPEC §6, §6b) with their exact names and columns', async () => {
     await withLakeSql(lake, async (q) => {
       for (const [mart, cols] of Object.entries(GOLD_COLUMNS)) {
         // The data files are Parquet under <lake>/gold/<mart>/, and the catalog's table has the contract's columns.
@@ -115,7 +115,7 @@ describe('cpa run over the reference dataset', () => {
     expect(summary.steps.filter((s) => s.partitionsWritten > 0)).toEqual([]);
     // Nothing new: no model recomputed a partition (SPEC §9a).
     const models = summary.steps.filter((s) => s.layer === 'silver' || s.layer === 'gold');
-    expect(models).toHaveLength(14);
+    expect(models).toHaveLength(18);
     expect(models.filter((s) => s.partitionsRecomputed > 0)).toEqual([]);
     expect(await goldDigest(lake)).toEqual(before);
     const fig = await lakeFigures(lake);

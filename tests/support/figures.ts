@@ -86,6 +86,52 @@ export async function lakeFigures(lake: string, config?: Config): Promise<Figure
       sum(cost_7d)::varchar sum_cost_7d, sum(cost_14d)::varchar sum_cost_14d,
       count(*) filter (where rank_14d = 1) rank1_rows from $T`,
       );
+      await g(
+        'customer_360',
+        `select count(*)::bigint as "rows", sum(cost_30d)::varchar sum_cost_30d, sum(cost_total)::varchar sum_cost_total,
+      sum(active_services_30d)::bigint sum_active_services_30d, sum(genai_tokens_30d)::bigint sum_genai_tokens_30d,
+      sum(net_revenue_usd_total)::varchar sum_net_revenue_usd_total, sum(total_billed_usd_total)::varchar sum_total_billed_usd_total,
+      sum(invoice_count)::bigint sum_invoice_count, sum(tickets_total)::bigint sum_tickets_total,
+      sum(open_tickets)::bigint sum_open_tickets, sum(critical_tickets_30d)::bigint sum_critical_tickets_30d,
+      count(*) filter (where sla_breach_rate is null) null_sla_breach_rate_rows, round(sum(sla_breach_rate), 6) sum_sla_breach_rate,
+      round(sum(avg_csat), 6) sum_avg_csat, sum(touches)::bigint sum_touches, sum(clicks)::bigint sum_clicks,
+      sum(conversions)::bigint sum_conversions, count(*) filter (where latest_nps_score is null) null_latest_nps_rows,
+      sum(nps_surveys)::bigint sum_nps_surveys, sum(users_total)::bigint sum_users_total,
+      sum(active_users)::bigint sum_active_users, count(*) filter (where first_usage_date is null) zero_usage_rows from $T`,
+      );
+      const attribution = await view('gold', 'marketing_attribution');
+      const [ma] = await q(`select count(*)::bigint as "rows" from ${attribution}`);
+      out.gold.marketing_attribution = { ...ma };
+      for (const model of ['first_touch', 'linear']) {
+        const [r] = await q(
+          `select count(*)::bigint as "rows", sum(touches)::bigint sum_touches, sum(clicks)::bigint sum_clicks,
+          sum(conversions)::bigint sum_conversions, sum(attributed_orgs)::varchar sum_attributed_orgs,
+          sum(attributed_net_revenue_usd)::varchar sum_attributed_net_revenue_usd, round(sum(click_rate), 6) sum_click_rate,
+          round(sum(conversion_rate), 6) sum_conversion_rate from ${attribution} where attribution_model = '${model}'`,
+        );
+        for (const [k, v] of Object.entries(r))
+          out.gold.marketing_attribution[k === 'rows' ? `${model}_rows` : `${model}_${k}`] = v;
+      }
+      await g(
+        'resource_utilization',
+        `select count(*)::bigint as "rows", count(*) filter (where utilization_class = 'unused') unused_rows,
+      count(*) filter (where utilization_class = 'idle') idle_rows, count(*) filter (where utilization_class = 'active') active_rows,
+      count(*) filter (where stopped_but_billed) stopped_but_billed_rows, sum(events_30d)::bigint sum_events_30d,
+      sum(active_days_30d)::bigint sum_active_days_30d, sum(cost_30d)::varchar sum_cost_30d,
+      sum(cpu_hours_30d)::varchar sum_cpu_hours_30d, sum(storage_gb_hours_30d)::varchar sum_storage_gb_hours_30d,
+      sum(requests_30d)::varchar sum_requests_30d, sum(idle_days)::bigint sum_idle_days from $T`,
+      );
+      await g(
+        'usage_billing_reconciliation',
+        `select count(*)::bigint as "rows", sum(metered_cost_usd)::varchar sum_metered_cost_usd,
+      sum(billed_subtotal_usd)::varchar sum_billed_subtotal_usd, sum(difference_usd)::varchar sum_difference_usd,
+      round(sum(difference_pct), 6) sum_difference_pct, sum(usage_days)::bigint sum_usage_days,
+      sum(invoice_count)::bigint sum_invoice_count, count(*) filter (where month_covered) covered_rows,
+      count(*) filter (where status = 'no_invoice') status_no_invoice, count(*) filter (where status = 'no_usage') status_no_usage,
+      count(*) filter (where status = 'partial_month') status_partial_month, count(*) filter (where status = 'match') status_match,
+      count(*) filter (where status = 'over_billed') status_over_billed,
+      count(*) filter (where status = 'under_billed') status_under_billed from $T`,
+      );
       for (const mart of Object.keys(out.gold)) out.gold[mart] = numbers(out.gold[mart]);
       return out;
     },

@@ -59,10 +59,12 @@ describe('dailyPipeline workflow', () => {
     expect(summary.status).toBe('succeeded');
     expect(summary.logicalDate).toBe('2025-08-31');
     const steps = Object.fromEntries(summary.steps.map((s) => [s.step, s]));
-    expect(Object.keys(steps)).toHaveLength(8 + 8 + 6);
+    // 8 bronze, 8 silver, 6 gold marts of SPEC §6 and 4 of §6b
+    expect(Object.keys(steps)).toHaveLength(8 + 8 + 6 + 4);
     expect(steps['bronze.usage_events'].rowsOut).toBe(43200);
     expect(steps['silver.usage_events'].quarantined).toEqual({ negative_cost: 211 });
     expect(steps['gold.org_daily_usage_by_service'].rowsOut).toBe(11050);
+    expect(steps['gold.customer_360'].rowsOut).toBe(80);
     expect(summary.gate?.passed).toBe(true);
     // The run record is persisted for `cpa status`.
     const records = await runRecords(lake);

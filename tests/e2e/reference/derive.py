@@ -507,7 +507,9 @@ def silver_batch(name, rows, quarantine, currencies):
             r['service'] = canon(r['service'], SERVICE_MAP)
             r['region'] = canon(r['region'], REGION_MAP)
         elif name == 'marketing_touches':
-            r['channel'] = canon(r['channel'], CHANNEL_MAP)
+            # an unknown channel is kept as written, trimmed and lower-cased (silver/marketing_touches.sql)
+            raw = r['channel']
+            r['channel'] = canon(raw, CHANNEL_MAP) or (raw.strip(' ').lower() if raw is not None else None)
         kept.append(r)
     return kept
 
@@ -824,6 +826,271 @@ def derive(landing):
         'rank1_rows': sum(r['rank_14d'] == 1 for r in sm),
     }
 
+    # ---- SPEC §6b marts. as_of = the latest usage_date of the kept events; "30d" = [as_of - 29, as_of].
+    as_of = max((e['usage_date'] for e in kept), default=None)
+
+    def in_days(d, n):
+        return as_of is not None and d is not None and as_of - dt.timedelta(days=n - 1) <= d <= as_of
+
+    def units6(d):
+        return int(d.scaleb(6))
+
+    def trunc_div(a, b):
+        q = abs(a) // b
+        return q if a >= 0 else -q
+
+    def r6n(x):
+        return r6(x) if x is not None else None
+
+    # ---- gold: customer_360 (every silver org)
+    ev_by_org = defaultdict(list)
+    for e in kept:
+        ev_by_org[e['org_id']].append(e)
+    rev_by_org = defaultdict(list)
+    for r in rv:
+        rev_by_org[r['org_id']].append(r)
+    tk_by_org = defaultdict(list)
+    for r in silver['tickets']:
+        tk_by_org[r['org_id']].append(r)
+    mt_by_org = defaultdict(list)
+    for r in silver['marketing_touches']:
+        mt_by_org[r['org_id']].append(r)
+    nps_by_org = defaultdict(list)
+    for r in silver['nps_surveys']:
+        nps_by_org[r['org_id']].append(r)
+    us_by_org = defaultdict(list)
+    for r in silver['users']:
+        us_by_org[r['org_id']].append(r)
+    c360 = {}
+    for o in silver['orgs']:
+        oid = o['org_id']
+        evs = ev_by_org.get(oid, [])
+        ev30 = [e for e in evs if in_days(e['usage_date'], 30)]
+        tks = tk_by_org.get(oid, [])
+        touches_o = mt_by_org.get(oid, [])
+        surveys = nps_by_org.get(oid, [])
+        users_o = us_by_org.get(oid, [])
+        revs = rev_by_org.get(oid, [])
+        breaches = sum(1 for t in tks if t['sla_breached'] is True)
+        csats = [t['csat'] for t in tks if t['csat'] is not None]
+        hq = o['hq_region']
+        c360[oid] = {
+            'org_id': oid,
+            'org_name': o['org_name'].strip() if o['org_name'] is not None else None,
+            'industry': o['industry'].strip() if o['industry'] is not None else None,
+            'plan_tier': o['plan_tier'].strip().lower() if o['plan_tier'] is not None else None,
+            'hq_region': canon(hq, REGION_MAP) or hq,
+            'is_enterprise': o['is_enterprise'],
+            'signup_date': o['signup_date'].isoformat() if o['signup_date'] is not None else None,
+            'lifecycle_stage': o['lifecycle_stage'],
+            'marketing_source': o['marketing_source'],
+            'as_of': as_of.isoformat() if as_of else None,
+            'cost_30d': sum((e['cost'] for e in ev30), ZERO),
+            'cost_total': sum((e['cost'] for e in evs), ZERO),
+            'active_services_30d': len({e['service'] for e in ev30}),
+            'genai_tokens_30d': sum(e['genai_tokens'] or 0 for e in ev30 if e['service'] == 'genai'),
+            'first_usage_date': min(e['usage_date'] for e in evs).isoformat() if evs else None,
+            'last_usage_date': max(e['usage_date'] for e in evs).isoformat() if evs else None,
+            'net_revenue_usd_total': sum((r['net_revenue_usd'] for r in revs), ZERO),
+            'total_billed_usd_total': sum((r['total_billed_usd'] for r in revs), ZERO),
+            'invoice_count': sum(r['invoice_count'] for r in revs),
+            'last_billing_month': max(r['billing_month'] for r in revs) if revs else None,
+            'tickets_total': len(tks),
+            'open_tickets': sum(1 for t in tks if t['resolved_at'] is None),
+            'critical_tickets_30d': sum(
+                1 for t in tks
+                if (t['severity'] or '').strip().lower() == 'critical'
+                and in_days(t['created_at'].date() if t['created_at'] else None, 30)),
+            'sla_breach_rate': r6(breaches / len(tks)) if tks else None,
+            'avg_csat': r6(math.fsum(csats) / len(csats)) if csats else None,
+            'touches': len(touches_o),
+            'clicks': sum(1 for t in touches_o if t['clicked'] is True),
+            'conversions': sum(1 for t in touches_o if t['converted'] is True),
+            'last_touch_date': max((t['timestamp'].date() for t in touches_o if t['timestamp']), default=None),
+            'latest_nps_score': max(surveys, key=lambda r: r['survey_date'])['nps_score'] if surveys else None,
+            'nps_surveys': len(surveys),
+            'users_total': len(users_o),
+            'active_users': sum(1 for u in users_o if u['active'] is True),
+        }
+        if c360[oid]['last_touch_date'] is not None:
+            c360[oid]['last_touch_date'] = c360[oid]['last_touch_date'].isoformat()
+    cr = [c360[k] for k in sorted(c360)]
+    out['gold']['customer_360'] = {
+        'rows': len(cr),
+        'sum_cost_30d': dstr(sum((r['cost_30d'] for r in cr), ZERO)),
+        'sum_cost_total': dstr(sum((r['cost_total'] for r in cr), ZERO)),
+        'sum_active_services_30d': sum(r['active_services_30d'] for r in cr),
+        'sum_genai_tokens_30d': sum(r['genai_tokens_30d'] for r in cr),
+        'sum_net_revenue_usd_total': dstr(sum((r['net_revenue_usd_total'] for r in cr), ZERO)),
+        'sum_total_billed_usd_total': dstr(sum((r['total_billed_usd_total'] for r in cr), ZERO)),
+        'sum_invoice_count': sum(r['invoice_count'] for r in cr),
+        'sum_tickets_total': sum(r['tickets_total'] for r in cr),
+        'sum_open_tickets': sum(r['open_tickets'] for r in cr),
+        'sum_critical_tickets_30d': sum(r['critical_tickets_30d'] for r in cr),
+        'null_sla_breach_rate_rows': sum(r['sla_breach_rate'] is None for r in cr),
+        'sum_sla_breach_rate': fsum6(r['sla_breach_rate'] for r in cr if r['sla_breach_rate'] is not None),
+        'sum_avg_csat': fsum6(r['avg_csat'] for r in cr if r['avg_csat'] is not None),
+        'sum_touches': sum(r['touches'] for r in cr),
+        'sum_clicks': sum(r['clicks'] for r in cr),
+        'sum_conversions': sum(r['conversions'] for r in cr),
+        'null_latest_nps_rows': sum(r['latest_nps_score'] is None for r in cr),
+        'sum_nps_surveys': sum(r['nps_surveys'] for r in cr),
+        'sum_users_total': sum(r['users_total'] for r in cr),
+        'sum_active_users': sum(r['active_users'] for r in cr),
+        'zero_usage_rows': sum(r['first_usage_date'] is None for r in cr),
+    }
+
+    # ---- gold: marketing_attribution. Shares in millionths, truncated; the remainder to the org's earliest touch.
+    net_by_org = defaultdict(lambda: ZERO)
+    for r in rv:
+        net_by_org[r['org_id']] += r['net_revenue_usd']
+    attr = {}
+    for oid, ts in mt_by_org.items():
+        order = sorted(ts, key=lambda t: (t['timestamp'] is None, t['timestamp'] or dt.datetime.min.replace(
+            tzinfo=dt.timezone.utc), t['touch_id']))
+        n = len(order)
+        net_u = units6(net_by_org[oid]) if oid in net_by_org else 0
+        base_rev, base_org = trunc_div(net_u, n), trunc_div(10**6, n)
+        for i, t in enumerate(order):
+            campaign = t['campaign'].strip() if t['campaign'] is not None else None
+            channel = t['channel'] if t['channel'] is not None else None
+            for model, rev_u, org_u in (
+                ('first_touch', net_u if i == 0 else 0, 10**6 if i == 0 else 0),
+                ('linear', base_rev + (net_u - base_rev * n if i == 0 else 0),
+                 base_org + (10**6 - base_org * n if i == 0 else 0)),
+            ):
+                a = attr.setdefault((model, channel or '', campaign or ''), {
+                    'attribution_model': model, 'channel': channel, 'campaign': campaign,
+                    'touches': 0, 'clicks': 0, 'conversions': 0, 'org_u': 0, 'rev_u': 0})
+                a['touches'] += 1
+                a['clicks'] += t['clicked'] is True
+                a['conversions'] += t['converted'] is True
+                a['org_u'] += org_u
+                a['rev_u'] += rev_u
+    ar = []
+    for k in sorted(attr):
+        a = attr[k]
+        ar.append({
+            'attribution_model': a['attribution_model'], 'channel': a['channel'], 'campaign': a['campaign'],
+            'touches': a['touches'], 'clicks': a['clicks'], 'conversions': a['conversions'],
+            'click_rate': r6(a['clicks'] / a['touches']),
+            'conversion_rate': r6(a['conversions'] / a['touches']),
+            'attributed_orgs': Decimal(a['org_u']).scaleb(-6),
+            'attributed_net_revenue_usd': Decimal(a['rev_u']).scaleb(-6),
+        })
+    out['gold']['marketing_attribution'] = {'rows': len(ar)}
+    for model in ('first_touch', 'linear'):
+        of = [r for r in ar if r['attribution_model'] == model]
+        out['gold']['marketing_attribution'].update({
+            f'{model}_rows': len(of),
+            f'{model}_sum_touches': sum(r['touches'] for r in of),
+            f'{model}_sum_clicks': sum(r['clicks'] for r in of),
+            f'{model}_sum_conversions': sum(r['conversions'] for r in of),
+            f'{model}_sum_attributed_orgs': dstr(sum((r['attributed_orgs'] for r in of), ZERO)),
+            f'{model}_sum_attributed_net_revenue_usd': dstr(sum((r['attributed_net_revenue_usd'] for r in of), ZERO)),
+            f'{model}_sum_click_rate': fsum6(r['click_rate'] for r in of),
+            f'{model}_sum_conversion_rate': fsum6(r['conversion_rate'] for r in of),
+        })
+
+    # ---- gold: resource_utilization (every silver resource; events matched by resource_id)
+    ev_by_res = defaultdict(list)
+    for e in kept:
+        if not blank(e['resource_id']):
+            ev_by_res[e['resource_id']].append(e)
+    ru = {}
+    for r in silver['resources']:
+        evs = ev_by_res.get(r['resource_id'], [])
+        e30 = [e for e in evs if in_days(e['usage_date'], 30)]
+        last = max((e['usage_date'] for e in evs), default=None)
+
+        def msum(m, es=e30):
+            return sum((e['value_dec'] for e in es if e['metric_norm'] == m and e['value_dec'] is not None), ZERO)
+
+        state = r['state'].strip().lower() if r['state'] is not None else None
+        cost7 = sum((e['cost'] for e in evs if in_days(e['usage_date'], 7)), ZERO)
+        ru[r['resource_id']] = {
+            'resource_id': r['resource_id'], 'org_id': r['org_id'], 'service': r['service'], 'region': r['region'],
+            'state': state,
+            'created_at': r['created_at'].strftime('%Y-%m-%d %H:%M:%S') if r['created_at'] is not None else None,
+            'as_of': as_of.isoformat() if as_of else None,
+            'events_30d': len(e30),
+            'active_days_30d': len({e['usage_date'] for e in e30}),
+            'cost_30d': sum((e['cost'] for e in e30), ZERO),
+            'cpu_hours_30d': msum('cpu_hours'),
+            'storage_gb_hours_30d': msum('storage_gb_hours'),
+            'requests_30d': msum('requests'),
+            'last_usage_date': last.isoformat() if last else None,
+            'idle_days': (as_of - last).days if last else None,
+            'utilization_class': 'unused' if last is None else ('idle' if not in_days(last, 14) else 'active'),
+            'stopped_but_billed': state in ('stopped', 'terminated') and bool(evs) and cost7 > 0,
+        }
+    rr = [ru[k] for k in sorted(ru)]
+    out['gold']['resource_utilization'] = {
+        'rows': len(rr),
+        'unused_rows': sum(r['utilization_class'] == 'unused' for r in rr),
+        'idle_rows': sum(r['utilization_class'] == 'idle' for r in rr),
+        'active_rows': sum(r['utilization_class'] == 'active' for r in rr),
+        'stopped_but_billed_rows': sum(r['stopped_but_billed'] for r in rr),
+        'sum_events_30d': sum(r['events_30d'] for r in rr),
+        'sum_active_days_30d': sum(r['active_days_30d'] for r in rr),
+        'sum_cost_30d': dstr(sum((r['cost_30d'] for r in rr), ZERO)),
+        'sum_cpu_hours_30d': dstr(sum((r['cpu_hours_30d'] for r in rr), ZERO)),
+        'sum_storage_gb_hours_30d': dstr(sum((r['storage_gb_hours_30d'] for r in rr), ZERO)),
+        'sum_requests_30d': dstr(sum((r['requests_30d'] for r in rr), ZERO)),
+        'sum_idle_days': sum(r['idle_days'] for r in rr if r['idle_days'] is not None),
+    }
+
+    # ---- gold: usage_billing_reconciliation. Covered = the feed's event date range spans the whole month.
+    tolerance = Decimal(os.environ.get('CPA_RECONCILIATION_TOLERANCE', '0.02'))
+    first_day = min((e['usage_date'] for e in kept), default=None)
+    met = defaultdict(lambda: {'cost': ZERO, 'days': set()})
+    for e in kept:
+        m = met[(e['org_id'], e['usage_date'].replace(day=1))]
+        m['cost'] += e['cost']
+        m['days'].add(e['usage_date'])
+    recon = {}
+    for key in set(met) | set(revenue):
+        org, month = key
+        m = met.get(key)
+        b = revenue.get(key)
+        metered = m['cost'] if m else ZERO
+        days = len(m['days']) if m else 0
+        month_end = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        covered = first_day is not None and first_day <= month and as_of >= month_end
+        billed = b['gross_revenue_usd'] if b else None
+        diff = billed - metered if billed is not None else None
+        pct = r6(float(diff) / float(metered)) if diff is not None and metered != 0 else None
+        if billed is None:
+            status = 'no_invoice'
+        elif days == 0:
+            status = 'no_usage'
+        elif not covered:
+            status = 'partial_month'
+        elif abs(diff) <= tolerance * abs(metered):
+            status = 'match'
+        elif diff > 0:
+            status = 'over_billed'
+        else:
+            status = 'under_billed'
+        recon[key] = {
+            'org_id': org, 'billing_month': month.isoformat(), 'metered_cost_usd': metered, 'usage_days': days,
+            'month_covered': covered, 'billed_subtotal_usd': billed, 'invoice_count': b['invoice_count'] if b else 0,
+            'difference_usd': diff, 'difference_pct': pct, 'status': status,
+        }
+    rc = [recon[k] for k in sorted(recon)]
+    out['gold']['usage_billing_reconciliation'] = {
+        'rows': len(rc),
+        'sum_metered_cost_usd': dstr(sum((r['metered_cost_usd'] for r in rc), ZERO)),
+        'sum_billed_subtotal_usd': dstr(sum((r['billed_subtotal_usd'] for r in rc if r['billed_subtotal_usd'] is not None), ZERO)),
+        'sum_difference_usd': dstr(sum((r['difference_usd'] for r in rc if r['difference_usd'] is not None), ZERO)),
+        'sum_difference_pct': fsum6(r['difference_pct'] for r in rc if r['difference_pct'] is not None),
+        'sum_usage_days': sum(r['usage_days'] for r in rc),
+        'sum_invoice_count': sum(r['invoice_count'] for r in rc),
+        'covered_rows': sum(r['month_covered'] for r in rc),
+        **{f'status_{s}': sum(r['status'] == s for r in rc)
+           for s in ('no_invoice', 'no_usage', 'partial_month', 'match', 'over_billed', 'under_billed')},
+    }
+
     # ---- spot checks (deterministic picks from key-sorted rows)
     def fmt(row, nine=()):
         o = {}
@@ -869,6 +1136,18 @@ def derive(landing):
         add('genai_tokens_by_org_date', ('org_id', 'usage_date'), r)
     for r in pick(sm, [len(sm) // 2, len(sm) - 1]):
         add('org_service_cost_summary', ('org_id', 'summary_date', 'service'), r)
+
+    for r in pick(cr, [0, len(cr) // 2]):
+        add('customer_360', ('org_id',), r)
+    for r in pick(ar, [0, len(ar) // 2, len(ar) - 1]):
+        add('marketing_attribution', ('attribution_model', 'channel', 'campaign'), r)
+    for r in pick(rr, [0, len(rr) // 2]):
+        add('resource_utilization', ('resource_id',), r)
+    # one row of each status, the first in key order
+    for st in ('no_invoice', 'no_usage', 'partial_month', 'match', 'over_billed', 'under_billed'):
+        of = [r for r in rc if r['status'] == st]
+        if of:
+            add('usage_billing_reconciliation', ('org_id', 'billing_month'), of[0])
 
     # diagnostics for humans, on stderr only
     total_cost_kept = sum((e['cost'] for e in kept), ZERO)
