@@ -8,15 +8,16 @@ describe('cpa lineage', () => {
     expect(r.stdout.trimEnd().split('\n')).toEqual([
       'upstream (what gold.cost_anomaly_mart is computed from):',
       'gold.cost_anomaly_mart',
-      '└── silver.usage_events  [window:baseline]',
-      '    ├── bronze.usage_events  [window:baseline]',
-      '    │   └── landing.usage_events_stream  [all]',
-      '    ├── silver.orgs  [all]',
-      '    │   └── bronze.orgs  [all]',
-      '    │       └── landing.customers_orgs.csv  [all]',
-      '    └── silver.resources  [all]',
-      '        └── bronze.resources  [all]',
-      '            └── landing.resources.csv  [all]',
+      '└── gold.org_daily_usage_by_service  [window:baseline]',
+      '    └── silver.usage_events  [same]',
+      '        ├── bronze.usage_events  [window:baseline]',
+      '        │   └── landing.usage_events_stream  [all]',
+      '        ├── silver.orgs  [all]',
+      '        │   └── bronze.orgs  [all]',
+      '        │       └── landing.customers_orgs.csv  [all]',
+      '        └── silver.resources  [all]',
+      '            └── bronze.resources  [all]',
+      '                └── landing.resources.csv  [all]',
     ]);
   });
 
