@@ -9,6 +9,7 @@ import {
   NotBuiltYet,
   qualified,
   registerView,
+  sourceStats,
 } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { inputRange, neededPartitions, partitionFilter, planModels, WHOLE } from '../lake/incremental';
@@ -130,15 +131,24 @@ async function lineageWriter(
   ctx: LakeContext,
   model: ModelSpec,
   plan: ModelPlan,
-  source: string,
+  published: Map<string, { rows: number; hash: string }>,
 ): Promise<(conn: DuckDBConnection) => Promise<void>> {
-  const stats = new Map<string, { rows: number; hash: string }>();
-  const expr = isPartitioned(model) ? partExpr(model) : `'${WHOLE}'`;
-  for (const r of await queryRows(
-    ctx.conn,
-    `select ${expr} as p, count(*)::bigint as n, sum(hash(t))::varchar as h from ${sqlIdent(source)} t group by 1`,
-  )) {
-    stats.set(String(r.p), { rows: Number(r.n), hash: String(r.h) });
+  // The publish's own per-partition stats (one hashing pass over the rows). A model computed as one unit (WHOLE)
+  // records the whole table: Σ rows and Σ of the row-hash sums (exact integers), as one group would give.
+  let stats = published;
+  if (!isPartitioned(model)) {
+    const all = [...published.values()];
+    stats = new Map([
+      [
+        WHOLE,
+        all.length === 0
+          ? { rows: 0, hash: '' }
+          : {
+              rows: all.reduce((a, x) => a + x.rows, 0),
+              hash: all.reduce((a, x) => a + BigInt(x.hash), 0n).toString(),
+            },
+      ],
+    ]);
   }
   const now = new Date().toISOString();
   const values = plan.units.map((u) => {
@@ -205,7 +215,8 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     await conn.run(`create or replace temp table _model as ${loadSql(model.sql)}`);
     await restrictToUnits(conn, '_model', model, plan.units);
     await conn.run(
-      `create or replace temp table _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`,
+      // Views over the computed rows, not copies: at S=100 a copy of the kept events is 4 M rows × 35 columns.
+      `create or replace temp view _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`,
     );
     const scoped = isPartitioned(model);
     // What this step judged, for its metrics and the gate: the rows of the recomputed partitions (rowsIn also counts
@@ -230,13 +241,14 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     metrics.extra.rows_kept = Number(computed.kept);
     // A partition-scoped run owns the quarantine rows of the days it recomputed (usage_date names the day).
     await conn.run(
-      `create or replace temp table _rejected as
+      `create or replace temp view _rejected as
        select _rule as rule, _detail as detail, source_file, source_line::integer as source_line, _raw as raw
               ${scoped ? `, ${sqlIdent(model.partitionBy!)}` : ''}
        from _model where _rule is not null`,
     );
     const units = new Set(plan.units);
-    const lineage = await lineageWriter(ctx, model, plan, '_kept');
+    const keptStats = await sourceStats(conn, '_kept', model.partitionBy);
+    const lineage = await lineageWriter(ctx, model, plan, keptStats);
     // The table, its quarantine and the partitions' lineage commit together. Bronze owns the malformed_json rows
     // of quarantine.usage_events; silver owns the rest.
     const [pub, qpub] = await publishTables(
@@ -247,6 +259,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
           table: model.table,
           source: '_kept',
           partitionBy: model.partitionBy,
+          stats: keptStats,
           ...(scoped ? { owns: (p: string) => units.has(p) } : {}),
         },
         {
@@ -297,7 +310,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     done();
     await conn
       .run(
-        `drop table if exists _model; drop table if exists _kept; drop table if exists _rejected; drop table if exists _judged`,
+        `drop view if exists _kept; drop view if exists _rejected; drop table if exists _model; drop table if exists _judged`,
       )
       .catch(() => undefined);
     conn.closeSync();
@@ -340,7 +353,8 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
       );
     }
     const units = new Set(plan.units);
-    const lineage = await lineageWriter(ctx, model, plan, '_mart');
+    const martStats = await sourceStats(conn, '_mart', model.partitionBy);
+    const lineage = await lineageWriter(ctx, model, plan, martStats);
     const [pub] = await publishTables(
       ctx,
       [
@@ -349,6 +363,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
           table: model.table,
           source: '_mart',
           partitionBy: model.partitionBy,
+          stats: martStats,
           ...(isPartitioned(model) ? { owns: (p: string) => units.has(p) } : {}),
         },
       ],
