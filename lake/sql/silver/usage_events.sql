@@ -87,9 +87,11 @@ kept as (
 -- per event: a per-event RANGE window evaluates MAD over the whole frame for every row (O(rows x frame)), which
 -- took minutes on a series with 150,000 events a day.
 day_values as (
-    select org_id, service_canonical, anomaly_group, usage_date, list(cost_usd_increment::double) as xs
+    select
+        org_id, service_canonical, anomaly_group, usage_date, list(cost_usd_increment::double) as xs,
+        bool_or(computed) as computed
     from (
-        select org_id, service_canonical, anomaly_group, usage_date, cost_usd_increment from kept
+        select org_id, service_canonical, anomaly_group, usage_date, cost_usd_increment, true as computed from kept
         union all
         -- days of the baseline that this run does not compute: the kept rows silver already holds for them
         select
@@ -97,7 +99,8 @@ day_values as (
             service as service_canonical,
             case when getvariable('anomaly_by_metric') then coalesce(metric, '') else '' end as anomaly_group,
             usage_date,
-            cost_usd_increment
+            cost_usd_increment,
+            false as computed
         from silver_usage_events_baseline
     )
     group by org_id, service_canonical, anomaly_group, usage_date
@@ -109,6 +112,7 @@ day_baseline as (
         service_canonical,
         anomaly_group,
         usage_date,
+        computed,
         flatten(list(xs) over (
             partition by org_id, service_canonical, anomaly_group
             order by usage_date
@@ -133,6 +137,8 @@ day_stats as (
         list_aggregate(bl, 'mad') as mad_cost,
         list_aggregate(bl, 'quantile_cont', 0.99) as p99_cost
     from day_baseline
+    -- statistics only for the days computed here (a baseline day read from silver is scored by its own run)
+    where computed
 ),
 
 scored as (
