@@ -445,6 +445,7 @@ export async function ingestEventFiles(
   const done = onCancel(conn);
   const scratch = await scratchDir('events');
   const landingStorage = storageForLanding(deps, input);
+  let inflight: Promise<void> = Promise.resolve();
   try {
     const manifest = await readEventManifest(conn, ctx.lake);
     let candidates: Array<{ key: string; uri: string; size: number; version: string }>;
@@ -475,10 +476,16 @@ export async function ingestEventFiles(
     type Pending = { key: string; path: string; sha: string; size: number; lines: number; version: string };
     let batch: Pending[] = [];
     let batchBytes = 0;
+    // Each batch is parsed and published (DuckDB) while the next one is read, hashed and linked (Node): one batch in
+    // DuckDB at a time, in key order; a batch's failure surfaces at the next flush (or the final one).
     const flush = async (): Promise<void> => {
+      await inflight;
       if (batch.length === 0) return;
+      const files = batch;
+      batch = [];
+      batchBytes = 0;
       const entries = (filePartitions: Map<string, string[]>): ManifestEntry[] =>
-        batch.map((p) => ({
+        files.map((p) => ({
           key: p.key,
           sha256: p.sha,
           size: p.size,
@@ -488,11 +495,12 @@ export async function ingestEventFiles(
           runId: input.runId,
           partitions: filePartitionsOf(manifest[p.key], filePartitions.get(p.key)),
         }));
-      const recorded = await ingestEventBatch(ctx, input, batch, metrics, entries);
-      for (const e of recorded) manifest[e.key] = e;
-      batch = [];
-      batchBytes = 0;
-      heartbeat({ filesDone: metrics.extra.files_ingested });
+      inflight = (async () => {
+        const recorded = await ingestEventBatch(ctx, input, files, metrics, entries);
+        for (const e of recorded) manifest[e.key] = e;
+        heartbeat({ filesDone: metrics.extra.files_ingested });
+      })();
+      inflight.catch(() => undefined);
     };
     let i = 0;
     const read = readAhead(candidates, landingStorage.kind === 's3' ? S3_READ_AHEAD : 1, (c) =>
@@ -543,6 +551,7 @@ export async function ingestEventFiles(
       if (batchBytes >= EVENT_BATCH_BYTES) await flush();
     }
     await flush();
+    await inflight;
     if (touched.length > 0) {
       await lakeWrite(conn, ctx.lake, async () => () => writeLandedFiles(conn, ctx.lake, 'usage_events', touched));
     }
@@ -552,6 +561,8 @@ export async function ingestEventFiles(
   } catch (e) {
     throw classify(e, 'bronze.usage_events');
   } finally {
+    // Never close the connection or remove the scratch files under a batch still running.
+    await inflight.catch(() => undefined);
     done();
     conn.closeSync();
     await fsp.rm(scratch, { recursive: true, force: true });
@@ -654,14 +665,21 @@ async function ingestEventBatch(
   // First in landing order wins, whatever order the files arrive in: within the batch by (file key, line); against
   // bronze, the existing row wins unless it came from a file whose key sorts after this one's (then it is displaced).
   // A changed version of a file never displaces its earlier version's rows (same key: the existing row wins).
+  // A null event_id equals no existing id, so the NOT EXISTS keeps it (a plain anti join, no OR); days bronze does
+  // not hold yet skip the lookup.
+  const [{ e: hasExisting }] = await queryRows(conn, `select exists (select 1 from bronze_existing) as e`);
   await conn.run(
     `create or replace temp table _new_events as
      select * exclude (_rule, _detail, _raw) from _parsed p
      where _rule is null
-       and (event_id is null or not exists (
-         select 1 from bronze_existing b
-         where b.event_id = p.event_id and b.usage_date is not distinct from p.usage_date
-           and b.source_file <= p.source_file))
+       ${
+         hasExisting
+           ? `and not exists (
+               select 1 from bronze_existing b
+               where b.event_id = p.event_id and b.usage_date is not distinct from p.usage_date
+                 and b.source_file <= p.source_file)`
+           : ''
+       }
      qualify event_id is null
        or row_number() over (partition by event_id order by source_file, source_line) = 1`,
   );
@@ -688,14 +706,17 @@ async function ingestEventBatch(
   const affected = new Set(partitions.map((r) => String(r.p)));
   const specs: PublishSpec[] = [];
   if (affected.size > 0) {
+    // The existing rows kept are copied out (the publish deletes their partitions before inserting); the new rows
+    // are not copied again: the publish reads the union through a view.
     await conn.run(
-      `create or replace temp table _bronze_out as
+      `create or replace temp table _bronze_kept as
        select * from bronze_existing b
        where coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') in (select p from (select distinct coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') as p from _new_events))
          and not exists (select 1 from _displaced d where d.event_id = b.event_id and d.source_file = b.source_file
-                         and d.usage_date is not distinct from b.usage_date)
-       union all by name
-       select * from _new_events`,
+                         and d.usage_date is not distinct from b.usage_date)`,
+    );
+    await conn.run(
+      `create or replace temp view _bronze_out as select * from _bronze_kept union all by name select * from _new_events`,
     );
     specs.push({
       layer: 'bronze',
@@ -755,8 +776,8 @@ async function ingestEventBatch(
     metrics.rowsOut = [...v.values()].reduce((a, x) => a + x.rows, 0);
   }
   await conn.run(
-    `drop table if exists _parsed; drop table if exists _new_events; drop table if exists _displaced;
-     drop table if exists _bronze_out`,
+    `drop view if exists _bronze_out; drop table if exists _parsed; drop table if exists _new_events;
+     drop table if exists _displaced; drop table if exists _bronze_kept`,
   );
   return recorded;
 }

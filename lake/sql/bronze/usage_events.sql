@@ -19,7 +19,13 @@ cleaned as (
     select
         source_file,
         source_line::integer as source_line,
-        case when starts_with(line, chr(65279)) then substr(rtrim(line, chr(13)), 2) else rtrim(line, chr(13)) end as line
+        -- rtrim with a character list walks the whole line's code points: only lines that end in CR (ends_with
+        -- compares bytes) go through it, the same result at a fraction of the cost
+        case
+            when starts_with(line, chr(65279)) then substr(rtrim(line, chr(13)), 2)
+            when ends_with(line, chr(13)) then rtrim(line, chr(13))
+            else line
+        end as line
     from lines
 ),
 
