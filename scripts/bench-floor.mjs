@@ -10,8 +10,23 @@ const landing = path.resolve(process.argv[2]);
 const runs = Number(process.argv[3] ?? 3);
 const glob = path.join(landing, 'usage_events_stream', '*.jsonl');
 // Every field as text, as bronze reads it (typed later); a line that is not a JSON object is skipped here.
-const COLUMNS = ['event_id', 'timestamp', 'org_id', 'resource_id', 'service', 'region', 'metric', 'value', 'unit',
-  'cost_usd_increment', 'schema_version', 'carbon_kg', 'genai_tokens'].map((c) => `'${c}': 'VARCHAR'`).join(', ');
+const COLUMNS = [
+  'event_id',
+  'timestamp',
+  'org_id',
+  'resource_id',
+  'service',
+  'region',
+  'metric',
+  'value',
+  'unit',
+  'cost_usd_increment',
+  'schema_version',
+  'carbon_kg',
+  'genai_tokens',
+]
+  .map((c) => `'${c}': 'VARCHAR'`)
+  .join(', ');
 for (let i = 1; i <= runs; i++) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cpa-floor-'));
   const db = await DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '4GB' });
@@ -23,7 +38,9 @@ for (let i = 1; i <= runs; i++) {
      to '${out}' (format parquet, partition_by (usage_date))`,
   );
   const s = (performance.now() - t) / 1000;
-  const [row] = (await conn.runAndReadAll(`select count(*)::bigint as n from read_parquet('${out}/**/*.parquet')`)).getRowObjectsJson();
+  const [row] = (
+    await conn.runAndReadAll(`select count(*)::bigint as n from read_parquet('${out}/**/*.parquet')`)
+  ).getRowObjectsJson();
   console.log(`floor run ${i}: ${s.toFixed(2)} s, ${row.n} rows`);
   conn.closeSync();
   db.closeSync();
