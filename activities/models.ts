@@ -6,7 +6,9 @@ import {
   NULL_PARTITION,
   partitionVersions,
   publishTables,
+  emptyView,
   NotBuiltYet,
+  publishPartitionExpr,
   qualified,
   registerView,
   sourceStats,
@@ -97,17 +99,9 @@ async function registerInputs(
  * runs over every day it reads (the speed layer judging one file, a table never published, SQL tests).
  */
 export async function emptyOwnBaseline(conn: DuckDBConnection, model: ModelSpec): Promise<void> {
-  const own = model.baselineFromOwnOutput;
-  if (!own) return;
-  const body = own.columns.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
-  await conn.run(
-    `create or replace temp view ${sqlIdent(`${model.layer}_${model.table}_baseline`)} as select ${body} where false`,
-  );
-}
-
-/** The partition expression of a model's output (as publish computes it). */
-function partExpr(model: ModelSpec): string {
-  return model.partitionBy ? `coalesce(cast(${sqlIdent(model.partitionBy)} as varchar), '${NULL_PARTITION}')` : `''`;
+  if (model.baselineFromOwnOutput) {
+    await emptyView(conn, `${model.layer}_${model.table}_baseline`, model.baselineFromOwnOutput.columns);
+  }
 }
 
 /** Keeps only the rows of the computed units (rows of other partitions saw a truncated window). */
@@ -119,7 +113,7 @@ async function restrictToUnits(
 ): Promise<void> {
   if (!isPartitioned(model)) return;
   await conn.run(
-    `delete from ${sqlIdent(table)} where ${partExpr(model)} not in (${units.map(sqlString).join(', ') || "''"})`,
+    `delete from ${sqlIdent(table)} where ${publishPartitionExpr(model.partitionBy)} not in (${units.map(sqlString).join(', ') || "''"})`,
   );
 }
 

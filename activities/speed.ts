@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { BRONZE_EVENT_COLUMNS } from '../config/contracts';
-import { lakeColumns, lakeWrite, publishTables } from '../lake/lakehouse';
+import { emptyView, lakeColumns, lakeWrite, publishTables } from '../lake/lakehouse';
 import type { ColumnDef, PublishSpec } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent } from '../lake/duckdb';
 import {
@@ -351,8 +351,7 @@ async function bronzeRowCounts(
 async function enrichmentViews(ctx: Awaited<ReturnType<typeof openLake>>): Promise<void> {
   for (const t of ['orgs', 'resources']) {
     const cols = (await lakeColumns(ctx.conn, ctx.lake, 'silver', t)) ?? ENRICHMENT_FALLBACK[t];
-    const body = cols.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
-    await ctx.conn.run(`create or replace temp view ${sqlIdent(`silver_${t}`)} as select ${body} where false`);
+    await emptyView(ctx.conn, `silver_${t}`, cols);
   }
   // Lateness needs no anomaly baseline: the model's own-output baseline view is empty here.
   await emptyOwnBaseline(ctx.conn, findModel('silver', 'usage_events'));

@@ -354,9 +354,18 @@ export async function registerView(
     if (!isMissingTable(e)) throw e;
   }
   if (!fallbackColumns) throw new NotBuiltYet(`table ${layer}.${table} has not been built yet`);
-  const body = fallbackColumns.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ');
-  await ctx.conn.run(`create or replace temp view ${sqlIdent(view)} as select ${body} where false`);
+  await emptyView(ctx.conn, view, fallbackColumns);
   return false;
+}
+
+/** `select … where false` with the given typed columns: no rows, the shape of a table that is not there. */
+export function emptySelect(columns: ColumnDef[]): string {
+  return `select ${columns.map((c) => `cast(null as ${c.type}) as ${sqlIdent(c.name)}`).join(', ')} where false`;
+}
+
+/** A temp view with no rows and the given typed columns (an input that was never written, or is not needed). */
+export async function emptyView(conn: DuckDBConnection, view: string, columns: ColumnDef[]): Promise<void> {
+  await conn.run(`create or replace temp view ${sqlIdent(view)} as ${emptySelect(columns)}`);
 }
 
 /** The current partition versions of a table from `meta.partitions` (deleted partitions left out). */

@@ -5,7 +5,7 @@ import type { WindowSize } from '../config/speed';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
 import type { Row } from './duckdb';
-import { lakeColumns, NULL_PARTITION, partitionVersions, qualified } from './lakehouse';
+import { emptySelect, lakeColumns, NULL_PARTITION, partitionVersions, qualified } from './lakehouse';
 import type { AttachedLake, ColumnDef } from './lakehouse';
 
 /**
@@ -221,7 +221,7 @@ export async function partitionView(
 ): Promise<void> {
   const body = (await lakeColumns(conn, lake, ref.layer, ref.table))
     ? partitionSelect(qualified(lake, ref.layer, ref.table), filter)
-    : `select ${columns.map((col) => `cast(null as ${col.type}) as ${sqlIdent(col.name)}`).join(', ')} where false`;
+    : emptySelect(columns);
   await conn.run(`create or replace temp view ${sqlIdent(view)} as ${body}`);
 }
 
