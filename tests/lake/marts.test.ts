@@ -2,7 +2,8 @@ import { loadConfig } from '../../config/env';
 import { aliasesVersion, codeVersion, modelVariables } from '../../lake/incremental';
 import { findModel, GOLD_MARTS, waves } from '../../lake/tables';
 import { loadSql } from '../../lake/duckdb';
-import { byKey, RulesLake } from '../support/rules-harness';
+import { byKey, RulesLake, silverEvent } from '../support/rules-harness';
+import { addDays } from '../../workflows/logical-date';
 import type { Fixture, OutRow, RulesSession } from '../support/rules-harness';
 
 /**
@@ -22,25 +23,8 @@ afterAll(() => {
   lake.close();
 });
 
-/** The UTC day `n` days after `day` (YYYY-MM-DD; n may be negative). */
-function addDays(day: string, n: number): string {
-  return new Date(Date.parse(`${day}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
-}
-
-/** A kept silver event with only what the marts read. */
-function ev(over: Fixture): Fixture {
-  return {
-    org_id: 'org-1',
-    usage_date: '2025-08-31',
-    service: 'compute',
-    metric: 'requests',
-    value: 0,
-    cost_usd_increment: '0',
-    schema_version: 1,
-    is_anomaly: false,
-    ...over,
-  };
-}
+/** A kept silver event on the marts' reference day unless `over` names another. */
+const ev = (over: Fixture): Fixture => silverEvent(over, '2025-08-31');
 
 const ALL_SILVER = [
   'orgs',

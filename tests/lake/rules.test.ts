@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Json } from '@duckdb/node-api';
-import { byKey, RulesLake, TEST_SALT } from '../support/rules-harness';
+import { byKey, RulesLake, silverEvent, TEST_SALT } from '../support/rules-harness';
+import { addDays } from '../../workflows/logical-date';
 import { loadSql } from '../../lake/duckdb';
 import { GOLD_MARTS } from '../../lake/tables';
 import type { Fixture, OutRow, RulesSession } from '../support/rules-harness';
@@ -70,11 +71,6 @@ function event(id: string | null, over: Fixture = {}): Fixture {
 /** Events of one (org, service) series with the given costs, ids `${prefix}0..n-1`. */
 function series(prefix: string, costs: string[], over: Fixture = {}): Fixture[] {
   return costs.map((cost, i) => event(`${prefix}${i}`, { cost_usd_increment: cost, ...over }));
-}
-
-/** The UTC day `n` days after `day` (YYYY-MM-DD; n may be negative). */
-function addDays(day: string, n: number): string {
-  return new Date(Date.parse(`${day}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
 }
 
 /** Bronze time columns of an event at `time` (UTC) on `day`. */
@@ -1000,21 +996,6 @@ describe('silver nps_surveys (lake/sql/silver/nps_surveys.sql)', () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Gold
 // ---------------------------------------------------------------------------------------------------------------
-
-/** A kept silver event with only what the marts read. */
-function silverEvent(over: Fixture): Fixture {
-  return {
-    org_id: 'org-1',
-    usage_date: '2025-07-20',
-    service: 'compute',
-    metric: 'requests',
-    value: 0,
-    cost_usd_increment: '0',
-    schema_version: 1,
-    is_anomaly: false,
-    ...over,
-  };
-}
 
 async function gold(
   mart: string,

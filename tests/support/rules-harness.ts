@@ -23,6 +23,21 @@ export type Fixture = Record<string, Cell>;
 export type OutRow = Record<string, Json>;
 
 export const TEST_SALT = 'rules-test-salt-0001';
+
+/** A kept silver event with only what the gold marts read, on `usageDate`, with `over` applied. */
+export function silverEvent(over: Fixture, usageDate = '2025-07-20'): Fixture {
+  return {
+    org_id: 'org-1',
+    usage_date: usageDate,
+    service: 'compute',
+    metric: 'requests',
+    value: 0,
+    cost_usd_increment: '0',
+    schema_version: 1,
+    is_anomaly: false,
+    ...over,
+  };
+}
 const MODEL_META = new Set(['_rule', '_detail', '_raw']);
 
 export class RulesLake {
