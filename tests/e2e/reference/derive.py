@@ -440,6 +440,18 @@ def fsum6(xs):
 # ---------------------------------------------------------------------------- silver batch tables
 
 
+def group_by(rows, key):
+    """Rows grouped by key(row), in their order."""
+    out = defaultdict(list)
+    for r in rows:
+        out[key(r)].append(r)
+    return out
+
+
+def org_of(row):
+    return row['org_id']
+
+
 def silver_batch(name, rows, quarantine, currencies):
     q = quarantine[name]
     key_cols = {'orgs': ('org_id',), 'users': ('user_id',), 'resources': ('resource_id',), 'billing': ('invoice_id',),
@@ -843,24 +855,12 @@ def derive(landing):
         return r6(x) if x is not None else None
 
     # ---- gold: customer_360 (every silver org)
-    ev_by_org = defaultdict(list)
-    for e in kept:
-        ev_by_org[e['org_id']].append(e)
-    rev_by_org = defaultdict(list)
-    for r in rv:
-        rev_by_org[r['org_id']].append(r)
-    tk_by_org = defaultdict(list)
-    for r in silver['tickets']:
-        tk_by_org[r['org_id']].append(r)
-    mt_by_org = defaultdict(list)
-    for r in silver['marketing_touches']:
-        mt_by_org[r['org_id']].append(r)
-    nps_by_org = defaultdict(list)
-    for r in silver['nps_surveys']:
-        nps_by_org[r['org_id']].append(r)
-    us_by_org = defaultdict(list)
-    for r in silver['users']:
-        us_by_org[r['org_id']].append(r)
+    ev_by_org = group_by(kept, org_of)
+    rev_by_org = group_by(rv, org_of)
+    tk_by_org = group_by(silver['tickets'], org_of)
+    mt_by_org = group_by(silver['marketing_touches'], org_of)
+    nps_by_org = group_by(silver['nps_surveys'], org_of)
+    us_by_org = group_by(silver['users'], org_of)
     c360 = {}
     for o in silver['orgs']:
         oid = o['org_id']
