@@ -102,13 +102,21 @@ check_ports_free() {
   done
 }
 
-# Start "$@" detached (own session, stdin/stdout/stderr redirected, lock fd closed) and record its pid.
+# Start "$@" detached (own session, stdin/stdout/stderr redirected) and record its pid. Every other inherited file
+# descriptor is closed first: a daemon must not keep a caller's lock open (`flock LOCK scripts/stack.sh up` would
+# otherwise hold LOCK for as long as the service runs), nor our own lock fd 9.
 start_bg() {
   local svc="$1" log
   shift
   log="$(logfile "$svc")"
   printf '=== %s starting %s\n' "$(date -u +%FT%TZ)" "$svc" >>"$log"
-  setsid "$@" </dev/null >>"$log" 2>&1 9>&- &
+  (
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@" </dev/null >>"$log" 2>&1
+  ) &
   echo "$!" >"$(pidfile "$svc")"
 }
 

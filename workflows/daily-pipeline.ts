@@ -7,6 +7,7 @@ import {
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { ActivityOptions } from '@temporalio/workflow';
 import { causes, failureHeadline, step } from './failures';
 import type { Activities, GateResult, RunSummary, StepMetrics, WavePlan } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
@@ -35,7 +36,11 @@ export interface DailyPipelineInput {
 // Non-retryable types: contract violations, failed gates and SQL defects fail the run at once with their message.
 const nonRetryableErrorTypes = ['ContractViolation', 'QualityGateFailed', 'SqlError'];
 
-/** Transforms: long, heartbeating, retried with backoff a bounded number of times. */
+/**
+ * Transforms: long, heartbeating, retried with backoff a bounded number of times. Ten attempts at 2 s → 1 min span
+ * about five minutes, so storage (S3, the catalog) down for a while is waited out (SPEC §12); five attempts spanned
+ * 30 s and a 30 s MinIO outage failed the run (tests/stack/outage.test.ts).
+ */
 const transformOptions = {
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
@@ -43,7 +48,7 @@ const transformOptions = {
     initialInterval: '2s',
     backoffCoefficient: 2,
     maximumInterval: '1 minute',
-    maximumAttempts: 5,
+    maximumAttempts: 10,
     nonRetryableErrorTypes,
   },
 } as const;
@@ -82,9 +87,10 @@ const reporting = proxyActivities<Activities>({
 
 /**
  * Serving load: Cassandra may be down for a while, so more attempts with a longer ceiling; a missing Cassandra config,
- * a refused statement or a reconciliation mismatch fail at once (non-retryable). Keepalive heartbeats.
+ * a refused statement or a reconciliation mismatch fail at once (non-retryable). Keepalive heartbeats. `cpa serving
+ * load` (workflows/serving-load.ts) uses the same profile.
  */
-const serving = proxyActivities<Activities>({
+export const servingActivityOptions: ActivityOptions = {
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
@@ -99,7 +105,8 @@ const serving = proxyActivities<Activities>({
       'ReconciliationFailed',
     ],
   },
-});
+};
+const serving = proxyActivities<Activities>(servingActivityOptions);
 
 /**
  * Entry point: resolves the logical date (explicit runDate; for a scheduled run the day before the scheduled start's

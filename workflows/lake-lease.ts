@@ -3,6 +3,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  log,
   proxyActivities,
   sleep,
   workflowInfo,
@@ -43,6 +44,12 @@ const lease = proxyActivities<Activities>({
     maximumAttempts: 5,
     nonRetryableErrorTypes: ['LakeLeaseLost'],
   },
+});
+
+/** Release: retried for about a minute (1 s → 10 s, ten attempts), so a short storage outage at the end is waited out. */
+const release = proxyActivities<Activities>({
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
 });
 
 function leaseLost(e: unknown): e is ActivityFailure {
@@ -90,8 +97,13 @@ export async function withLakeLease<T>(lake: string, fn: () => Promise<T>, landi
   } finally {
     keepAlive.cancel();
     await renewing;
+    // A release that cannot reach storage for its whole retry window (about a minute) does not turn the run's
+    // outcome into a failure: the lease then ends on its TTL, and the next run waits for that at most.
     await CancellationScope.nonCancellable(() =>
-      lease.releaseLakeLease.executeWithOptions({ summary: 'lake lease: release' }, [input]),
-    );
+      release.releaseLakeLease.executeWithOptions({ summary: 'lake lease: release' }, [input]),
+    ).catch((e: unknown) => {
+      if (isCancellation(e)) throw e;
+      log.warn('lake lease not released; it expires on its TTL', { lake, error: String(e) });
+    });
   }
 }

@@ -26,9 +26,9 @@ describe('operator mistakes', () => {
   const lake = (name: string): string => path.join(base, `lake-${name}`);
 
   /** Runs the CLI with a hard timeout: a hang or a 24 h retry fails the test instead of stalling it. */
-  function fails(args: string[], mentions: string, pattern: RegExp): void {
+  function fails(args: string[], mentions: string, pattern: RegExp, wrap: string[] = []): void {
     const started = Date.now();
-    const r = cpa(args, {}, 30_000);
+    const r = cpa(args, {}, 30_000, wrap);
     const secs = (Date.now() - started) / 1000;
     // The reason is one line (commander adds the usage after an argument error).
     const reason = r.stderr.split('\n').find((l) => pattern.test(l));
@@ -57,6 +57,60 @@ describe('operator mistakes', () => {
     fails(['run', '--landing', landing, '--lake', lakeArg], mentions, pattern);
     // The immutable landing is never written.
     expect(fs.readdirSync(landing).sort()).toEqual(['customers_orgs.csv', 'usage_events_stream']);
+  });
+
+  /**
+   * Root ignores permission bits, so "not writable" is made real: a read-only bind mount in a mount namespace of the
+   * CLI's own (EROFS, which binds root too), and the CLI run as `nobody` on a directory only root may write (EACCES).
+   */
+  describe('a lake that cannot be written', () => {
+    const ro = path.join(base, 'read-only');
+    const built = path.join(base, 'read-only-built');
+    const owned = path.join(base, 'root-only');
+    for (const d of [ro, path.join(built, '_meta', 'attempts'), owned]) fs.mkdirSync(d, { recursive: true });
+    const readOnly = (dir: string): string[] => [
+      'unshare',
+      '-m',
+      'sh',
+      '-c',
+      'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"',
+      dir,
+    ];
+    const asNobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+
+    it.each([
+      [ro, ro, /cannot be created \(EROFS/],
+      [built, built, /is not writable \(EROFS|cannot be created \(EROFS/],
+      [path.join(ro, 'lake'), path.join(ro, 'lake'), /cannot be created \(EROFS/],
+    ])('cpa run --lake %s on a read-only mount fails at once, naming the path', (lakeArg, mentions, pattern) => {
+      fails(
+        ['run', '--landing', landing, '--lake', lakeArg],
+        mentions,
+        pattern,
+        readOnly(lakeArg.startsWith(built) ? built : ro),
+      );
+      expect(fs.readdirSync(ro)).toEqual([]);
+    });
+
+    it('cpa run --lake on a directory the user may not write fails at once, naming the path', () => {
+      // nobody needs to read the repository, the landing and node; only the lake is root's alone.
+      for (const d of [base, landing]) fs.chmodSync(d, 0o755);
+      fs.chmodSync(path.join(landing, 'customers_orgs.csv'), 0o644);
+      fs.chmodSync(owned, 0o755);
+      fails(
+        ['run', '--landing', landing, '--lake', owned],
+        owned,
+        /cannot be created \(EACCES|is not writable \(EACCES/,
+        asNobody,
+      );
+      fails(
+        ['run', '--landing', landing, '--lake', path.join(owned, 'x')],
+        path.join(owned, 'x'),
+        /cannot be created \(EACCES/,
+        asNobody,
+      );
+      expect(fs.readdirSync(owned)).toEqual([]);
+    });
   });
 
   const LANDING_CASES: Array<[string, RegExp]> = [

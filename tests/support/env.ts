@@ -49,14 +49,19 @@ export function tmpDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `cpa-test-${label}-`));
 }
 
-/** Runs the real CLI (`node bin/cpa.js …`) and returns its exit code, stdout and stderr. */
+/**
+ * Runs the real CLI (`node bin/cpa.js …`) and returns its exit code, stdout and stderr. `wrap` is a command line the
+ * CLI runs under (for example `unshare -m …` or `setpriv …`), given the node command as its trailing arguments.
+ */
 export function cpa(
   args: string[],
   env: Record<string, string> = {},
   timeoutMs = 240_000,
+  wrap: string[] = [],
 ): { code: number; stdout: string; stderr: string } {
+  const command = [...wrap, process.execPath, path.join(REPO, 'bin', 'cpa.js'), ...args];
   try {
-    const stdout = execFileSync(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), ...args], {
+    const stdout = execFileSync(command[0], command.slice(1), {
       cwd: REPO,
       env: {
         ...process.env,

@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import type { LeaseInput } from '../../activities';
@@ -8,7 +8,8 @@ import { emptyMetrics } from '../../activities/common';
 import { acquireLakeLease } from '../../activities/runs';
 import { lakeLease } from '../../lake/lease';
 import { workflowRunClosed } from '../../worker/main';
-import { tmpDir, quietTemporalCli } from '../support/env';
+import { tmpDir } from '../support/env';
+import { sharedTestEnv, uniqueName } from '../support/temporal';
 import { withWorkerPair } from '../support/workers';
 
 /**
@@ -17,15 +18,15 @@ import { withWorkerPair } from '../support/workers';
  */
 describe('dailyPipeline holds the lake lease', () => {
   let env: TestWorkflowEnvironment;
-  const taskQueue = 'test-lake-lease';
+  // The jest run's shared dev server: this file's own task queue, and its workflow ids under the same name.
+  const taskQueue = uniqueName('test-lake-lease');
+  const id = (name: string): string => `${taskQueue}/${name}`;
   const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
 
   beforeAll(async () => {
     // Real time on a dev server: the renewal timer is 300 ms, so nothing needs skipping (and a time-skipping server
     // racing a real 1.5 s activity against those timers made this test hang once in CI).
-    env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
-    });
+    env = await sharedTestEnv();
   });
 
   afterAll(async () => {
@@ -83,7 +84,7 @@ describe('dailyPipeline holds the lake lease', () => {
     const summary = await run(fake.activities, () =>
       env.client.workflow.execute('dailyPipeline', {
         taskQueue,
-        workflowId: 'daily-pipeline/2025-08-01',
+        workflowId: id('daily-pipeline/2025-08-01'),
         args: [{ runDate: '2025-08-01', lake, landing: '/nonexistent' }],
       }),
     );
@@ -100,7 +101,7 @@ describe('dailyPipeline holds the lake lease', () => {
       env.client.workflow
         .execute('dailyPipeline', {
           taskQueue,
-          workflowId: 'daily-pipeline/2025-08-02',
+          workflowId: id('daily-pipeline/2025-08-02'),
           args: [{ runDate: '2025-08-02', lake, landing: '/nonexistent' }],
         })
         .then(
@@ -118,7 +119,7 @@ describe('dailyPipeline holds the lake lease', () => {
   /** A workflow run on a queue nobody polls: it stays running until terminated. */
   async function parkedRun(workflowId: string): Promise<{ workflowId: string; runId: string }> {
     const h = await env.client.workflow.start('dailyPipeline', {
-      taskQueue: 'nobody-polls-this',
+      taskQueue: `${taskQueue}-nobody-polls`,
       workflowId,
       args: [{ lake: '/nonexistent', landing: '/nonexistent' }],
     });
@@ -132,8 +133,8 @@ describe('dailyPipeline holds the lake lease', () => {
       db: undefined as never,
       holderGone: (h: { workflowId: string; runId: string }) => workflowRunClosed(env.nativeConnection, 'default', h),
     };
-    const running = await parkedRun('lease-holder-running');
-    const me = { workflowId: 'lease-contender', runId: 'r-1' };
+    const running = await parkedRun(id('lease-holder-running'));
+    const me = { workflowId: id('lease-contender'), runId: 'r-1' };
     // A live lease (TTL 300 s) of a running workflow: the contender waits (retryable LakeLocked).
     await lakeLease(lake, config).acquire(running, 300);
     await expect(acquireLakeLease(deps, { lake, holder: me })).rejects.toMatchObject({ type: 'LakeLocked' });
@@ -145,7 +146,7 @@ describe('dailyPipeline holds the lake lease', () => {
     expect((await lakeLease(lake, config).read())?.holder).toEqual(me);
 
     // A holder the server does not know (its embedded dev server was restarted without state): taken over too.
-    const unknown = { workflowId: 'daily-pipeline/never-ran', runId: '8d7f5b0e-0000-4000-8000-000000000000' };
+    const unknown = { workflowId: id('daily-pipeline/never-ran'), runId: '8d7f5b0e-0000-4000-8000-000000000000' };
     const lake2 = tmpDir('lease-unknown');
     await lakeLease(lake2, config).acquire(unknown, 300);
     expect((await acquireLakeLease(deps, { lake: lake2, holder: me })).tookOverFrom).toEqual(unknown);
@@ -153,7 +154,7 @@ describe('dailyPipeline holds the lake lease', () => {
 
   it('a run waiting behind a closed holder starts within seconds', async () => {
     const lake = tmpDir('lease-closed-run');
-    const holder = await parkedRun('lease-holder-terminated');
+    const holder = await parkedRun(id('lease-holder-terminated'));
     await lakeLease(lake, config).acquire(holder, 300);
     await env.client.workflow.getHandle(holder.workflowId, holder.runId).terminate('killed without release');
     const fake = activities({});
@@ -166,7 +167,7 @@ describe('dailyPipeline holds the lake lease', () => {
     const summary = await run({ ...fake.activities, acquireLakeLease: real.acquireLakeLease }, () =>
       env.client.workflow.execute('dailyPipeline', {
         taskQueue,
-        workflowId: 'daily-pipeline/2025-08-03',
+        workflowId: id('daily-pipeline/2025-08-03'),
         args: [{ runDate: '2025-08-03', lake, landing: '/nonexistent' }],
       }),
     );
