@@ -5,7 +5,7 @@ import cassandra from 'cassandra-driver';
 import type { Config } from '../config/env';
 import { primaryKey, SERVING_TABLES } from '../config/serving';
 import type { ServingColumn, ServingTable } from '../config/serving';
-import { partitionVersions, registerView } from '../lake/lakehouse';
+import { NotBuiltYet, partitionVersions, registerView } from '../lake/lakehouse';
 import type { AttachedLake } from '../lake/lakehouse';
 
 /** Gold partition versions (`meta.partitions`) by partition value. */
@@ -23,7 +23,7 @@ import {
 import type { CassandraClient, CassandraSettings } from '../lake/cassandra';
 import { queryRows } from '../lake/duckdb';
 import { Digest, keyOf, manifestFingerprint, partitionsToLoad, toCqlParams, toCqlValue } from '../lake/serving-codec';
-import { classify, emptyMetrics, heartbeat, openLake } from './common';
+import { classify, contractViolation, emptyMetrics, heartbeat, openLake } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 import type { RunSummary } from './quality';
 
@@ -42,9 +42,6 @@ const WRITE_CHUNK = 8192;
 const WRITE_CONCURRENCY = 64;
 /** Partitions read back concurrently during reconciliation. */
 const READ_CONCURRENCY = 16;
-/** The load lease outlives a crashed loader by at most this long. */
-const LEASE_TTL_SECONDS = 600;
-const LEASE_RENEW_MS = 60_000;
 
 export const ServingErrorTypes = {
   /** Asked to serve without CPA_CASSANDRA_CONTACT_POINTS on the worker. */
@@ -53,6 +50,8 @@ export const ServingErrorTypes = {
   CassandraRejected: 'CassandraRejected',
   /** Rows in Cassandra differ from their gold source after a load. */
   ReconciliationFailed: 'ReconciliationFailed',
+  /** A serving table's gold mart does not exist in the lake (wrong lake, or no pipeline run yet): a retry finds none. */
+  GoldNotBuilt: 'GoldNotBuilt',
 } as const;
 
 /** Reconciliation found a difference; the message names the table and both sides' figures. */
@@ -125,8 +124,6 @@ interface Ctx {
   conn: DuckDBConnection;
   lake: AttachedLake;
   lakeRoot: string;
-  /** Renews the load lease when it is due (a no-op when verifying). */
-  keepLease: () => Promise<void>;
 }
 
 /**
@@ -136,7 +133,9 @@ interface Ctx {
  * exact sum and an order-independent checksum of the loaded scope read back from Cassandra against gold.
  * Idempotent: a re-load writes the same rows under the same keys. Retries: connection problems are retryable;
  * a missing Cassandra config, a refused statement or a reconciliation mismatch are non-retryable failures naming
- * the table. Heartbeats every chunk of rows. One loader per keyspace at a time (LWT lease).
+ * the table. Heartbeats every chunk of rows. One loader at a time is the callers' business, not this function's:
+ * dailyPipeline and servingLoad run it holding the lake lease (workflows/lake-lease.ts), and the CLI's servingLoad has
+ * one workflow id per keyspace (docs/decisions.md, "Serving loads run in Temporal").
  */
 export async function loadServing(deps: ActivityDeps, input: LoadServingInput): Promise<StepMetrics> {
   try {
@@ -162,14 +161,39 @@ export async function loadServing(deps: ActivityDeps, input: LoadServingInput): 
   }
 }
 
+/**
+ * `cpa serving load` (workflow servingLoad): the same load as {@link loadServing}, returning the whole report (per-table
+ * figures, numbers only) for the CLI to print. Same retries, idempotency and heartbeats.
+ */
+export async function loadServingReport(deps: ActivityDeps, input: LoadServingInput): Promise<ServingReport> {
+  try {
+    return await runServing(deps, input, 'load');
+  } catch (e) {
+    throw toFailure(e, 'serving.load', deps.config.cassandra);
+  }
+}
+
+/** Fails (non-retryable: a retry asks for the same names) when a name is not a serving table. */
+export function checkServingTables(names: string[] | undefined): void {
+  const unknown = (names ?? []).filter((n) => !SERVING_TABLES.some((t) => t.name === n));
+  if (unknown.length > 0) {
+    throw contractViolation(
+      `unknown serving table(s) ${unknown.join(', ')} (expected ${SERVING_TABLES.map((t) => t.name).join(', ')})`,
+    );
+  }
+}
+
 /** Maps serving errors to Temporal's failure types: which ones a retry can fix. */
 export function toFailure(e: unknown, what: string, settings?: CassandraSettings): unknown {
   if (e instanceof ApplicationFailure) return e;
   if (e instanceof ServingNotConfigured)
     return ApplicationFailure.nonRetryable(e.message, ServingErrorTypes.ServingNotConfigured);
+  if (e instanceof NotBuiltYet) return ApplicationFailure.nonRetryable(e.message, ServingErrorTypes.GoldNotBuilt);
   if (e instanceof ReconciliationMismatch) {
     return ApplicationFailure.nonRetryable(e.message, ServingErrorTypes.ReconciliationFailed, {
       tables: e.tables.filter((t) => !t.matched).map((t) => ({ table: t.table, gold: t.gold, cassandra: t.cassandra })),
+      // Every table's figures, for `cpa serving load` to print as it did before the load ran in Temporal.
+      results: e.tables,
     });
   }
   const err = describeError(e, settings);
@@ -191,45 +215,21 @@ export async function runServing(
 ): Promise<ServingReport> {
   const started = Date.now();
   const settings = requireCassandra(deps.config);
-  const unknown = (input.tables ?? []).filter((n) => !SERVING_TABLES.some((t) => t.name === n));
-  if (unknown.length > 0) {
-    throw new Error(
-      `unknown serving table(s) ${unknown.join(', ')} (expected ${SERVING_TABLES.map((t) => t.name).join(', ')})`,
-    );
-  }
+  checkServingTables(input.tables);
   const client = await connect(settings);
   const lake = await openLake(deps, input).catch(async (e: unknown) => {
     await client.shutdown().catch(() => undefined);
     throw e;
   });
-  const holder = `${input.runId}`;
-  let leased = false;
-  let renewedAt = Date.now();
-  const ctx: Ctx = {
-    client,
-    ks: settings.keyspace,
-    conn: lake.conn,
-    lake: lake.lake,
-    lakeRoot: input.lake,
-    keepLease: async () => {
-      if (!leased || Date.now() - renewedAt < LEASE_RENEW_MS) return;
-      await renewLease(ctx, holder);
-      renewedAt = Date.now();
-    },
-  };
+  const ctx: Ctx = { client, ks: settings.keyspace, conn: lake.conn, lake: lake.lake, lakeRoot: input.lake };
   try {
     await ensureSchema(client, settings);
-    if (mode === 'load') {
-      await acquireLease(ctx, holder);
-      leased = true;
-    }
     const tables = SERVING_TABLES.filter((t) => !input.tables || input.tables.includes(t.name));
     const results: TableResult[] = [];
     for (const t of tables) {
       const changed = input.gold?.find((s) => s.table === t.source)?.changedPartitions;
       results.push(await syncTable(ctx, t, { mode, full: Boolean(input.full), changed, runId: input.runId }));
       onTable?.(results[results.length - 1]);
-      await ctx.keepLease();
     }
     const bad = results.filter((r) => !r.matched);
     if (bad.length > 0) {
@@ -251,7 +251,6 @@ export async function runServing(
       durationMs: Date.now() - started,
     };
   } finally {
-    if (leased) await releaseLease(ctx, holder).catch(() => undefined);
     lake.conn.closeSync();
     await client.shutdown().catch(() => undefined);
   }
@@ -263,8 +262,8 @@ async function syncTable(
   opts: { mode: 'load' | 'verify'; full: boolean; changed?: string[]; runId: string },
 ): Promise<TableResult> {
   const started = Date.now();
-  const built = await registerView(ctx, 'gold', t.source, 'src');
-  if (!built) throw new Error(`gold.${t.source} has not been built yet: run the pipeline first`);
+  // No fallback columns: a mart never built throws NotBuiltYet (non-retryable GoldNotBuilt, toFailure above).
+  await registerView(ctx, 'gold', t.source, 'src');
   const manifestParts: PartitionMap = Object.fromEntries(await partitionVersions(ctx.conn, ctx.lake, 'gold', t.source));
 
   // Decide the scope: 'all' or a list of gold partition values.
@@ -347,7 +346,6 @@ async function syncTable(
       }
       if (writer.buffered >= WRITE_CHUNK) {
         await inFlight;
-        await ctx.keepLease();
         inFlight = writer.flush();
       }
     }
@@ -572,33 +570,6 @@ async function writeState(
       runId,
     ],
   );
-}
-
-async function acquireLease(ctx: Ctx, holder: string): Promise<void> {
-  const rs = await ctx.client.execute(
-    `INSERT INTO ${ctx.ks}.serving_lease (name, holder, acquired_at) VALUES ('load', ?, ?) IF NOT EXISTS USING TTL ${LEASE_TTL_SECONDS}`,
-    [holder, new Date()],
-    { isIdempotent: false },
-  );
-  if (rs.wasApplied()) return;
-  const current = String(rs.first()?.get('holder') ?? '');
-  // The same run (a Temporal retry after a crash) takes its own lease back.
-  if (current === holder) return renewLease(ctx, holder);
-  throw new CassandraUnavailable(`another serving load (${current}) holds the lease on ${ctx.ks}; retry later`);
-}
-
-async function renewLease(ctx: Ctx, holder: string): Promise<void> {
-  await ctx.client.execute(
-    `UPDATE ${ctx.ks}.serving_lease USING TTL ${LEASE_TTL_SECONDS} SET holder = ?, acquired_at = ? WHERE name = 'load' IF holder = ?`,
-    [holder, new Date(), holder],
-    { isIdempotent: false },
-  );
-}
-
-async function releaseLease(ctx: Ctx, holder: string): Promise<void> {
-  await ctx.client.execute(`DELETE FROM ${ctx.ks}.serving_lease WHERE name = 'load' IF holder = ?`, [holder], {
-    isIdempotent: false,
-  });
 }
 
 /**

@@ -386,7 +386,7 @@ export function migrations(keyspace: string): Migration[] {
   return [
     {
       version: 1,
-      description: 'five query tables, pipeline_runs, serving_state, serving_lease',
+      description: 'five query tables, pipeline_runs, serving_state',
       statements: [
         ...SERVING_TABLES.filter((t) => t.since === 1).map((t) => createTableCql(ks, t)),
         // Recent runs first: a dashboard reads the current month's partition newest-first.
@@ -403,9 +403,8 @@ export function migrations(keyspace: string): Migration[] {
           verified_checksum text, verified_sum text, loaded_at timestamp, run_id text)
           WITH compaction = {'class': 'SizeTieredCompactionStrategy'}
           AND comment = 'last reconciled load per serving table'`,
-        // One loader at a time per keyspace (LWT lease with a TTL, so a crashed loader frees it).
-        `CREATE TABLE IF NOT EXISTS ${ks}.serving_lease (name text PRIMARY KEY, holder text, acquired_at timestamp)
-          WITH comment = 'lease serialising serving loads'`,
+        // No serving_lease any more: loads are serialised in Temporal (docs/decisions.md, "Serving loads run in
+        // Temporal"). Keyspaces migrated before keep the unused table; nothing drops it.
       ],
     },
     {

@@ -1,30 +1,30 @@
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBInstance } from '@duckdb/node-api';
 import cassandra from 'cassandra-driver';
 import type { Config } from '../config/env';
-import { ATTRIBUTION_RANK, servingTable } from '../config/serving';
+import { servingTable } from '../config/serving';
 import { attachLake, registerView } from '../lake/lakehouse';
 import { CassandraRejected, connect, describeError, requireCassandra } from '../lake/cassandra';
 import type { CassandraClient } from '../lake/cassandra';
 import { createDuckDb, ensureS3, queryRows } from '../lake/duckdb';
-import type { Params } from '../lake/duckdb';
 import { decimalText } from '../lake/serving-codec';
 import { isS3 } from '../lake/storage';
 import { addDays } from '../workflows/logical-date';
 import { round6 } from '../lake/decimal';
-import { ATTRIBUTION_MODELS, NON_MATCH_STATUSES, QUERIES } from './catalog';
-import type { Backend, Cell, Kind, QueryId, ResultRow } from './catalog';
+import { ATTRIBUTION_MODELS, QUERIES, QUERY_IDS } from './catalog';
+import type { Backend, Cell, CqlValue, FetchParams, Kind, QueryDef, QueryId, ResultRow } from './catalog';
 
 /**
  * The dashboard queries of SPEC §8 (q1–q5) and §6b (q6–q9), on two backends that return identical rows: Cassandra (the serving
- * tables) and DuckDB over the gold Parquet (the embedded default). Each query has one function per backend that only
- * fetches (parameters always bound, never spliced); defaults (`as_of` = the latest date in the data), shaping and
- * derived figures are shared, so both backends format every value the same way.
+ * tables) and DuckDB over the gold Parquet (the embedded default). Each query is one entry of serving/catalog.ts (its CQL
+ * and its SQL); each backend has one generic fetch that runs an entry's statement (parameters always bound, never
+ * spliced); defaults (`as_of` = the latest date in the data), shaping and derived figures are shared, so both backends
+ * format every value the same way.
  */
 
 const { types } = cassandra;
 
 export { ATTRIBUTION_MODELS, QUERIES, QUERY_IDS } from './catalog';
-export type { Backend, Cell, Kind, QueryId, ResultRow } from './catalog';
+export type { Backend, Cell, FetchParams, Kind, QueryId, ResultRow } from './catalog';
 
 /** What the user may pass (`--org`, `--from`, `--to`, `--as-of`, `--top`, `--model`, `--month`). */
 export interface QueryParams {
@@ -73,26 +73,22 @@ export interface TicketCounts {
 
 type Raw = Record<string, unknown>;
 
-/** One implementation per backend; each method is one bound, read-only query. */
+/** What a fetch returns: raw rows with the entry's columns (q3: per-(day, severity) counts). */
+export type FetchRow<Q extends QueryId> = Q extends 'q3' ? TicketCounts : Raw;
+
+/** One implementation per backend; `fetch` runs one catalog entry's bound, read-only statement. */
 export interface QuerySource {
   backend: Backend;
   latestDate(table: string): Promise<string | null>;
-  q1(p: { org: string; from: string; to: string }): Promise<Raw[]>;
-  q2(p: { org: string; asOf: string; top: number }): Promise<Raw[]>;
-  q3(p: { org: string | null; from: string; to: string }): Promise<TicketCounts[]>;
-  q4(p: { org: string; from: string; to: string }): Promise<Raw[]>;
-  q5(p: { org: string; from: string; to: string }): Promise<Raw[]>;
-  /** The org's customer_360 row (none for an unknown org). */
-  q6(p: { org: string }): Promise<Raw[]>;
-  /** The top `top` channel × campaign rows of one attribution model, by revenue_rank. */
-  q7(p: { model: string; top: number }): Promise<Raw[]>;
-  /** Every resource of the org (the shared code keeps the idle and stopped-but-billed ones). */
-  q8(p: { org: string }): Promise<Raw[]>;
-  /** The month's reconciliation rows whose status is not `match`. */
-  q9(p: { month: string }): Promise<Raw[]>;
+  fetch<Q extends QueryId>(q: Q, p: FetchParams[Q]): Promise<Array<FetchRow<Q>>>;
   /** Distinct org ids (benchmarks pick from them). */
   orgs(): Promise<string[]>;
   close(): Promise<void>;
+}
+
+/** A query's entry with its own parameter type (an indexed access on QUERIES loses the correlation). */
+function entry<Q extends QueryId>(q: Q): QueryDef<FetchParams[Q]> {
+  return QUERIES[q] as unknown as QueryDef<FetchParams[Q]>;
 }
 
 export class QueryUsageError extends Error {
@@ -190,7 +186,7 @@ async function runMartQuery(source: QuerySource, q: QueryId, p: QueryParams): Pr
   const base = { query: q, title: def.title, backend: source.backend, columns: def.columns.map(([n]) => n) };
   const none = { from: null, to: null, top: null };
   if (q === 'q6' || q === 'q8') {
-    let rows = shape(q, await source[q]({ org: p.org! }));
+    let rows = shape(q, await source.fetch(q, { org: p.org! }));
     // q8: idle (no events in the 14 days to as_of) or stopped/terminated and billed in the last 7 days
     if (q === 'q8') rows = rows.filter((r) => r.utilization_class === 'idle' || r.stopped_but_billed === true);
     rows.sort(byText(q === 'q6' ? 'org_id' : 'resource_id'));
@@ -203,7 +199,7 @@ async function runMartQuery(source: QuerySource, q: QueryId, p: QueryParams): Pr
     const top = p.top ?? 10;
     const models = p.model ? [p.model] : [...ATTRIBUTION_MODELS];
     const rows: ResultRow[] = [];
-    for (const model of models) rows.push(...shape(q, await source.q7({ model, top })));
+    for (const model of models) rows.push(...shape(q, await source.fetch('q7', { model, top })));
     return { ...base, params: { org: null, asOf: null, from: null, to: null, top, model: p.model ?? null }, rows };
   }
   let month = p.month ?? (p.asOf ? p.asOf : undefined);
@@ -218,7 +214,7 @@ async function runMartQuery(source: QuerySource, q: QueryId, p: QueryParams): Pr
       );
     month = monthStart(latest);
   }
-  const rows = shape(q, await source.q9({ month }))
+  const rows = shape(q, await source.fetch('q9', { month }))
     .filter((r) => r.status !== 'match')
     .sort(byText('status', 'org_id'));
   return { ...base, params: { org: null, asOf: month, ...none, month }, rows };
@@ -246,7 +242,7 @@ export async function runQuery(source: QuerySource, q: QueryId, p: QueryParams):
   const base = { query: q, title: def.title, backend: source.backend, columns: def.columns.map(([n]) => n) };
   if (q === 'q2') {
     const top = p.top ?? 5;
-    const rows = await source.q2({ org: org!, asOf, top });
+    const rows = await source.fetch('q2', { org: org!, asOf, top });
     return {
       ...base,
       params: { org, asOf, from: null, to: null, top },
@@ -268,11 +264,9 @@ export async function runQuery(source: QuerySource, q: QueryId, p: QueryParams):
     case 'q1':
       return { ...base, params, rows: await q1Batch(source, { org: org!, from, to }) };
     case 'q3':
-      return { ...base, params, rows: ticketDays(await source.q3({ org, from, to }), from, to) };
-    case 'q4':
-      return { ...base, params, rows: shape(q, await source.q4({ org: org!, from, to })) };
+      return { ...base, params, rows: ticketDays(await source.fetch('q3', { org, from, to }), from, to) };
     default:
-      return { ...base, params, rows: shape(q, await source.q5({ org: org!, from, to })) };
+      return { ...base, params, rows: shape(q, await source.fetch(q, { org: org!, from, to })) };
   }
 }
 
@@ -282,7 +276,7 @@ export async function runQuery(source: QuerySource, q: QueryId, p: QueryParams):
  * function of (source, params) → rows.
  */
 export async function q1Batch(source: QuerySource, p: { org: string; from: string; to: string }): Promise<ResultRow[]> {
-  return shape('q1', await source.q1(p), { source: 'batch' });
+  return shape('q1', await source.fetch('q1', p), { source: 'batch' });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -306,98 +300,17 @@ async function cqlRows(client: CassandraClient, query: string, params: unknown[]
   return out;
 }
 
-const date = (s: string) => types.LocalDate.fromString(s);
-
-export function q1Cassandra(
-  client: CassandraClient,
-  ks: string,
-  p: { org: string; from: string; to: string },
-): Promise<Raw[]> {
-  return cqlRows(
-    client,
-    `SELECT usage_date, service, total_cost_usd, total_requests, cpu_hours, storage_gb_hours, carbon_kg, event_count
-     FROM ${ks}.finops_daily_usage WHERE org_id = ? AND usage_date >= ? AND usage_date <= ?`,
-    [p.org, date(p.from), date(p.to)],
-  );
+/** A catalog value as the driver binds it: dates as LocalDate. */
+function cqlValue(v: CqlValue): unknown {
+  if (Array.isArray(v)) return [...(v as readonly string[])];
+  return typeof v === 'object' ? types.LocalDate.fromString((v as { date: string }).date) : v;
 }
 
-export function q2Cassandra(
-  client: CassandraClient,
-  ks: string,
-  p: { org: string; asOf: string; top: number },
-): Promise<Raw[]> {
-  return cqlRows(
-    client,
-    `SELECT rank_14d, service, cost_14d, cost_7d, cost_1d FROM ${ks}.org_service_cost_summary
-     WHERE org_id = ? AND summary_date = ? LIMIT ?`,
-    [p.org, date(p.asOf), p.top],
-  );
-}
-
-export async function q3Cassandra(
-  client: CassandraClient,
-  ks: string,
-  p: { org: string | null; from: string; to: string },
-): Promise<TicketCounts[]> {
-  return (await cqlRows(
-    client,
-    `SELECT ticket_date, severity, total_tickets, open_tickets, sla_breach_count FROM ${ks}.support_tickets_summary
-     WHERE scope = ? AND ticket_date >= ? AND ticket_date <= ?`,
-    [p.org ?? '*', date(p.from), date(p.to)],
-  )) as unknown as TicketCounts[];
-}
-
-export function q4Cassandra(
-  client: CassandraClient,
-  ks: string,
-  p: { org: string; from: string; to: string },
-): Promise<Raw[]> {
-  return cqlRows(
-    client,
-    `SELECT billing_month, currency_original, fx_rate, gross_revenue_usd, credits_usd, taxes_usd, net_revenue_usd,
-       total_billed_usd, invoice_count
-     FROM ${ks}.revenue_monthly WHERE org_id = ? AND billing_month >= ? AND billing_month <= ?`,
-    [p.org, date(p.from), date(p.to)],
-  );
-}
-
-export function q5Cassandra(
-  client: CassandraClient,
-  ks: string,
-  p: { org: string; from: string; to: string },
-): Promise<Raw[]> {
-  return cqlRows(
-    client,
-    `SELECT usage_date, total_tokens, genai_events, total_cost_usd, est_cost_per_1k_tokens
-     FROM ${ks}.genai_usage_daily WHERE org_id = ? AND usage_date >= ? AND usage_date <= ?`,
-    [p.org, date(p.from), date(p.to)],
-  );
-}
-
-const cqlColumns = (q: QueryId): string => QUERIES[q].columns.map(([n]) => n).join(', ');
-
-export function q6Cassandra(client: CassandraClient, ks: string, p: { org: string }): Promise<Raw[]> {
-  return cqlRows(client, `SELECT ${cqlColumns('q6')} FROM ${ks}.customer_360 WHERE org_id = ?`, [p.org]);
-}
-
-export function q7Cassandra(client: CassandraClient, ks: string, p: { model: string; top: number }): Promise<Raw[]> {
-  return cqlRows(
-    client,
-    `SELECT ${cqlColumns('q7')} FROM ${ks}.marketing_attribution_by_model WHERE attribution_model = ? LIMIT ?`,
-    [p.model, p.top],
-  );
-}
-
-export function q8Cassandra(client: CassandraClient, ks: string, p: { org: string }): Promise<Raw[]> {
-  return cqlRows(client, `SELECT ${cqlColumns('q8')} FROM ${ks}.org_resource_utilization WHERE org_id = ?`, [p.org]);
-}
-
-export function q9Cassandra(client: CassandraClient, ks: string, p: { month: string }): Promise<Raw[]> {
-  return cqlRows(
-    client,
-    `SELECT ${cqlColumns('q9')} FROM ${ks}.billing_reconciliation_by_month WHERE billing_month = ? AND status IN ?`,
-    [date(p.month), [...NON_MATCH_STATUSES]],
-  );
+/** The Cassandra fetch: an entry's CQL on `<keyspace>.<table>`, its values bound by position. */
+function cqlFetch<Q extends QueryId>(client: CassandraClient, ks: string, q: Q, p: FetchParams[Q]): Promise<Raw[]> {
+  const def = entry(q);
+  const select = def.columns.map(([n]) => n).join(', ');
+  return cqlRows(client, def.cql.text({ from: `${ks}.${def.table}`, select }), def.cql.params(p).map(cqlValue));
 }
 
 /** The Cassandra backend; `as_of` defaults come from serving_state (the loaded data's latest date per table). */
@@ -426,15 +339,8 @@ export async function cassandraSource(config: Config): Promise<QuerySource> {
       const [row] = await cqlRows(client, `SELECT max_date FROM ${ks}.serving_state WHERE table_name = ?`, [table]);
       return row?.max_date ? String(row.max_date) : null;
     }),
-    q1: wrap((p) => q1Cassandra(client, ks, p)),
-    q2: wrap((p) => q2Cassandra(client, ks, p)),
-    q3: wrap((p) => q3Cassandra(client, ks, p)),
-    q4: wrap((p) => q4Cassandra(client, ks, p)),
-    q5: wrap((p) => q5Cassandra(client, ks, p)),
-    q6: wrap((p) => q6Cassandra(client, ks, p)),
-    q7: wrap((p) => q7Cassandra(client, ks, p)),
-    q8: wrap((p) => q8Cassandra(client, ks, p)),
-    q9: wrap((p) => q9Cassandra(client, ks, p)),
+    fetch: <Q extends QueryId>(q: Q, p: FetchParams[Q]) =>
+      wrap(async () => (await cqlFetch(client, ks, q, p)) as Array<FetchRow<Q>>)(),
     orgs: wrap(async () =>
       (await cqlRows(client, `SELECT DISTINCT org_id FROM ${ks}.finops_daily_usage`, []))
         .map((r) => String(r.org_id))
@@ -447,111 +353,13 @@ export async function cassandraSource(config: Config): Promise<QuerySource> {
 // ---------------------------------------------------------------------------------------------------------------
 // DuckDB backend: the same queries over the gold Parquet (views over each mart's committed files).
 
-export function q1DuckDb(conn: DuckDBConnection, p: { org: string; from: string; to: string }): Promise<Raw[]> {
-  return queryRows(
-    conn,
-    `select usage_date::varchar as usage_date, service, total_cost_usd, total_requests, cpu_hours, storage_gb_hours, carbon_kg,
-       event_count
-     from gold_org_daily_usage_by_service
-     where org_id = $org and usage_date between $from::date and $to::date
-     order by usage_date, service`,
-    { org: p.org, from: p.from, to: p.to },
-  );
-}
-
-export function q2DuckDb(conn: DuckDBConnection, p: { org: string; asOf: string; top: number }): Promise<Raw[]> {
-  return queryRows(
-    conn,
-    `select rank_14d, service, cost_14d, cost_7d, cost_1d
-     from gold_org_service_cost_summary
-     where org_id = $org and summary_date = $as_of::date
-     order by rank_14d
-     limit $top`,
-    { org: p.org, as_of: p.asOf, top: p.top },
-  );
-}
-
-export async function q3DuckDb(
-  conn: DuckDBConnection,
-  p: { org: string | null; from: string; to: string },
-): Promise<TicketCounts[]> {
-  const params: Params = { from: p.from, to: p.to };
-  if (p.org !== null) params.org = p.org;
-  return (await queryRows(
-    conn,
-    `select ticket_date::varchar as ticket_date, coalesce(severity, 'unknown') as severity,
-       sum(total_tickets)::bigint as total_tickets, sum(open_tickets)::bigint as open_tickets,
-       sum(sla_breach_count)::bigint as sla_breach_count
-     from gold_tickets_by_org_date
-     where ticket_date between $from::date and $to::date ${p.org !== null ? 'and org_id = $org' : ''}
-     group by 1, 2
-     order by 1, 2`,
-    params,
-  )) as unknown as TicketCounts[];
-}
-
-export function q4DuckDb(conn: DuckDBConnection, p: { org: string; from: string; to: string }): Promise<Raw[]> {
-  return queryRows(
-    conn,
-    `select billing_month::varchar as billing_month, currency_original, fx_rate, gross_revenue_usd, credits_usd, taxes_usd,
-       net_revenue_usd, total_billed_usd, invoice_count
-     from gold_revenue_by_org_month
-     where org_id = $org and billing_month between $from::date and $to::date
-     order by billing_month`,
-    { org: p.org, from: p.from, to: p.to },
-  );
-}
-
-export function q5DuckDb(conn: DuckDBConnection, p: { org: string; from: string; to: string }): Promise<Raw[]> {
-  return queryRows(
-    conn,
-    `select usage_date::varchar as usage_date, total_tokens, genai_events, total_cost_usd, est_cost_per_1k_tokens
-     from gold_genai_tokens_by_org_date
-     where org_id = $org and usage_date between $from::date and $to::date
-     order by usage_date`,
-    { org: p.org, from: p.from, to: p.to },
-  );
-}
-
 /** A DuckDB select list of a query's columns, dates as YYYY-MM-DD text (as Cassandra's LocalDate prints them). */
-function duckColumns(q: QueryId, computed: Record<string, string> = {}): string {
-  return QUERIES[q].columns
-    .map(([n, kind]) => (n in computed ? `${computed[n]} as ${n}` : kind === 'date' ? `${n}::varchar as ${n}` : n))
-    .join(', ');
+function duckColumns(def: QueryDef<unknown>): string {
+  return def.columns.map(([n, kind]) => (kind === 'date' ? `${n}::varchar as ${n}` : n)).join(', ');
 }
 
-export function q6DuckDb(conn: DuckDBConnection, p: { org: string }): Promise<Raw[]> {
-  return queryRows(conn, `select ${duckColumns('q6')} from gold_customer_360 where org_id = $org`, { org: p.org });
-}
-
-export function q7DuckDb(conn: DuckDBConnection, p: { model: string; top: number }): Promise<Raw[]> {
-  return queryRows(
-    conn,
-    `with ranked as (select *, ${ATTRIBUTION_RANK} as revenue_rank from gold_marketing_attribution)
-     select ${duckColumns('q7')} from ranked
-     where attribution_model = $model and revenue_rank <= $top
-     order by revenue_rank`,
-    { model: p.model, top: p.top },
-  );
-}
-
-export function q8DuckDb(conn: DuckDBConnection, p: { org: string }): Promise<Raw[]> {
-  return queryRows(
-    conn,
-    `select ${duckColumns('q8')} from gold_resource_utilization where org_id = $org order by resource_id`,
-    { org: p.org },
-  );
-}
-
-export function q9DuckDb(conn: DuckDBConnection, p: { month: string }): Promise<Raw[]> {
-  return queryRows(
-    conn,
-    `select ${duckColumns('q9')} from gold_usage_billing_reconciliation
-     where billing_month = $month::date and status <> 'match' and org_id is not null
-     order by status, org_id`,
-    { month: p.month },
-  );
-}
+/** The gold mart behind a query: its serving table's source, registered as the view `gold_<mart>`. */
+const martOf = (q: QueryId): string => servingTable(QUERIES[q].table).source;
 
 /** The DuckDB backend over a lake's gold marts (local or s3://); `as_of` defaults are max(date) of each mart. */
 export async function duckdbSource(config: Config, lake = config.lakeRoot, db?: DuckDBInstance): Promise<QuerySource> {
@@ -567,38 +375,34 @@ export async function duckdbSource(config: Config, lake = config.lakeRoot, db?: 
   const conn = await instance.connect();
   await conn.run(`set TimeZone = 'UTC'`);
   const ctx = { conn, lake: attached };
-  const marts = [
-    'org_daily_usage_by_service',
-    'org_service_cost_summary',
-    'tickets_by_org_date',
-    'revenue_by_org_month',
-    'genai_tokens_by_org_date',
-  ];
+  // Every query's mart. The SPEC §8 ones (serving tables since schema 1) must exist; a lake built before the §6b marts
+  // still answers q1–q5, and q6–q9 then say what is missing.
+  const marts = [...new Set(QUERY_IDS.map(martOf))];
+  const required = marts.filter((m) =>
+    QUERY_IDS.some((q) => martOf(q) === m && servingTable(QUERIES[q].table).since === 1),
+  );
   try {
-    for (const mart of marts) await registerView(ctx, 'gold', mart, `gold_${mart}`);
+    for (const mart of required) await registerView(ctx, 'gold', mart, `gold_${mart}`);
   } catch (e) {
     conn.closeSync();
     if (!db) instance.closeSync();
     throw new QueryUsageError(`${(e as Error).message.split('\n')[0]} under ${lake}: run the pipeline first`);
   }
-  // The §6b marts: a lake built before them still answers q1–q5; q6–q9 then say what is missing.
   const missing = new Map<string, string>();
-  for (const mart of [
-    'customer_360',
-    'marketing_attribution',
-    'resource_utilization',
-    'usage_billing_reconciliation',
-  ]) {
+  for (const mart of marts.filter((m) => !required.includes(m))) {
     await registerView(ctx, 'gold', mart, `gold_${mart}`).catch((e: unknown) =>
       missing.set(mart, `${(e as Error).message.split('\n')[0]} under ${lake}: run the pipeline first`),
     );
   }
-  const needs =
-    <A, R>(mart: string, fn: (a: A) => Promise<R>) =>
-    (a: A): Promise<R> => {
-      const why = missing.get(mart);
-      return why ? Promise.reject(new QueryUsageError(why)) : fn(a);
-    };
+  /** The DuckDB fetch: an entry's SQL on its mart's view, its values bound by name. */
+  const fetch = async <Q extends QueryId>(q: Q, p: FetchParams[Q]): Promise<Array<FetchRow<Q>>> => {
+    const mart = martOf(q);
+    const why = missing.get(mart);
+    if (why) throw new QueryUsageError(why);
+    const def = entry(q);
+    const from = { from: `gold_${mart}`, select: duckColumns(def as QueryDef<unknown>) };
+    return (await queryRows(conn, def.sql.text(from, p), def.sql.params(p))) as Array<FetchRow<Q>>;
+  };
   return {
     backend: 'duckdb',
     latestDate: async (table: string) => {
@@ -607,15 +411,7 @@ export async function duckdbSource(config: Config, lake = config.lakeRoot, db?: 
       const [row] = await queryRows(conn, `select max(${t.dateColumn})::varchar as d from gold_${t.source}`);
       return row?.d ? String(row.d) : null;
     },
-    q1: (p) => q1DuckDb(conn, p),
-    q2: (p) => q2DuckDb(conn, p),
-    q3: (p) => q3DuckDb(conn, p),
-    q4: (p) => q4DuckDb(conn, p),
-    q5: (p) => q5DuckDb(conn, p),
-    q6: needs('customer_360', (p: { org: string }) => q6DuckDb(conn, p)),
-    q7: needs('marketing_attribution', (p: { model: string; top: number }) => q7DuckDb(conn, p)),
-    q8: needs('resource_utilization', (p: { org: string }) => q8DuckDb(conn, p)),
-    q9: needs('usage_billing_reconciliation', (p: { month: string }) => q9DuckDb(conn, p)),
+    fetch,
     orgs: async () =>
       (await queryRows(conn, `select distinct org_id from gold_org_daily_usage_by_service order by 1`)).map((r) =>
         String(r.org_id),

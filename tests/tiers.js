@@ -12,6 +12,7 @@ module.exports.E2E = [
   'tests/cli/operator-mistakes.test.ts',
   'tests/cli/orphans.test.ts',
   'tests/cli/outage.test.ts',
+  'tests/cli/serving-load.test.ts',
   'tests/workflows/backfill.test.ts',
   'tests/workflows/daily-pipeline.test.ts',
   'tests/workflows/schedule.test.ts',

@@ -6,3 +6,5 @@ export { ingestEventFile } from './ingest-event-file';
 export type { IngestEventFileInput, IngestEventFileResult } from './ingest-event-file';
 export { lakeMaintenance } from './lake-maintenance';
 export type { LakeMaintenanceInput } from './lake-maintenance';
+export { servingLoad } from './serving-load';
+export type { ServingLoadInput } from './serving-load';

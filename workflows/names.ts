@@ -10,3 +10,8 @@ export const MAINTENANCE_SCHEDULE_ID = 'lake-maintenance';
 
 /** Backfill parallelism, batch size and range limits (workflows/backfill.ts). */
 export const BACKFILL_DEFAULTS = { parallel: 1, batchSize: 30, maxDays: 3660, maxParallel: 16 } as const;
+
+/** `cpa serving load`'s workflow id: one per keyspace, so two loads of one keyspace are one workflow (serving-load.ts). */
+export function servingLoadWorkflowId(keyspace: string): string {
+  return `serving-load/${keyspace}`;
+}

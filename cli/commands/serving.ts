@@ -3,7 +3,9 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import Table from 'cli-table3';
 import type { Config, RawEnv } from '../../config/env';
-import { ReconciliationMismatch, runServing, servingStatus } from '../../activities/serving';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { checkServingTables, ReconciliationMismatch, runServing, servingStatus } from '../../activities/serving';
 import type { ServingReport, TableResult } from '../../activities/serving';
 import { connect, migrate, requireCassandra } from '../../lake/cassandra';
 import { createDuckDb } from '../../lake/duckdb';
@@ -11,7 +13,13 @@ import { QUERIES, QUERY_IDS } from '../../serving/catalog';
 import { openSource, runQuery } from '../../serving/queries';
 import { mergeSpeedIntoQ1 } from '../../serving/speed-merge';
 import type { Backend, QueryId, QueryParams, QueryResult, QuerySource } from '../../serving/queries';
+import type { ServingLoadInput } from '../../workflows';
+import { causes, rootMessage } from '../../workflows/failures';
+import { servingLoadWorkflowId } from '../../workflows/names';
+import { followResult, OutcomeUnknown } from '../../worker/follow';
 import type { CommandKit } from '../kit';
+import { PipelineFailed } from '../kit';
+import { openSession } from '../run';
 
 /**
  * Serving commands (SPEC §8, §10): `cpa serving migrate|load|reconcile|status`, `cpa query q1..q5` on Cassandra or
@@ -56,23 +64,22 @@ export function register(program: Command, kit: CommandKit): void {
     .option('--json', 'JSON output')
     .action(async (opts: { lake?: string; full?: boolean; table?: string[]; json?: boolean }) => {
       const cfg = kit.config(lakeOpt(opts));
-      requireCassandra(cfg);
+      const settings = requireCassandra(cfg);
+      checkServingTables(opts.table);
       await kit.checkStorage(cfg);
-      const report = await withDb(cfg, (db) =>
-        runServing(
-          { config: cfg, db },
-          {
-            lake: cfg.lakeRoot,
-            landing: cfg.landingRoot,
-            runId: `cli-load-${new Date().toISOString()}-${process.pid}`,
-            full: opts.full,
-            tables: opts.table,
-          },
-          'load',
-          progress(Boolean(opts.json)),
-        ),
-      ).catch((e: unknown) => reportMismatch(e, Boolean(opts.json)));
-      printReport(report, Boolean(opts.json));
+      const json = Boolean(opts.json);
+      const started = Date.now();
+      const input: ServingLoadInput = {
+        lake: cfg.lakeRoot,
+        landing: cfg.landingRoot,
+        full: opts.full,
+        tables: opts.table,
+      };
+      const report = await loadThroughTemporal(cfg, settings.keyspace, input, json).catch((e: unknown) =>
+        reportMismatch(e, json),
+      );
+      if (!json) printProgress(report, started);
+      printReport(report, json);
     });
 
   serving
@@ -203,11 +210,134 @@ export function register(program: Command, kit: CommandKit): void {
 function progress(json: boolean): ((r: TableResult) => void) | undefined {
   if (json) return undefined;
   const started = Date.now();
-  return (r) =>
-    process.stderr.write(
-      `[${((Date.now() - started) / 1000).toFixed(1)}s] ${r.table}: ${r.mode}, ${r.rowsWritten.toLocaleString('en-US')} rows written, ` +
-        `${r.cassandra.rows.toLocaleString('en-US')} verified${r.matched ? '' : ' — MISMATCH'}\n`,
-    );
+  return (r) => progressLine(r, Date.now() - started);
+}
+
+function progressLine(r: TableResult, elapsedMs: number): void {
+  process.stderr.write(
+    `[${(elapsedMs / 1000).toFixed(1)}s] ${r.table}: ${r.mode}, ${r.rowsWritten.toLocaleString('en-US')} rows written, ` +
+      `${r.cassandra.rows.toLocaleString('en-US')} verified${r.matched ? '' : ' — MISMATCH'}\n`,
+  );
+}
+
+/**
+ * The per-table lines of a load that ran in a workflow, printed when its report arrives: each stamped with when that
+ * table finished (the report's per-table times, counted back from the end), as the in-process load printed them.
+ */
+function printProgress(report: ServingReport, startedAt: number): void {
+  let at = Date.now() - startedAt - report.durationMs;
+  for (const r of report.tables) {
+    at += r.totalMs;
+    progressLine(r, Math.max(0, at));
+  }
+}
+
+/**
+ * `cpa serving load` runs the servingLoad workflow (workflows/serving-load.ts) on the embedded or configured Temporal,
+ * like `cpa run`, and waits for its report. Its id is `serving-load/<keyspace>`: while a load of the keyspace runs,
+ * an identical request (same lake, --full and --table) attaches to it and prints its report, a different one is
+ * refused; the workflow itself waits for the lake lease while a pipeline run holds it (one loader at a time).
+ */
+async function loadThroughTemporal(
+  cfg: Config,
+  keyspace: string,
+  input: ServingLoadInput,
+  json: boolean,
+): Promise<ServingReport> {
+  const workflowId = servingLoadWorkflowId(keyspace);
+  // What makes two requests the same load; compared with a running load's memo before attaching to it.
+  const request = { lake: input.lake, full: Boolean(input.full), tables: [...(input.tables ?? [])].sort() };
+  const session = await openSession(cfg);
+  try {
+    let handle;
+    try {
+      handle = await session.client.workflow.start('servingLoad', {
+        taskQueue: cfg.temporal.taskQueue,
+        workflowId,
+        args: [input],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        memo: { request },
+        staticSummary: `serving load · ${keyspace} ← ${input.lake}${request.full ? ' · full' : ''}`,
+      });
+      const running = (await handle.describe()).memo as { request?: typeof request } | undefined;
+      if (JSON.stringify(running?.request) !== JSON.stringify(request)) {
+        const r = running?.request;
+        const what = r
+          ? `from ${r.lake}${r.full ? ', --full' : ''}${r.tables.length ? `, --table ${r.tables.join(' ')}` : ''}`
+          : '';
+        throw new PipelineFailed(
+          `a serving load of keyspace ${keyspace} is already running (${workflowId}${what ? `, ${what}` : ''}): ` +
+            `wait for it or cancel it in the Web UI`,
+        );
+      }
+    } catch (e) {
+      if (e instanceof PipelineFailed) throw e;
+      throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);
+    }
+    const stop = json ? undefined : reportRetries(handle);
+    try {
+      // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then OutcomeUnknown (exit 3).
+      return await followResult<ServingReport>(session.client, cfg, workflowId, handle.firstExecutionRunId);
+    } catch (e) {
+      if (e instanceof OutcomeUnknown || !(e instanceof WorkflowFailedError)) throw e;
+      const results = mismatchResults(e);
+      // The same error as the in-process load: the figures are printed, then `cpa: reconciliation failed: …`.
+      if (results) throw new ReconciliationMismatch(rootMessage(e), results);
+      throw new PipelineFailed(rootMessage(e));
+    } finally {
+      await stop?.();
+    }
+  } finally {
+    await session.close();
+  }
+}
+
+/** Every table's figures of a load that failed reconciliation (activities/serving.ts toFailure), if `e` is one. */
+function mismatchResults(e: unknown): TableResult[] | undefined {
+  for (const cur of causes(e)) {
+    if (cur instanceof ApplicationFailure && cur.type === 'ReconciliationFailed') {
+      const results = (cur.details?.[0] as { results?: TableResult[] } | undefined)?.results;
+      if (Array.isArray(results)) return results;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * While the load waits, one stderr line per new reason: an activity being retried (the lake lease held by another
+ * run, Cassandra unreachable) says why, as its last failure. Best effort; returns the function that stops it.
+ */
+function reportRetries(handle: { describe(): Promise<{ raw: { pendingActivities?: unknown } }> }): () => Promise<void> {
+  let stopped = false;
+  const seen = new Set<string>();
+  const loop = (async () => {
+    while (!stopped) {
+      await new Promise((r) => setTimeout(r, 1000));
+      if (stopped) break;
+      try {
+        const pending = ((await handle.describe()).raw.pendingActivities ?? []) as Array<{
+          activityType?: { name?: string | null } | null;
+          attempt?: number | null;
+          lastFailure?: { message?: string | null } | null;
+        }>;
+        for (const a of pending) {
+          const why = a.lastFailure?.message;
+          if (!why || (a.attempt ?? 1) < 2) continue;
+          const line = `${a.activityType?.name ?? 'activity'}: ${why.split('\n')[0]}`;
+          if (seen.has(line)) continue;
+          seen.add(line);
+          process.stderr.write(`waiting: ${line} (attempt ${a.attempt}, retrying)\n`);
+        }
+      } catch {
+        /* progress is best effort */
+      }
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+  };
 }
 
 async function withDb<T>(cfg: Config, fn: (db: Awaited<ReturnType<typeof createDuckDb>>) => Promise<T>): Promise<T> {

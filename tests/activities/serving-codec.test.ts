@@ -4,6 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { loadConfig } from '../../config/env';
 import { createTableCql, migrations, replicationLiteral, servingTable, SERVING_TABLES } from '../../config/serving';
 import { CassandraUnavailable, describeError } from '../../lake/cassandra';
+import { NotBuiltYet } from '../../lake/lakehouse';
 import {
   canonicalRow,
   decimalText,
@@ -18,7 +19,7 @@ import {
   varintBytes,
   varintValue,
 } from '../../lake/serving-codec';
-import { loadServing, ReconciliationMismatch, toFailure } from '../../activities/serving';
+import { checkServingTables, loadServing, ReconciliationMismatch, toFailure } from '../../activities/serving';
 import { runQuery, ticketDays } from '../../serving/queries';
 import type { QuerySource } from '../../serving/queries';
 
@@ -215,31 +216,42 @@ describe('serving failures', () => {
       'x',
     );
     expect(refused).toMatchObject({ nonRetryable: true, type: 'CassandraRejected' });
-    const mismatch = toFailure(new ReconciliationMismatch('reconciliation failed: ks.t …', []), 'x');
+    const figures = { rows: 1, checksum: 'c', sum: '1' };
+    const table = { table: 't', matched: false, gold: figures, cassandra: { ...figures, rows: 2 } };
+    const mismatch = toFailure(new ReconciliationMismatch('reconciliation failed: ks.t …', [table as never]), 'x');
     expect(mismatch).toMatchObject({ nonRetryable: true, type: 'ReconciliationFailed' });
+    // Every table's figures travel with the failure: `cpa serving load` prints them from the workflow's failure.
+    expect((mismatch as ApplicationFailure).details?.[0]).toMatchObject({ results: [table] });
+    // A lake without the gold mart: a retry finds none either.
+    expect(toFailure(new NotBuiltYet('table gold.x has not been built yet'), 'x')).toMatchObject({
+      nonRetryable: true,
+      type: 'GoldNotBuilt',
+      message: 'table gold.x has not been built yet',
+    });
+    // An unknown table name is bad input: retrying asks for the same name.
+    expect(() => checkServingTables(['finops_daily_usage', 'nope'])).toThrow(
+      expect.objectContaining({ nonRetryable: true, type: 'ContractViolation' }) as Error,
+    );
   });
 });
 
 describe('queries (shared logic)', () => {
-  function fakeSource(latest: string): QuerySource & { calls: Array<[string, unknown]> } {
+  /** A backend whose fetch records (query, params) and answers from `rows` (default: nothing). */
+  function fakeSource(latest: string): QuerySource & {
+    calls: Array<[string, unknown]>;
+    rows: Partial<Record<string, Array<Record<string, unknown>>>>;
+  } {
     const calls: Array<[string, unknown]> = [];
-    const rec = (name: string) => async (p: unknown) => {
-      calls.push([name, p]);
-      return [];
-    };
+    const rows: Partial<Record<string, Array<Record<string, unknown>>>> = {};
     return {
       backend: 'duckdb',
       calls,
+      rows,
       latestDate: async () => latest,
-      q1: rec('q1') as QuerySource['q1'],
-      q2: rec('q2') as QuerySource['q2'],
-      q3: rec('q3') as QuerySource['q3'],
-      q4: rec('q4') as QuerySource['q4'],
-      q5: rec('q5') as QuerySource['q5'],
-      q6: rec('q6') as QuerySource['q6'],
-      q7: rec('q7') as QuerySource['q7'],
-      q8: rec('q8') as QuerySource['q8'],
-      q9: rec('q9') as QuerySource['q9'],
+      fetch: (async (q: string, p: unknown) => {
+        calls.push([q, p]);
+        return rows[q] ?? [];
+      }) as QuerySource['fetch'],
       orgs: async () => [],
       close: async () => undefined,
     };
@@ -330,7 +342,7 @@ describe('queries (shared logic)', () => {
       cost_30d: '1.5',
       as_of: '2025-08-31',
     });
-    src.q8 = async () => [
+    src.rows.q8 = [
       res('r3', 'idle', false),
       res('r1', 'active', true),
       res('r2', 'active', false),
@@ -342,7 +354,7 @@ describe('queries (shared logic)', () => {
       ['r3', 'idle', false, '1.500000'],
     ]);
     expect(q8.params.asOf).toBe('2025-08-31');
-    src.q9 = async () => [
+    src.rows.q9 = [
       { status: 'under_billed', org_id: 'b', billing_month: '2025-08-01', month_covered: true },
       { status: 'match', org_id: 'a', billing_month: '2025-08-01', month_covered: true },
       { status: 'no_invoice', org_id: 'c', billing_month: '2025-08-01', month_covered: false },

@@ -11,13 +11,20 @@ import { connect } from '../../lake/cassandra';
 import type { CassandraClient } from '../../lake/cassandra';
 import { cassandraSource, duckdbSource, QUERY_IDS, runQuery } from '../../serving/queries';
 import type { QueryId, QueryParams } from '../../serving/queries';
-import { cpa, REFERENCE_LANDING, tmpDir } from '../support/env';
+import { cpa, REFERENCE_LANDING, temporalCli, tmpDir } from '../support/env';
+import { spawnCpa } from '../support/processes';
+import type { Proc } from '../support/processes';
+import { listUntil } from '../support/temporal';
+import { clientFor, startDevServer } from '../../worker/temporal';
+import { lakeLease } from '../../lake/lease';
+import { servingLoadWorkflowId } from '../../workflows/names';
 
 /**
  * Serving on the real local Cassandra (scripts/stack.sh): dailyPipeline through the real CLI with serving on, in a
  * keyspace of its own (dropped afterwards), then incremental loads (new files, one changed day, a removed ticket),
  * the nine queries (q1–q5 of SPEC §8, q6–q9 of §6b) on both backends row for row, idempotent re-loads, reconciliation catching a corrupted table,
- * and the one-line error for an unreachable Cassandra.
+ * `cpa serving load` as the servingLoad workflow (one loader at a time), and the one-line error for an unreachable
+ * Cassandra.
  */
 const keyspace = `cpa_test_${Date.now().toString(36)}_${process.pid}`;
 const cassEnv = {
@@ -277,6 +284,86 @@ describe('serving on Cassandra', () => {
     const repair = cpa(['serving', 'load', '--full', '--table', 'finops_daily_usage', '--lake', lake], cassEnv);
     expect(repair.code).toBe(0);
     expect(cpa(['serving', 'reconcile', '--lake', lake], cassEnv).code).toBe(0);
+  });
+
+  it('cpa serving load runs in Temporal: it waits for the lake lease, a different load is refused, the same one attaches', async () => {
+    // One Temporal server for every CLI below (each runs its in-process worker on it, as on a loopback TEMPORAL_ADDRESS).
+    const tcfg = loadConfig({ ...cassEnv, CPA_LAKE_ROOT: lake, TEMPORAL_CLI_PATH: temporalCli() });
+    const server = await startDevServer(tcfg);
+    const { client: temporal, close } = await clientFor(tcfg, server.address);
+    const env = { ...cassEnv, TEMPORAL_ADDRESS: server.address };
+    const workflowId = servingLoadWorkflowId(keyspace);
+    // A pipeline run holding the lake lease: a running workflow (no worker serves its queue) is its holder.
+    const pipeline = await temporal.workflow.start('dailyPipeline', {
+      taskQueue: 'cpa-test-nobody',
+      workflowId: `serving-test-holder-${process.pid}`,
+      args: [],
+    });
+    const holder = { workflowId: pipeline.workflowId, runId: pipeline.firstExecutionRunId };
+    const lease = lakeLease(lake, tcfg);
+    let first: Proc | undefined;
+    let same: Proc | undefined;
+    try {
+      expect((await lease.acquire(holder, 300)).acquired).toBe(true);
+      // Two tables emptied: the load has to write them again.
+      await client.execute(`TRUNCATE ${keyspace}.finops_daily_usage`);
+      await client.execute(`TRUNCATE ${keyspace}.revenue_monthly`);
+
+      const waiting = /waiting: acquireLakeLease: lake .* is locked by serving-test-holder-/;
+      first = spawnCpa(['serving', 'load', '--full', '--lake', lake], env);
+      // It waits at the lease (its acquire activity retrying LakeLocked), writing nothing.
+      await first.waitForOutput(waiting, 120_000);
+      const rows = async (): Promise<number> =>
+        Number((await client.execute(`SELECT count(*) AS n FROM ${keyspace}.finops_daily_usage`)).first().get('n'));
+      expect(await rows()).toBe(0);
+
+      // Another load of the keyspace with other flags is refused while it runs: exit 1, one line.
+      // (Its worker may run an attempt of the waiting load's acquire activity: no WARN lines from it on stderr.)
+      const other = cpa(['serving', 'load', '--table', 'revenue_monthly', '--lake', lake], {
+        ...env,
+        CPA_LOG_LEVEL: 'error',
+      });
+      expect(other.code).toBe(1);
+      expect(other.stderr.trim().split('\n')).toHaveLength(1);
+      expect(other.stderr).toMatch(
+        new RegExp(
+          `^cpa: a serving load of keyspace ${keyspace} is already running \\(${workflowId}, from .*, --full\\)`,
+        ),
+      );
+      // The same load attaches to it (it reports the same wait), and gets the same report.
+      same = spawnCpa(['serving', 'load', '--full', '--lake', lake], env);
+      await same.waitForOutput(waiting, 120_000);
+      expect(await rows()).toBe(0);
+      expect(await lease.release(holder)).toBe(true);
+
+      expect(await first.exited).toBe(0);
+      expect(await same.exited).toBe(0);
+      expect(same.stdout()).toBe(first.stdout());
+      const counts = await expectCountsMatchGold();
+      const total = Object.values(counts).reduce((a, b) => a + b, 0);
+      expect(first.stdout()).toContain(`keyspace ${keyspace}: ${total.toLocaleString('en-US')} rows loaded`);
+      // Per-table progress lines on stderr, as the in-process load printed them.
+      for (const t of SERVING_TABLES)
+        expect(first.stderr()).toMatch(new RegExp(`\\] ${t.name}: full, [\\d,]+ rows written, [\\d,]+ verified\n`));
+      // One workflow run did it.
+      expect(await listUntil(temporal, `WorkflowId = '${workflowId}'`, 1)).toHaveLength(1);
+      expect(cpa(['serving', 'reconcile', '--lake', lake], cassEnv).code).toBe(0);
+
+      // A lake without gold fails at once (non-retryable), not after the serving step's ten attempts.
+      const t0 = Date.now();
+      const empty = cpa(['serving', 'load', '--lake', tmpDir('srv-empty-lake')], env);
+      expect({ code: empty.code, last: empty.stderr.trim().split('\n').pop() }).toEqual({
+        code: 1,
+        last: 'cpa: table gold.org_daily_usage_by_service has not been built yet',
+      });
+      expect(Date.now() - t0).toBeLessThan(60_000);
+    } finally {
+      for (const p of [first, same]) if (p?.child.exitCode === null) p.child.kill('SIGKILL');
+      await lease.release(holder).catch(() => undefined);
+      await pipeline.terminate().catch(() => undefined);
+      await close();
+      await server.stop();
+    }
   });
 
   it('an unreachable Cassandra is a one-line error', () => {
