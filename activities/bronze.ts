@@ -4,126 +4,49 @@ import path from 'node:path';
 import { isUtf8 } from 'node:buffer';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { ApplicationFailure } from '@temporalio/common';
+import { listValue, structValue } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { joinUri } from '../config/env';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../config/contracts';
 import type { CsvContract } from '../config/contracts';
 import {
+  emptyView,
   lakeWrite,
   NULL_PARTITION,
   partitionVersions,
   publishTables,
-  qualified,
   registerView,
 } from '../lake/lakehouse';
 import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
-import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
+import { loadSql, queryRows, setVariables } from '../lake/duckdb';
 import { partitionFilter } from '../lake/incremental';
 import { firstField, longestField, recordAt, scanCsv } from '../lake/csv-scan';
 import type { CsvScan } from '../lake/csv-scan';
 import {
   assertLiteralPath,
   isNotFound,
-  listLanding,
   readLandingFile,
   RefusedFileError,
   resolveLandingKey,
   scratchDir,
   storageFor,
 } from '../lake/storage';
-import type { RefusedEntry, Storage, StoredObject } from '../lake/storage';
-import { checkLocalLanding, LandingUnusableError, noSources } from '../lake/preflight';
+import type { RefusedEntry, Storage } from '../lake/storage';
 import {
-  classify,
-  contractViolation,
-  emptyMetrics,
-  heartbeat,
-  nullRates,
-  onCancel,
-  openLake,
-  warn,
-  withLake,
-} from './common';
+  eventCandidates,
+  partitionsByFile,
+  partitionsOf,
+  pendingEventFiles,
+  readEventManifest,
+  readLandedFiles,
+  recordedPartitions,
+  writeLandedFiles,
+} from '../lake/landing';
+import type { ManifestEntry } from '../lake/landing';
+import { checkLocalLanding, LandingUnusableError, noSources } from '../lake/preflight';
+import { classify, contractViolation, emptyMetrics, heartbeat, nullRates, onCancel, openLake, warn } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 
-export const EVENTS_PREFIX = 'usage_events_stream';
-
-/** One landed file as recorded in the lake's `meta.landed_files`. */
-export interface ManifestEntry {
-  key: string;
-  sha256: string;
-  size: number;
-  version: string;
-  rows: number;
-  ingestedAt: string;
-  runId: string;
-  /**
-   * Events files: the usage_date partitions of bronze that can hold this file's rows (those of its parsed lines, a
-   * superset of where its first-seen rows went). The speed layer reads only these to find the file's rows.
-   */
-  partitions?: string[];
-}
-
-type EventManifest = Record<string, ManifestEntry>;
-
-/** `source` of meta.landed_files rows: 'csv' for the CSV snapshots, 'usage_events' for events files. */
-type LandedSource = 'csv' | 'usage_events';
-
-/** The latest record per landed file of a source (append-only table: the newest row per key wins). */
-export async function readLandedFiles(
-  conn: DuckDBConnection,
-  lake: AttachedLake,
-  source: LandedSource,
-  key?: string,
-): Promise<Record<string, ManifestEntry>> {
-  const rows = await queryRows(
-    conn,
-    `select key, sha256, size, version, rows, partitions, run_id, strftime(ingested_at, '%Y-%m-%dT%H:%M:%S.%gZ') as ingested_at
-     from ${qualified(lake, 'meta', 'landed_files')}
-     where source = $source ${key === undefined ? '' : 'and key = $key'}
-     qualify row_number() over (partition by key order by ingested_at desc) = 1`,
-    key === undefined ? { source } : { source, key },
-  );
-  const out: Record<string, ManifestEntry> = {};
-  for (const r of rows) {
-    out[String(r.key)] = {
-      key: String(r.key),
-      sha256: String(r.sha256),
-      size: Number(r.size),
-      version: String(r.version),
-      rows: Number(r.rows),
-      ingestedAt: String(r.ingested_at),
-      runId: String(r.run_id),
-      ...(r.partitions ? { partitions: (r.partitions as string[]).map(String) } : {}),
-    };
-  }
-  return out;
-}
-
-export function readEventManifest(conn: DuckDBConnection, lake: AttachedLake): Promise<EventManifest> {
-  return readLandedFiles(conn, lake, 'usage_events');
-}
-
-/** Appends landed-file records (inside the caller's publish transaction when there is one), 500 rows a statement. */
-async function writeLandedFiles(
-  conn: DuckDBConnection,
-  lake: AttachedLake,
-  source: LandedSource,
-  entries: ManifestEntry[],
-): Promise<void> {
-  const row = (e: ManifestEntry): string =>
-    `(${[source, e.key, e.sha256].map(sqlString).join(', ')}, ${Math.trunc(e.size)}, ${sqlString(e.version)}, ` +
-    `${Math.trunc(e.rows)}, ${e.partitions ? `[${e.partitions.map(sqlString).join(', ')}]::varchar[]` : 'null'}, ` +
-    `${sqlString(e.runId)}, ${sqlString(e.ingestedAt)}::timestamptz)`;
-  for (let i = 0; i < entries.length; i += 500) {
-    await conn.run(
-      `insert into ${qualified(lake, 'meta', 'landed_files')} values ${entries
-        .slice(i, i + 500)
-        .map(row)
-        .join(', ')}`,
-    );
-  }
-}
+export { EVENTS_PREFIX, readEventManifest } from '../lake/landing';
 
 const sha256 = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -217,17 +140,17 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
         );
       }
     }
+    // DuckDB expands glob characters in any path it reads: the scratch name is the contract's, checked literal.
     const local = assertLiteralPath(path.join(scratch, contract.file));
     await fsp.writeFile(local, scan.data);
-    const columns = `{${contract.columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`;
-    await conn.run(`drop table if exists _csv_rejects; drop table if exists _csv_reject_scans`);
+    await conn.run(loadSql('bronze/csv_reset.sql'));
+    await setVariables(conn, {
+      csv_path: local,
+      csv_columns: structValue(Object.fromEntries(contract.columns.map((c) => [c.name, c.type]))),
+      csv_max_line_bytes: CSV_READER_LINE_BYTES,
+    });
     try {
-      await conn.run(
-        `create or replace temp table _csv_raw as
-         select * from read_csv(${sqlString(local)}, header = true, columns = ${columns}, delim = ',', quote = '"',
-           escape = '"', strict_mode = true, store_rejects = true, ignore_errors = true, max_line_size = ${CSV_READER_LINE_BYTES},
-           rejects_table = '_csv_rejects', rejects_scan = '_csv_reject_scans', auto_detect = false) with ordinality`,
-      );
+      await conn.run(`create or replace temp table _csv_raw as ${loadSql('bronze/csv_read.sql')}`);
     } catch (e) {
       // A file DuckDB's reader cannot get through at all (its own errors name no line): reject it whole by name.
       const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
@@ -237,61 +160,37 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
         column: 1,
       });
     }
-    const rejects = await queryRows(
-      conn,
-      `select line, line_byte_position, column_idx, column_name, error_type, error_message
-       from _csv_rejects order by line, column_idx limit 1`,
-    );
-    if (rejects.length > 0) {
-      const r = rejects[0];
-      const col = Number(r.column_idx) || 1;
-      const name = r.column_name ? ` (${String(r.column_name)})` : '';
-      const msg = String(r.error_message).split('\n')[0];
-      const line = physicalLine(scan, r.line_byte_position, r.line);
+    const [read] = await queryRows(conn, loadSql('bronze/csv_read_check.sql'));
+    if (read.rejected) {
+      const col = Number(read.column_idx) || 1;
+      const name = read.column_name ? ` (${String(read.column_name)})` : '';
+      const msg = String(read.error_message).split('\n')[0];
+      const line = physicalLine(scan, read.line_byte_position, read.line);
       throw contractViolation(`${contract.file} line ${line} column ${col}${name}: ${msg}`, {
         file: contract.file,
         line,
         column: col,
       });
     }
-    const [{ n: readRows }] = await queryRows(conn, `select count(*)::bigint as n from _csv_raw`);
-    if (Number(readRows) !== dataRecords) {
+    const readRows = Number(read.read_rows);
+    if (readRows !== dataRecords) {
       const line = await firstMissingLine(conn, scan, contract.columns[0].name);
       throw contractViolation(
-        `${contract.file} line ${line} column 1: the CSV reader returned ${Number(readRows)} of ${dataRecords} rows ` +
+        `${contract.file} line ${line} column 1: the CSV reader returned ${readRows} of ${dataRecords} rows ` +
           `and rejected none; the file is rejected whole`,
         { file: contract.file, line, column: 1 },
       );
     }
-    // source_line = the physical line a record starts on (a quoted newline makes it differ from ordinality + 1)
-    let lineExpr = '(r.ordinality + 1)::integer';
-    let lineJoin = '';
-    if (scan.irregular) {
-      await conn.run(`create or replace temp table _csv_lines (ordinality bigint, line integer)`);
-      const app = await conn.createAppender('_csv_lines', 'main', 'temp');
-      for (let k = 1; k < scan.lines.length; k++) {
-        app.appendBigInt(BigInt(k));
-        app.appendInteger(scan.lines[k]);
-        app.endRow();
-      }
-      app.closeSync();
-      lineExpr = 'l.line';
-      lineJoin = 'join _csv_lines as l on l.ordinality = r.ordinality';
-    }
-    await conn.run(
-      `create or replace temp table _bronze_out as
-       select r.* exclude (ordinality), $ingest_ts::timestamp as ingest_ts, $file as source_file,
-         ${lineExpr} as source_line, $run_id as run_id
-       from _csv_raw as r ${lineJoin}`,
-      { ingest_ts: new Date().toISOString(), file: contract.file, run_id: input.runId },
-    );
-    const [{ n: outRows }] = await queryRows(conn, `select count(*)::bigint as n from _bronze_out`);
+    await loadLineMap(conn, scan);
+    await setVariables(conn, { ingest_ts: new Date().toISOString(), source_file: contract.file });
+    // One row out per record read (csv_out.sql joins the line map on the record number, unique).
+    await conn.run(`create or replace temp table _bronze_out as ${loadSql('bronze/csv_out.sql')}`);
     const entry: ManifestEntry = {
       key: contract.file,
       sha256: hash,
       size: bytes.length,
       version: hash,
-      rows: Number(outRows),
+      rows: readRows,
       ingestedAt: new Date().toISOString(),
       runId: input.runId,
     };
@@ -334,15 +233,29 @@ function physicalLine(scan: CsvScan, bytePos: unknown, recordNo: unknown): numbe
 
 /** The line of the first record the reader did not return (compared by first field, in file order). */
 async function firstMissingLine(conn: DuckDBConnection, scan: CsvScan, firstColumn: string): Promise<number> {
-  const rows = await queryRows(
-    conn,
-    `select coalesce(${sqlIdent(firstColumn)}::varchar, '') as v from _csv_raw order by ordinality`,
-  );
+  await setVariables(conn, { csv_first_column: firstColumn });
+  const rows = await queryRows(conn, loadSql('bronze/csv_read_keys.sql'));
   for (let k = 1; k < scan.lines.length; k++) {
     const got = rows[k - 1];
     if (got === undefined || String(got.v) !== firstField(scan, k)) return scan.lines[k];
   }
   return scan.lines[scan.lines.length - 1];
+}
+
+/**
+ * Fills `_csv_lines` (record number → the physical line it starts on) for lake/sql/bronze/csv_out.sql: only when a
+ * quoted field spans lines; otherwise it stays empty and a record's line is its number + 1.
+ */
+async function loadLineMap(conn: DuckDBConnection, scan: CsvScan): Promise<void> {
+  await conn.run(`create or replace temp table _csv_lines (ordinality bigint, line integer)`);
+  if (!scan.irregular) return;
+  const app = await conn.createAppender('_csv_lines', 'main', 'temp');
+  for (let k = 1; k < scan.lines.length; k++) {
+    app.appendBigInt(BigInt(k));
+    app.appendInteger(scan.lines[k]);
+    app.endRow();
+  }
+  app.closeSync();
 }
 
 function storageForLanding(deps: ActivityDeps, input: RunTarget): Storage {
@@ -386,29 +299,6 @@ async function finish(
 }
 
 /**
- * Lists the events files under the landing prefix with what the manifest knows of them, and the entries named like
- * events files that are refused (symlinks, FIFOs, devices, directories, unsafe S3 keys).
- */
-export async function listEventFiles(
-  deps: ActivityDeps,
-  target: RunTarget,
-): Promise<{ landed: StoredObject[]; refused: RefusedEntry[]; manifest: EventManifest }> {
-  const landingStorage = storageForLanding(deps, target);
-  const prefix = joinUri(target.landing, EVENTS_PREFIX);
-  const { files, refused } = await listLanding(
-    landingStorage,
-    prefix,
-    (key) => key.endsWith('.jsonl') && !key.split('/').some((s) => s.startsWith('.') || s.startsWith('_')),
-  );
-  const withPrefix = <T extends { key: string }>(o: T): T => ({ ...o, key: `${EVENTS_PREFIX}/${o.key}` });
-  return {
-    landed: files.map(withPrefix),
-    refused: refused.map(withPrefix),
-    manifest: await withLake(deps, target.lake, (conn, lake) => readEventManifest(conn, lake)),
-  };
-}
-
-/**
  * A landing without a single events file must still hold some expected source: a mistyped `--landing` (missing
  * directory, wrong prefix) fails the run instead of succeeding on an empty lake.
  */
@@ -448,28 +338,13 @@ export async function ingestEventFiles(
   let inflight: Promise<void> = Promise.resolve();
   try {
     const manifest = await readEventManifest(conn, ctx.lake);
-    let candidates: Array<{ key: string; uri: string; size: number; version: string }>;
-    if (input.keys) {
-      candidates = input.keys.map((key) => {
-        if (!key.startsWith(`${EVENTS_PREFIX}/`) || !key.endsWith('.jsonl')) {
-          throw contractViolation(`file key '${key}' is not an events file (${EVENTS_PREFIX}/*.jsonl)`);
-        }
-        return { key, uri: resolveLandingKey(input.landing, key), size: -1, version: '' };
-      });
-    } else {
-      const { landed, refused } = await listEventFiles(deps, input);
-      for (const r of refused) refuse(metrics, r);
-      if (landed.length === 0 && refused.length === 0) await checkLandingHasSources(landingStorage, input.landing);
-      candidates = landed.map((o) => ({ key: o.key, uri: o.uri, size: o.size, version: o.version }));
+    const { candidates, refused } = await eventCandidates(landingStorage, input.landing, input.keys);
+    for (const r of refused) refuse(metrics, r);
+    if (!input.keys && candidates.length === 0 && refused.length === 0) {
+      await checkLandingHasSources(landingStorage, input.landing);
     }
-    candidates.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    // Files whose listing version (size + mtime / ETag) equals the manifest's were ingested as they are: not re-read.
-    let filesSkipped = 0;
-    candidates = candidates.filter((c) => {
-      const same = c.version !== '' && manifest[c.key]?.version === c.version;
-      if (same) filesSkipped++;
-      return !same;
-    });
+    const { pending, unchanged } = pendingEventFiles(candidates, manifest);
+    let filesSkipped = unchanged;
     const touched: ManifestEntry[] = [];
 
     // Group pending files into bounded batches; hashing happens while reading each file once.
@@ -493,7 +368,7 @@ export async function ingestEventFiles(
           rows: p.lines,
           ingestedAt: new Date().toISOString(),
           runId: input.runId,
-          partitions: filePartitionsOf(manifest[p.key], filePartitions.get(p.key)),
+          partitions: recordedPartitions(manifest[p.key], filePartitions.get(p.key)),
         }));
       inflight = (async () => {
         const recorded = await ingestEventBatch(ctx, input, files, metrics, entries);
@@ -503,13 +378,13 @@ export async function ingestEventFiles(
       inflight.catch(() => undefined);
     };
     let i = 0;
-    const read = readAhead(candidates, landingStorage.kind === 's3' ? S3_READ_AHEAD : 1, (c) =>
+    const read = readAhead(pending, landingStorage.kind === 's3' ? S3_READ_AHEAD : 1, (c) =>
       readLandingFile(landingStorage, input.landing, c.uri, c.key).catch((e: unknown) => {
         if (isNotFound(e)) throw contractViolation(`file ${c.key} does not exist under the landing root`);
         throw e;
       }),
     );
-    for (const [k, c] of candidates.entries()) {
+    for (const [k, c] of pending.entries()) {
       const prev = manifest[c.key];
       let bytes: Buffer;
       try {
@@ -569,15 +444,6 @@ export async function ingestEventFiles(
   }
 }
 
-/**
- * Partitions of a (re-)ingested file: a changed file keeps the rows of its earlier versions, so the union with what the
- * manifest knew; unknown (undefined) when an earlier version was recorded without them.
- */
-function filePartitionsOf(prev: ManifestEntry | undefined, now: string[] | undefined): string[] | undefined {
-  if (prev && !prev.partitions) return undefined;
-  return [...new Set([...(prev?.partitions ?? []), ...(now ?? [])])].sort();
-}
-
 /** Landing files fetched ahead of use on S3, where each GET is a round trip (files are read one at a time locally). */
 const S3_READ_AHEAD = 4;
 
@@ -631,16 +497,9 @@ async function ingestEventBatch(
   }
   app.closeSync();
   await conn.run(`set variable event_paths = (select list(path order by source_file) from _event_files)`);
-  await conn.run(`set variable ingest_ts = $ts`, { ts: new Date().toISOString() });
+  await setVariables(conn, { ingest_ts: new Date().toISOString() });
   await conn.run(`create or replace temp table _parsed as ${loadSql('bronze/usage_events.sql')}`);
-  const filePartitions = new Map<string, string[]>();
-  for (const r of await queryRows(
-    conn,
-    `select source_file, array_sort(list(distinct coalesce(cast(usage_date as varchar), '${NULL_PARTITION}'))) as ps
-     from _parsed where _rule is null group by source_file`,
-  )) {
-    filePartitions.set(String(r.source_file), (r.ps as string[]).map(String));
-  }
+  const filePartitions = await partitionsByFile(conn, '_parsed');
 
   // Existing bronze of the days the batch's rows fall in (SPEC §9a: the id index is per usage_date, so dedup and
   // the partition rewrite read those days only, never all of bronze), and malformed lines (to merge quarantine).
@@ -662,34 +521,13 @@ async function ingestEventBatch(
   );
   metrics.rowsIn += Number(counts.parsed) + Number(counts.malformed);
 
-  // First in landing order wins, whatever order the files arrive in: within the batch by (file key, line); against
-  // bronze, the existing row wins unless it came from a file whose key sorts after this one's (then it is displaced).
-  // A changed version of a file never displaces its earlier version's rows (same key: the existing row wins).
-  // A null event_id equals no existing id, so the NOT EXISTS keeps it (a plain anti join, no OR); days bronze does
-  // not hold yet skip the lookup.
+  // First in landing order wins (lake/sql/bronze/usage_events_first_seen.sql); days bronze does not hold yet skip the
+  // lookup (an empty view), then the existing rows those displace.
   const [{ e: hasExisting }] = await queryRows(conn, `select exists (select 1 from bronze_existing) as e`);
-  await conn.run(
-    `create or replace temp table _new_events as
-     select * exclude (_rule, _detail, _raw) from _parsed p
-     where _rule is null
-       ${
-         hasExisting
-           ? `and not exists (
-               select 1 from bronze_existing b
-               where b.event_id = p.event_id and b.usage_date is not distinct from p.usage_date
-                 and b.source_file <= p.source_file)`
-           : ''
-       }
-     qualify event_id is null
-       or row_number() over (partition by event_id order by source_file, source_line) = 1`,
-  );
-  await conn.run(
-    `create or replace temp table _displaced as
-     select b.event_id, b.usage_date, b.source_file from bronze_existing b
-     where b.event_id is not null and exists (
-       select 1 from _new_events n where n.event_id = b.event_id and n.usage_date is not distinct from b.usage_date
-         and n.source_file < b.source_file)`,
-  );
+  if (hasExisting) await conn.run(`create or replace temp view bronze_lookup as select * from bronze_existing`);
+  else await emptyView(conn, 'bronze_lookup', BRONZE_EVENT_COLUMNS);
+  await conn.run(`create or replace temp table _new_events as ${loadSql('bronze/usage_events_first_seen.sql')}`);
+  await conn.run(`create or replace temp table _displaced as ${loadSql('bronze/usage_events_displaced.sql')}`);
   const [newCount] = await queryRows(
     conn,
     `select (select count(*) from _new_events)::bigint as n, (select count(*) from _displaced)::bigint as displaced`,
@@ -699,22 +537,13 @@ async function ingestEventBatch(
   metrics.extra.duplicates_displaced = (metrics.extra.duplicates_displaced ?? 0) + Number(newCount.displaced);
   metrics.quarantined.malformed_json = (metrics.quarantined.malformed_json ?? 0) + Number(counts.malformed);
 
-  const partitions = await queryRows(
-    conn,
-    `select distinct coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') as p from _new_events`,
-  );
-  const affected = new Set(partitions.map((r) => String(r.p)));
+  const affected = await partitionsOf(conn, '_new_events');
   const specs: PublishSpec[] = [];
   if (affected.size > 0) {
     // The existing rows kept are copied out (the publish deletes their partitions before inserting); the new rows
     // are not copied again: the publish reads the union through a view.
-    await conn.run(
-      `create or replace temp table _bronze_kept as
-       select * from bronze_existing b
-       where coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') in (select p from (select distinct coalesce(cast(usage_date as varchar), '${NULL_PARTITION}') as p from _new_events))
-         and not exists (select 1 from _displaced d where d.event_id = b.event_id and d.source_file = b.source_file
-                         and d.usage_date is not distinct from b.usage_date)`,
-    );
+    await setVariables(conn, { bronze_partitions: listValue([...affected]), null_partition: NULL_PARTITION });
+    await conn.run(`create or replace temp table _bronze_kept as ${loadSql('bronze/usage_events_kept.sql')}`);
     await conn.run(
       `create or replace temp view _bronze_out as select * from _bronze_kept union all by name select * from _new_events`,
     );
@@ -734,15 +563,8 @@ async function ingestEventBatch(
     ]);
   }
   if (Number(counts.malformed) > 0) {
-    // Malformed lines are keyed by (file, line): re-ingesting a file after a crash does not duplicate them.
-    await conn.run(
-      `create or replace temp table _malformed_out as
-       select rule, detail, source_file, source_line, raw, null::date as usage_date
-       from quarantine_existing where rule = 'malformed_json'
-       union all
-       select _rule, _detail, source_file, source_line, _raw, null::date from _parsed where _rule is not null
-       qualify row_number() over (partition by source_file, source_line order by source_file) = 1`,
-    );
+    // Malformed lines are keyed by (file, line) (lake/sql/bronze/usage_events_malformed.sql).
+    await conn.run(`create or replace temp table _malformed_out as ${loadSql('bronze/usage_events_malformed.sql')}`);
     specs.push({
       layer: 'quarantine',
       table: 'usage_events',
@@ -777,7 +599,7 @@ async function ingestEventBatch(
   }
   await conn.run(
     `drop view if exists _bronze_out; drop table if exists _parsed; drop table if exists _new_events;
-     drop table if exists _displaced; drop table if exists _bronze_kept`,
+     drop table if exists _displaced; drop table if exists _bronze_kept; drop view if exists bronze_lookup`,
   );
   return recorded;
 }

@@ -6,7 +6,7 @@ import { buildGold, buildSilver, dateData, planWave } from './models';
 import type { ModelTarget } from './models';
 import { qualityGate, recordRun } from './quality';
 import type { RunSummary } from './quality';
-import { loadServing, recordServingRun } from './serving';
+import { loadServing, loadServingReport, recordServingRun } from './serving';
 import type { LoadServingInput } from './serving';
 import { acquireLakeLease, releaseLakeLease, renewLakeLease, searchAttributeProbe } from './runs';
 import type { LeaseInput } from './runs';
@@ -18,7 +18,7 @@ import type { SpeedAlert, SpeedUpdateInput } from './speed';
 
 export type { ActivityDeps, RunTarget, StepMetrics } from './common';
 export type { GateResult, RunSummary } from './quality';
-export type { LoadServingInput } from './serving';
+export type { LoadServingInput, ServingReport, TableResult } from './serving';
 export type { LeaseGrant, LeaseInput } from './runs';
 export type { SpeedAlert, SpeedUpdateInput, SpeedUpdateResult } from './speed';
 export type { MaintainLakeInput, MaintenanceReport } from './maintenance';
@@ -92,6 +92,8 @@ export function createActivities(deps: ActivityDeps) {
     /** Serving: upsert the changed gold partitions into Cassandra and reconcile; keepalive heartbeats. */
     loadServing: (input: LoadServingInput) =>
       traced(input, { kind: 'serving' }, () => withKeepalive(() => loadServing(deps, input))),
+    /** Serving for `cpa serving load` (workflow servingLoad): the same load, returning every table's figures. */
+    loadServingReport: (input: LoadServingInput) => withKeepalive(() => loadServingReport(deps, input)),
     /** Serving: the run summary into Cassandra's pipeline_runs (upsert by run id). */
     recordServingRun: (summary: RunSummary) => withKeepalive(() => recordServingRun(deps, summary)),
     /** Lake write lease: acquire (retryable `LakeLocked` while another run holds it), renew, release. */

@@ -1,23 +1,27 @@
 import { ApplicationFailure } from '@temporalio/common';
-import type { DuckDBConnection } from '@duckdb/node-api';
-import { BRONZE_EVENT_COLUMNS } from '../config/contracts';
 import { emptyView, lakeColumns, lakeWrite, publishTables } from '../lake/lakehouse';
 import type { ColumnDef, PublishSpec } from '../lake/lakehouse';
-import { loadSql, queryRows, sqlIdent } from '../lake/duckdb';
+import { loadSql, queryRows, setVariables } from '../lake/duckdb';
 import {
   ALERT_COLUMNS,
+  alertsRaisedBy,
+  bronzeRowCounts,
   fileVersionId,
+  keysTable,
   LATE_EVENT_COLUMNS,
   partitionView,
   readSpeedState,
+  registerFileRows,
+  replaceFileRows,
   SPEED_LAYER,
   SPEED_TABLES,
   SPEED_WINDOW_COLUMNS,
-  WINDOW_SIZES,
+  watermarkBefore,
+  windowSizesLiteral,
   writeSpeedState,
 } from '../lake/speed';
-import type { SpeedAlert, SpeedFileEntry, SpeedState } from '../lake/speed';
-import { readLandedFiles } from './bronze';
+import type { SpeedAlert, SpeedFileEntry } from '../lake/speed';
+import { readLandedFiles } from '../lake/landing';
 import { emptyOwnBaseline } from './models';
 import { findModel } from '../lake/tables';
 import { classify, contractViolation, emptyMetrics, onCancel, openLake, persistMetrics } from './common';
@@ -47,7 +51,6 @@ const ENRICHMENT_FALLBACK: Record<string, ColumnDef[]> = {
   resources: ['resource_id', 'state'].map((name) => ({ name, type: 'VARCHAR' })),
 };
 
-const bronzeRef = { layer: 'bronze', table: 'usage_events' };
 const windowsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
 const lateRef = { layer: SPEED_LAYER, table: SPEED_TABLES.lateEvents };
 const alertsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.alerts };
@@ -142,7 +145,8 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     let lateDelta = 0;
     const landed = later.length > 0 ? await readLandedFiles(conn, lake, 'usage_events') : {};
     const bronzeRows = await bronzeRowCounts(
-      ctx,
+      conn,
+      lake,
       later.filter((k) => landed[k]).map((k) => landed[k]),
     );
     for (const k of later) {
@@ -167,40 +171,14 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
       rejudged.push(k);
     }
     const judged = [key, ...rejudged];
-    await conn.run(`create or replace temp table _speed_keys (key varchar)`);
-    const app = await conn.createAppender('_speed_keys', 'main', 'temp');
-    for (const k of judged) {
-      app.appendVarchar(k);
-      app.endRow();
-    }
-    app.closeSync();
+    await keysTable(conn, '_speed_keys', judged);
     const earlier = (pick: (e: SpeedFileEntry) => string[]): string[] =>
       [...before.values()].flatMap((e) => (e ? pick(e) : []));
 
-    // Every judged file's contribution to every window size, columns in SPEED_WINDOW_COLUMNS order.
-    const sizes = Object.entries(WINDOW_SIZES)
-      .map(([name, minutes]) => `('${name}', ${minutes})`)
-      .join(', ');
-    await conn.run(
-      `create or replace temp table _speed_contrib as
-       with sizes as (select * from (values ${sizes}) as v(window_size, minutes)),
-       bucketed as (
-           select s.window_size, time_bucket(to_minutes(s.minutes::bigint), e.event_ts) as window_start,
-                  time_bucket(to_minutes(s.minutes::bigint), e.event_ts) + to_minutes(s.minutes::bigint) as window_end,
-                  e.org_id, e.service, e.metric, e.value, e.cost_usd_increment, e.source_file
-           from _speed_events as e cross join sizes as s
-           where not e.is_late
-       )
-       select window_size, window_start, window_end, org_id, service,
-              sum(cost_usd_increment)::decimal(18, 6) as cost_usd,
-              coalesce(sum(value::decimal(18, 6)) filter (where metric = 'requests'), 0)::decimal(18, 6) as requests,
-              count(*)::bigint as events,
-              source_file,
-              window_start::date as window_date
-       from bucketed
-       group by window_size, window_start, window_end, org_id, service, source_file`,
-    );
-    const win = await replaceFileRows(ctx, {
+    // Every judged file's contribution to every window size (lake/sql/speed/windows.sql).
+    await conn.run(`set variable speed_window_sizes = ${windowSizesLiteral()}`);
+    await conn.run(`create or replace temp table _speed_contrib as ${loadSql('speed/windows.sql')}`);
+    const win = await replaceFileRows(conn, lake, {
       ref: windowsRef,
       columns: SPEED_WINDOW_COLUMNS,
       rows: '_speed_contrib',
@@ -212,21 +190,11 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
     const [contrib] = await queryRows(conn, `select count(*)::bigint as n from _speed_contrib`);
     metrics.rowsOut = Number(contrib.n);
     // The windows whose totals this activity may change: those the judged files touch now or touched before.
-    await conn.run(
-      `create or replace temp table _speed_touched as
-       select window_size, window_start, org_id, service, window_date from _speed_contrib
-       union
-       select window_size, window_start, org_id, service, window_date from _speed_windows_old`,
-    );
+    await conn.run(`create or replace temp table _speed_touched as ${loadSql('speed/touched_windows.sql')}`);
 
     // Late events, for audit (replacing each judged file's earlier record).
-    await conn.run(
-      `create or replace temp table _speed_late as
-       select event_id, event_ts, org_id, service, metric, value, cost_usd_increment::decimal(18, 6) as cost_usd,
-              source_file, source_line::integer as source_line, watermark, usage_date
-       from _speed_events where is_late`,
-    );
-    const late = await replaceFileRows(ctx, {
+    await conn.run(`create or replace temp table _speed_late as ${loadSql('speed/late_events.sql')}`);
+    const late = await replaceFileRows(conn, lake, {
       ref: lateRef,
       columns: LATE_EVENT_COLUMNS,
       rows: '_speed_late',
@@ -290,63 +258,6 @@ export async function updateSpeedLayer(deps: ActivityDeps, input: SpeedUpdateInp
   }
 }
 
-/**
- * The watermark of `key`: max event time over the done files whose key sorts before it − lag (DuckDB timestamp
- * text), null when there is none. Landing order is key order: the generator and live feeds name files so.
- */
-async function watermarkBefore(
-  conn: DuckDBConnection,
-  state: SpeedState,
-  key: string,
-  lag: number,
-): Promise<string | null> {
-  let max: string | null = null;
-  for (const [k, e] of Object.entries(state.files)) {
-    if (k < key && e.status === 'done' && e.maxEventTs && (max === null || e.maxEventTs > max)) max = e.maxEventTs;
-  }
-  if (max === null) return null;
-  const [w] = await queryRows(conn, `select (cast($m as timestamp) - to_minutes(cast($lag as bigint)))::varchar as w`, {
-    m: max,
-    lag,
-  });
-  return String(w.w);
-}
-
-/** Bronze rows per source file of `files`, read from the partitions their landed-file records name. */
-async function bronzeRowCounts(
-  ctx: Awaited<ReturnType<typeof openLake>>,
-  files: Array<{ key: string; partitions?: string[] }>,
-): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  if (files.length === 0) return counts;
-  const { conn, lake } = ctx;
-  const everywhere = files.some((f) => !f.partitions);
-  const partitions = [...new Set(files.flatMap((f) => f.partitions ?? []))];
-  await partitionView(
-    conn,
-    lake,
-    bronzeRef,
-    '_speed_bronze',
-    BRONZE_EVENT_COLUMNS,
-    everywhere ? undefined : { column: 'usage_date', in: partitions },
-  );
-  await conn.run(`create or replace temp table _speed_later (key varchar)`);
-  const app = await conn.createAppender('_speed_later', 'main', 'temp');
-  for (const f of files) {
-    app.appendVarchar(f.key);
-    app.endRow();
-  }
-  app.closeSync();
-  for (const r of await queryRows(
-    conn,
-    `select source_file, count(*)::bigint as n from _speed_bronze
-     where source_file in (select key from _speed_later) group by 1`,
-  )) {
-    counts.set(String(r.source_file), Number(r.n));
-  }
-  return counts;
-}
-
 /** Empty silver orgs/resources views for the silver usage_events model (enrichment does not matter to windows). */
 async function enrichmentViews(ctx: Awaited<ReturnType<typeof openLake>>): Promise<void> {
   for (const t of ['orgs', 'resources']) {
@@ -359,33 +270,20 @@ async function enrichmentViews(ctx: Awaited<ReturnType<typeof openLake>>): Promi
 
 /**
  * Judges one file against `watermark`: its first-seen bronze rows through the silver model (`_speed_silver`), the
- * kept events with their lateness added to `_speed_events` (created by the `first` file). Returns its counts.
+ * kept events with their lateness (lake/sql/speed/file_events.sql) added to `_speed_events` (created by the `first`
+ * file). Returns its counts.
  */
 async function judgeFile(
   ctx: Awaited<ReturnType<typeof openLake>>,
   file: { key: string; partitions?: string[]; watermark: string | null; first: boolean },
 ): Promise<{ rowsIn: number; onTime: number; late: number; maxEventTs: string | null }> {
   const { conn, lake } = ctx;
-  const hint = file.partitions;
-  await partitionView(
-    conn,
-    lake,
-    bronzeRef,
-    '_speed_bronze',
-    BRONZE_EVENT_COLUMNS,
-    hint ? { column: 'usage_date', in: hint } : undefined,
-  );
-  await conn.run(`create or replace temp table _speed_rows as select * from _speed_bronze where source_file = $key`, {
-    key: file.key,
-  });
-  await conn.run(`create or replace temp view bronze_usage_events as select * from _speed_rows`);
+  await registerFileRows(conn, lake, file);
   await conn.run(`create or replace temp table _speed_silver as ${loadSql('silver/usage_events.sql')}`);
+  await setVariables(conn, { speed_watermark: tsParam(file.watermark) });
   await conn.run(
     `${file.first ? 'create or replace temp table _speed_events as' : 'insert into _speed_events'}
-     select event_id, event_ts, usage_date, org_id, service, metric, value, cost_usd_increment, source_file, source_line,
-            event_ts < cast($wm as timestamp) as is_late, cast($wm as timestamp) as watermark
-     from _speed_silver where _rule is null`,
-    { wm: tsParam(file.watermark) },
+     ${loadSql('speed/file_events.sql')}`,
   );
   const [counts] = await queryRows(
     conn,
@@ -404,75 +302,11 @@ async function judgeFile(
 }
 
 /**
- * Prepares the replacement of some source files' rows in a speed table (the files in temp table `_speed_keys`): in
- * every partition they touch now or touched before, the rows of other files are kept and theirs become `rows`. The
- * new content of those partitions goes to temp table `out` (empty when none), for the serving and alert steps and as
- * the source of the returned publish spec, which rewrites only those partitions (none when the files touch no
- * partition, now or before); the rows it replaces go to `replaced` when given. Also returns, per file, the
- * partitions it touches now.
- */
-async function replaceFileRows(
-  ctx: Awaited<ReturnType<typeof openLake>>,
-  spec: {
-    ref: { layer: string; table: string };
-    columns: ColumnDef[];
-    rows: string;
-    out: string;
-    partitionBy: string;
-    earlierPartitions: string[];
-    replaced?: string;
-  },
-): Promise<{ partitions: Record<string, string[]>; publish?: PublishSpec }> {
-  const { conn, lake } = ctx;
-  const rows = sqlIdent(spec.rows);
-  const out = sqlIdent(spec.out);
-  const partitions: Record<string, string[]> = {};
-  for (const r of await queryRows(
-    conn,
-    `select source_file, array_sort(list(distinct ${sqlIdent(spec.partitionBy)}::varchar)) as ps
-     from ${rows} group by 1`,
-  )) {
-    partitions[String(r.source_file)] = (r.ps as unknown[]).map(String);
-  }
-  const affected = new Set([...Object.values(partitions).flat(), ...spec.earlierPartitions]);
-  if (affected.size === 0) {
-    await conn.run(`create or replace temp table ${out} as select * from ${rows} where false`);
-    if (spec.replaced)
-      await conn.run(`create or replace temp table ${sqlIdent(spec.replaced)} as select * from ${rows} where false`);
-    return { partitions };
-  }
-  await partitionView(conn, lake, spec.ref, '_speed_prev', spec.columns, {
-    column: spec.partitionBy,
-    in: [...affected],
-  });
-  if (spec.replaced) {
-    await conn.run(
-      `create or replace temp table ${sqlIdent(spec.replaced)} as
-       select * from _speed_prev where source_file in (select key from _speed_keys)`,
-    );
-  }
-  await conn.run(
-    `create or replace temp table ${out} as
-     select * from _speed_prev where source_file not in (select key from _speed_keys)
-     union all by name
-     select * from ${rows}`,
-  );
-  return {
-    partitions,
-    publish: { ...spec.ref, source: spec.out, partitionBy: spec.partitionBy, owns: (p) => affected.has(p) },
-  };
-}
-
-const ALERT_SELECT = `alert_id, org_id, strftime(window_start, '%Y-%m-%dT%H:%M:%SZ') as window_start,
-  strftime(window_end, '%Y-%m-%dT%H:%M:%SZ') as window_end, cost_usd::varchar as cost_usd,
-  threshold_usd::varchar as threshold_usd, raised_by, source_file, strftime(raised_at, '%Y-%m-%dT%H:%M:%S.%gZ') as raised_at`;
-
-/**
  * Finds an alert for every org 5-minute window the judged files touch (`_speed_contrib`: this file and those it
- * re-judged) whose cost (all services, all files) exceeds CPA_ALERT_COST_5MIN_USD and has no alert yet; it is raised
- * by this file version, whose workflow delivers it. Returns how many are new, the publish spec that records them
- * (none when none is new) and every alert this file version raised (so a retry after a crash still hands them to
- * notifyAlerts).
+ * re-judged) whose cost (all services, all files) exceeds CPA_ALERT_COST_5MIN_USD and has no alert yet
+ * (lake/sql/speed/alerts.sql); it is raised by this file version, whose workflow delivers it. Returns how many are
+ * new, the publish spec that records them (none when none is new) and every alert this file version raised (so a
+ * retry after a crash still hands them to notifyAlerts).
  */
 async function raiseAlerts(
   ctx: Awaited<ReturnType<typeof openLake>>,
@@ -483,42 +317,20 @@ async function raiseAlerts(
   if (threshold === undefined) return { raised: 0, forVersion: [] };
   const { conn, lake } = ctx;
   await partitionView(conn, lake, alertsRef, '_speed_alerts_prev', ALERT_COLUMNS);
-  await conn.run(
-    `create or replace temp table _speed_alerts_new as
-     with touched as (select distinct org_id, window_start from _speed_contrib where window_size = '5m'),
-     hits as (
-         select w.org_id, w.window_start, max(w.window_end) as window_end, sum(w.cost_usd)::decimal(18, 6) as cost_usd
-         from _speed_windows_out as w
-         join touched as t on t.org_id = w.org_id and t.window_start = w.window_start
-         where w.window_size = '5m'
-         group by w.org_id, w.window_start
-         having sum(w.cost_usd) > cast($threshold as decimal(18, 6))
-     ),
-     final as (
-         select '5m/' || org_id || '/' || strftime(window_start, '%Y-%m-%dT%H:%M:%SZ') as alert_id, org_id, window_start,
-                window_end, cost_usd, cast($threshold as decimal(18, 6)) as threshold_usd, $version::varchar as raised_by,
-                $key::varchar as source_file, cast($now as timestamp) as raised_at
-         from hits
-     )
-     select * from final where alert_id not in (select alert_id from _speed_alerts_prev)`,
-    {
-      threshold: String(threshold),
-      version: file.version,
-      key: file.key,
-      now: new Date().toISOString().replace('T', ' ').replace('Z', ''),
-    },
-  );
+  await setVariables(conn, {
+    speed_alert_threshold_usd: String(threshold),
+    speed_alert_raised_by: file.version,
+    speed_alert_source_file: file.key,
+    speed_alert_raised_at: new Date().toISOString().replace('T', ' ').replace('Z', ''),
+  });
+  await conn.run(`create or replace temp table _speed_alerts_new as ${loadSql('speed/alerts.sql')}`);
   const [n] = await queryRows(conn, `select count(*)::bigint as n from _speed_alerts_new`);
   const raised = Number(n.n);
   await conn.run(
     `create or replace temp table _speed_alerts_out as
      select * from _speed_alerts_prev union all by name select * from _speed_alerts_new`,
   );
-  const forVersion = (await queryRows(
-    conn,
-    `select ${ALERT_SELECT} from _speed_alerts_out where raised_by = $version order by window_start, org_id`,
-    { version: file.version },
-  )) as unknown as SpeedAlert[];
+  const forVersion = await alertsRaisedBy(conn, '_speed_alerts_out', file.version);
   return { raised, publish: raised > 0 ? { ...alertsRef, source: '_speed_alerts_out' } : undefined, forVersion };
 }
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../config/env';
-import { EVENTS_PREFIX } from '../activities/bronze';
+import { EVENTS_PREFIX } from '../lake/landing';
 import { generate } from '../lake/generator';
 import { currentSnapshot, qualified } from '../lake/lakehouse';
 import { closeReader, withLakeReader } from '../lake/reader';

@@ -158,6 +158,14 @@ export function sqlIdent(s: string): string {
   return `"${s}"`;
 }
 
+/**
+ * Sets the variables a model file reads with getvariable(), each value bound as a parameter (never interpolated).
+ */
+export async function setVariables(conn: DuckDBConnection, vars: Params): Promise<void> {
+  for (const [name, value] of Object.entries(vars))
+    await conn.run(`set variable ${sqlIdent(name)} = $value`, { value });
+}
+
 // Read from the sources, also when the code runs compiled from dist/ (the build copies no SQL).
 const sqlDir = path.join(REPO_ROOT, 'lake', 'sql');
 const sqlCache = new Map<string, string>();

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { BRONZE_EVENT_COLUMNS } from '../config/contracts';
 import { WINDOW_SIZES } from '../config/speed';
 import { decimalUnits, formatUnits } from './decimal';
 import type { WindowSize } from '../config/speed';
@@ -6,7 +7,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
 import type { Row } from './duckdb';
 import { emptySelect, lakeColumns, NULL_PARTITION, partitionVersions, qualified } from './lakehouse';
-import type { AttachedLake, ColumnDef } from './lakehouse';
+import type { AttachedLake, ColumnDef, PublishSpec } from './lakehouse';
 
 /**
  * The speed layer's store in the lake (SPEC §7): three tables of the DuckLake schema `speed`, written through
@@ -28,6 +29,7 @@ export const SPEED_TABLES = { windows: 'windows', lateEvents: 'late_events', ale
 export const SPEED_STATE_KEY = 'speed';
 
 const windowsRef = { layer: SPEED_LAYER, table: SPEED_TABLES.windows };
+const bronzeRef = { layer: 'bronze', table: 'usage_events' };
 
 export { WINDOW_SIZES };
 export type { WindowSize };
@@ -240,6 +242,172 @@ function partitionSelect(table: string, f?: PartitionFilter): string {
   if (f.from) terms.push(`${col} >= ${sqlString(f.from)}`);
   if (f.to) terms.push(`${col} <= ${sqlString(f.to)}`);
   return `select * from ${table} where ${terms.join(' and ')}`;
+}
+
+/**
+ * The window sizes as the value of the variable `speed_window_sizes` that lake/sql/speed/windows.sql reads: a list
+ * of {window_size, minutes} (VARCHAR, INTEGER) literals built from {@link WINDOW_SIZES}.
+ */
+export function windowSizesLiteral(): string {
+  return `[${Object.entries(WINDOW_SIZES)
+    .map(([name, minutes]) => `{'window_size': ${sqlString(name)}, 'minutes': ${Number(minutes)}}`)
+    .join(', ')}]`;
+}
+
+/**
+ * The watermark of `key`: max event time over the done files whose key sorts before it − lag (DuckDB timestamp
+ * text), null when there is none. Landing order is key order: the generator and live feeds name files so.
+ */
+export async function watermarkBefore(
+  conn: DuckDBConnection,
+  state: SpeedState,
+  key: string,
+  lag: number,
+): Promise<string | null> {
+  let max: string | null = null;
+  for (const [k, e] of Object.entries(state.files)) {
+    if (k < key && e.status === 'done' && e.maxEventTs && (max === null || e.maxEventTs > max)) max = e.maxEventTs;
+  }
+  if (max === null) return null;
+  const [w] = await queryRows(conn, `select (cast($m as timestamp) - to_minutes(cast($lag as bigint)))::varchar as w`, {
+    m: max,
+    lag,
+  });
+  return String(w.w);
+}
+
+/** View `_speed_bronze` over the bronze events partitions (usage dates) named; all of bronze when none are. */
+function bronzeView(conn: DuckDBConnection, lake: AttachedLake, partitions?: string[]): Promise<void> {
+  const only = partitions ? { column: 'usage_date', in: partitions } : undefined;
+  return partitionView(conn, lake, bronzeRef, '_speed_bronze', BRONZE_EVENT_COLUMNS, only);
+}
+
+/**
+ * The bronze rows of one events file (`source_file` = key) as temp table `_speed_rows`, read from the partitions its
+ * landed-file record names (all of bronze when it names none), and the view `bronze_usage_events` over them: the
+ * input of the silver usage_events model.
+ */
+export async function registerFileRows(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  file: { key: string; partitions?: string[] },
+): Promise<void> {
+  await bronzeView(conn, lake, file.partitions);
+  await conn.run(`create or replace temp table _speed_rows as select * from _speed_bronze where source_file = $key`, {
+    key: file.key,
+  });
+  await conn.run(`create or replace temp view bronze_usage_events as select * from _speed_rows`);
+}
+
+/** Bronze rows per source file of `files`, read from the partitions their landed-file records name. */
+export async function bronzeRowCounts(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  files: Array<{ key: string; partitions?: string[] }>,
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  if (files.length === 0) return counts;
+  const everywhere = files.some((f) => !f.partitions);
+  const partitions = [...new Set(files.flatMap((f) => f.partitions ?? []))];
+  await bronzeView(conn, lake, everywhere ? undefined : partitions);
+  await keysTable(
+    conn,
+    '_speed_later',
+    files.map((f) => f.key),
+  );
+  for (const r of await queryRows(
+    conn,
+    `select source_file, count(*)::bigint as n from _speed_bronze
+     where source_file in (select key from _speed_later) group by 1`,
+  )) {
+    counts.set(String(r.source_file), Number(r.n));
+  }
+  return counts;
+}
+
+/** Temp table `table` (key varchar) holding `keys`, one row each. */
+export async function keysTable(conn: DuckDBConnection, table: string, keys: string[]): Promise<void> {
+  await conn.run(`create or replace temp table ${sqlIdent(table)} (key varchar)`);
+  const app = await conn.createAppender(table, 'main', 'temp');
+  for (const k of keys) {
+    app.appendVarchar(k);
+    app.endRow();
+  }
+  app.closeSync();
+}
+
+/**
+ * Prepares the replacement of some source files' rows in a speed table (the files in temp table `_speed_keys`): in
+ * every partition they touch now or touched before, the rows of other files are kept and theirs become `rows`. The
+ * new content of those partitions goes to temp table `out` (empty when none), for the serving and alert steps and as
+ * the source of the returned publish spec, which rewrites only those partitions (none when the files touch no
+ * partition, now or before); the rows it replaces go to `replaced` when given. Also returns, per file, the
+ * partitions it touches now.
+ */
+export async function replaceFileRows(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  spec: {
+    ref: { layer: string; table: string };
+    columns: ColumnDef[];
+    rows: string;
+    out: string;
+    partitionBy: string;
+    earlierPartitions: string[];
+    replaced?: string;
+  },
+): Promise<{ partitions: Record<string, string[]>; publish?: PublishSpec }> {
+  const rows = sqlIdent(spec.rows);
+  const out = sqlIdent(spec.out);
+  const partitions: Record<string, string[]> = {};
+  for (const r of await queryRows(
+    conn,
+    `select source_file, array_sort(list(distinct ${sqlIdent(spec.partitionBy)}::varchar)) as ps
+     from ${rows} group by 1`,
+  )) {
+    partitions[String(r.source_file)] = (r.ps as unknown[]).map(String);
+  }
+  const affected = new Set([...Object.values(partitions).flat(), ...spec.earlierPartitions]);
+  if (affected.size === 0) {
+    await conn.run(`create or replace temp table ${out} as select * from ${rows} where false`);
+    if (spec.replaced)
+      await conn.run(`create or replace temp table ${sqlIdent(spec.replaced)} as select * from ${rows} where false`);
+    return { partitions };
+  }
+  await partitionView(conn, lake, spec.ref, '_speed_prev', spec.columns, {
+    column: spec.partitionBy,
+    in: [...affected],
+  });
+  if (spec.replaced) {
+    await conn.run(
+      `create or replace temp table ${sqlIdent(spec.replaced)} as
+       select * from _speed_prev where source_file in (select key from _speed_keys)`,
+    );
+  }
+  await conn.run(
+    `create or replace temp table ${out} as
+     select * from _speed_prev where source_file not in (select key from _speed_keys)
+     union all by name
+     select * from ${rows}`,
+  );
+  return {
+    partitions,
+    publish: { ...spec.ref, source: spec.out, partitionBy: spec.partitionBy, owns: (p) => affected.has(p) },
+  };
+}
+
+/** An alert as handed across the JSON boundary: times as ISO text, money as decimal text. */
+const ALERT_SELECT = `alert_id, org_id, strftime(window_start, '%Y-%m-%dT%H:%M:%SZ') as window_start,
+  strftime(window_end, '%Y-%m-%dT%H:%M:%SZ') as window_end, cost_usd::varchar as cost_usd,
+  threshold_usd::varchar as threshold_usd, raised_by, source_file, strftime(raised_at, '%Y-%m-%dT%H:%M:%S.%gZ') as raised_at`;
+
+/** The alerts of temp table `table` raised by one file version, in window order. */
+export async function alertsRaisedBy(conn: DuckDBConnection, table: string, version: string): Promise<SpeedAlert[]> {
+  return (await queryRows(
+    conn,
+    `select ${ALERT_SELECT} from ${sqlIdent(table)} where raised_by = $version order by window_start, org_id`,
+    { version },
+  )) as unknown as SpeedAlert[];
 }
 
 /** The windows' partitions a time range can reach (the day of `from` through the day of `to`). */

@@ -6,7 +6,7 @@ import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/
 import type { Config } from '../config/env';
 import { rootMessage } from '../workflows/failures';
 import { joinUri } from '../config/env';
-import { EVENTS_PREFIX } from '../activities/bronze';
+import { EVENTS_PREFIX, isEventFileKey } from '../lake/landing';
 import { withLakeReader } from '../lake/reader';
 import { readSpeedState } from '../lake/speed';
 import {
@@ -32,11 +32,6 @@ import { clientFor } from './temporal';
 export function ingestFileWorkflowId(lake: string, fileKey: string, contentSha256: string): string {
   const version = crypto.createHash('sha256').update(`${lake}\n${fileKey}\n${contentSha256}`).digest('hex');
   return `ingest-file/${fileKey}@${version.slice(0, 16)}`;
-}
-
-/** Same rule as bronze's listing: `.jsonl` files, nothing hidden (`.x`) or private (`_x`) on the way. */
-function isEventFileKey(relKey: string): boolean {
-  return relKey.endsWith('.jsonl') && !relKey.split('/').some((s) => s.startsWith('.') || s.startsWith('_'));
 }
 
 /**

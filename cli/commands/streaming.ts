@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
 import Table from 'cli-table3';
-import { readEventManifest } from '../../activities/bronze';
+import { readEventManifest } from '../../lake/landing';
 import { withLakeReader } from '../../lake/reader';
 import { currentWatermark, driftReport, readSpeedState, readSpeedWindows } from '../../lake/speed';
 import { WINDOW_SIZES } from '../../config/speed';

@@ -1,4 +1,5 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import { loadConfig } from '../../config/env';
 import { fencedActivity } from '../../activities/common';
@@ -55,8 +56,11 @@ describe('commit fence', () => {
     }
   }
 
+  // The mock has a logger of its own (INFO, not the Runtime's of tests/support/setup.ts): the attempts fenced off on
+  // purpose would each print a WARN "Activity failed" into the output of a passing run.
+  const logger = new DefaultLogger('ERROR');
   const attempt = (n: number, activityId: string, workflowType = 'ingestEventFile') =>
-    new MockActivityEnvironment({ attempt: n, activityId, workflowType, workflowExecution: execution });
+    new MockActivityEnvironment({ attempt: n, activityId, workflowType, workflowExecution: execution }, { logger });
 
   it('an attempt superseded by a later one does not commit; the later one does', async () => {
     const first = attempt(1, 'a-1');

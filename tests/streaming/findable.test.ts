@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { loadConfig } from '../../config/env';
 import { EVENTS_PREFIX } from '../../activities/bronze';
 import { generate } from '../../lake/generator';
 import { createWorker } from '../../worker/main';
 import { hashLandingFile, ingestFileWorkflowId, startIngestFile } from '../../worker/watcher';
-import { tmpDir, quietTemporalCli } from '../support/env';
-import { listUntil, searchAttributeKeys } from '../support/temporal';
+import { tmpDir } from '../support/env';
+import { listUntil, sharedTestEnv, uniqueName } from '../support/temporal';
 
 /**
  * Issue 10 item 3 (SPEC §13): a per-file ingestion is findable in the Web UI like a pipeline run — its id names the
@@ -15,16 +15,12 @@ import { listUntil, searchAttributeKeys } from '../support/temporal';
  */
 describe('per-file ingestion runs are findable by file, kind, status and date', () => {
   let env: TestWorkflowEnvironment;
+  // The jest run's shared dev server (search attributes registered): this file's own task queue.
+  const taskQueue = uniqueName('test-findable');
 
   beforeAll(async () => {
-    env = await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: { type: 'existing-path', path: quietTemporalCli() },
-        extraArgs: ['--log-level', 'error'],
-        searchAttributes: searchAttributeKeys,
-      },
-    });
-  }, 120_000);
+    env = await sharedTestEnv();
+  });
 
   afterAll(async () => {
     await env?.teardown();
@@ -49,7 +45,7 @@ describe('per-file ingestion runs are findable by file, kind, status and date', 
     ].sort();
     expect(days.length).toBeGreaterThan(0);
 
-    const config = loadConfig({ CPA_LAKE_ROOT: lake, TEMPORAL_TASK_QUEUE: 'test-findable' });
+    const config = loadConfig({ CPA_LAKE_ROOT: lake, TEMPORAL_TASK_QUEUE: taskQueue });
     const { worker, db } = await createWorker(config, env.nativeConnection);
     try {
       await worker.runUntil(async () => {
@@ -72,8 +68,13 @@ describe('per-file ingestion runs are findable by file, kind, status and date', 
         expect(sa.CpaLogicalDate).toEqual([days.length === 1 ? days[0] : `${days[0]}..${days.at(-1)}`]);
         expect(d.memo).toMatchObject({ kind: 'stream', status: 'succeeded', fileKey: key, contentSha256: sha256 });
 
-        // The Web UI's query (visibility is eventually consistent, hence the polling helper).
-        const found = await listUntil(env.client, `CpaRunKind = "stream" AND CpaFileKey = "${key}"`, 1);
+        // The Web UI's query (visibility is eventually consistent, hence the polling helper), on this file's queue
+        // (other files stream on the same server).
+        const found = await listUntil(
+          env.client,
+          `CpaRunKind = "stream" AND CpaFileKey = "${key}" AND TaskQueue = "${taskQueue}"`,
+          1,
+        );
         expect(found.map((w) => w.workflowId)).toEqual([started.workflowId]);
 
         // A file bronze refuses (a symlink: bad input, not retried): the run fails, and its tags say so.
@@ -81,7 +82,7 @@ describe('per-file ingestion runs are findable by file, kind, status and date', 
         fs.symlinkSync(path.join(landing, key), path.join(landing, badKey));
         const bad = await env.client.workflow.start('ingestEventFile', {
           taskQueue: config.temporal.taskQueue,
-          workflowId: `ingest-file/${badKey}@test`,
+          workflowId: `ingest-file/${badKey}@${taskQueue}`,
           args: [{ fileKey: badKey, lake, landing }],
         });
         await expect(bad.result()).rejects.toThrow();

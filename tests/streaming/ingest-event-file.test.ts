@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { loadConfig } from '../../config/env';
 import type { Config } from '../../config/env';
 import { createActivities } from '../../activities';
@@ -18,8 +18,9 @@ import { hashLandingFile, startIngestFile, Watcher } from '../../worker/watcher'
 import type { WatchOutcome } from '../../worker/watcher';
 import type { IngestEventFileResult } from '../../workflows';
 import { dailyPipeline } from '../../workflows';
-import { tmpDir, quietTemporalCli } from '../support/env';
+import { tmpDir } from '../support/env';
 import { withLakeSql } from '../support/lake-sql';
+import { sharedTestEnv, uniqueName } from '../support/temporal';
 import { bronzeStats, dropFile, modelStream, speedState, speedTotals, waitFor } from './support';
 
 /**
@@ -30,12 +31,12 @@ import { bronzeStats, dropFile, modelStream, speedState, speedTotals, waitFor } 
  */
 describe('ingestEventFile and the speed layer', () => {
   let env: TestWorkflowEnvironment;
+  // The jest run's shared dev server: task queues of this file's own (ingest-file ids name the test's own lake).
+  const queuePrefix = uniqueName('test-stream');
   let queues = 0;
 
   beforeAll(async () => {
-    env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
-    });
+    env = await sharedTestEnv();
   });
 
   afterAll(async () => {
@@ -46,7 +47,7 @@ describe('ingestEventFile and the speed layer', () => {
   async function withWorker<T>(overrides: Record<string, string>, fn: (config: Config) => Promise<T>): Promise<T> {
     const config = loadConfig({
       CPA_LAKE_ROOT: '/tmp/unused',
-      TEMPORAL_TASK_QUEUE: `test-stream-${++queues}`,
+      TEMPORAL_TASK_QUEUE: `${queuePrefix}-${++queues}`,
       ...overrides,
     });
     const { worker, db } = await createWorker(config, env.nativeConnection);
@@ -263,7 +264,7 @@ describe('ingestEventFile and the speed layer', () => {
             dropFile(path.join(gen, t.key), landing, t.key);
             await ingest(config, lake, landing, t.key);
           }
-          await daily(config, lake, landing, 'daily-pipeline/stream-late');
+          await daily(config, lake, landing, `${config.temporal.taskQueue}/daily-pipeline/stream-late`);
         });
       } finally {
         spy.mockRestore();

@@ -10,6 +10,7 @@ import type { GeneratorReport } from '../../lake/generator';
 import { startDevServer } from '../../worker/temporal';
 import type { TemporalEndpoint } from '../../worker/temporal';
 import { REPO, temporalCli, tmpDir } from '../support/env';
+import { cpaEnv } from '../support/processes';
 import { bronzeStats, speedState, speedTotals } from './support';
 import { withLakeSql } from '../support/lake-sql';
 
@@ -46,17 +47,15 @@ describe('speed layer: lateness does not depend on processing order', () => {
   const spawnWorker = (lake: string, landing: string, queue: string, concurrency: number): ChildProcess => {
     const child = spawn(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), 'worker'], {
       cwd: REPO,
-      env: {
-        ...process.env,
+      env: cpaEnv({
         TEMPORAL_ADDRESS: server.address,
         TEMPORAL_TASK_QUEUE: queue,
         CPA_LAKE_ROOT: lake,
         CPA_LANDING_ROOT: landing,
-        CPA_CASSANDRA_CONTACT_POINTS: '',
+        CPA_WATCH_ENABLED: 'true',
         CPA_WATCH_INTERVAL_SECONDS: '0.5',
         CPA_WATCH_CONCURRENCY: String(concurrency),
-        CPA_LOG_LEVEL: 'warn',
-      },
+      }),
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     children.push(child);
@@ -118,7 +117,8 @@ describe('speed layer: lateness does not depend on processing order', () => {
 
   /** A batch run (`cpa run --no-worker`) on the streaming worker's queue, then `cpa drift --json`'s totals. */
   async function batchThenDrift(lake: string, landing: string, queue: string) {
-    const env = { ...process.env, TEMPORAL_ADDRESS: server.address, TEMPORAL_TASK_QUEUE: queue, CPA_LOG_LEVEL: 'warn' };
+    // Hermetic like every CLI a test spawns (no stack env file, so serving stays off as on the worker).
+    const env = cpaEnv({ TEMPORAL_ADDRESS: server.address, TEMPORAL_TASK_QUEUE: queue });
     const cli = (args: string[]) =>
       promisify(execFile)(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), ...args], { cwd: REPO, env });
     await cli(['run', '--no-worker', '--lake', lake, '--landing', landing]);

@@ -10,6 +10,7 @@ import { clientFor, startDevServer } from '../../worker/temporal';
 import type { TemporalEndpoint } from '../../worker/temporal';
 import { ingestFileWorkflowId } from '../../worker/watcher';
 import { REPO, temporalCli, tmpDir } from '../support/env';
+import { cpaEnv } from '../support/processes';
 import { bronzeStats, landedEventFiles, speedState, speedTotals, waitFor } from './support';
 
 /**
@@ -59,16 +60,14 @@ describe('worker killed during a file ingestion', () => {
     const spawnWorker = (): ChildProcess => {
       const child = spawn(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), 'worker'], {
         cwd: REPO,
-        env: {
-          ...process.env,
+        env: cpaEnv({
           TEMPORAL_ADDRESS: server.address,
           TEMPORAL_TASK_QUEUE: 'kill-test',
           CPA_LAKE_ROOT: lake,
           CPA_LANDING_ROOT: landing,
-          CPA_CASSANDRA_CONTACT_POINTS: '',
+          CPA_WATCH_ENABLED: 'true',
           CPA_WATCH_INTERVAL_SECONDS: '0.5',
-          CPA_LOG_LEVEL: 'warn',
-        },
+        }),
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       children.push(child);
