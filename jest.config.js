@@ -15,8 +15,11 @@ module.exports = {
     '<rootDir>/tests/invariant/',
     ...E2E.map((f) => `<rootDir>/${f}`),
   ],
-  // dist/ (the prebuilt workflow bundle and CLI) is rebuilt once when a source is newer (tests/support/global-setup.ts).
+  // Once per run (tests/support/global-setup.ts): dist/ (the prebuilt workflow bundle and CLI) is rebuilt when a source
+  // is newer, and one Temporal dev server starts for the test files to share (CPA_TEST_TEMPORAL_ADDRESS); the e2e and
+  // invariant configs inherit both.
   globalSetup: '<rootDir>/tests/support/global-setup.ts',
+  globalTeardown: '<rootDir>/tests/support/global-teardown.ts',
   // The SDK's worker lifecycle INFO/WARN lines stay out of the output of passing tests (errors still show).
   setupFiles: ['<rootDir>/tests/support/setup.ts'],
   testTimeout: 120000,

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { GOLD_COLUMNS } from '../../config/contracts';
 import { loadConfig } from '../../config/env';
 import type { RunSummary } from '../../activities';
@@ -9,8 +9,8 @@ import { EVENTS_DIR, generate } from '../../lake/generator';
 import { createWorker } from '../../worker/main';
 import type { PipelineWorkers } from '../../worker/main';
 import { goldDigest as digest, withLakeSql } from '../support/lake-sql';
-import { tmpDir, quietTemporalCli } from '../support/env';
-import { searchAttributeKeys } from '../support/temporal';
+import { tmpDir } from '../support/env';
+import { sharedTestEnv, uniqueName } from '../support/temporal';
 
 /**
  * The recompute invariant (SPEC §6, §9a) as a property: generated data lands in a seeded random order, in random
@@ -46,18 +46,13 @@ describe('recompute invariant: incremental runs in random order equal a from-scr
   let running: Promise<void>;
   let db: Awaited<ReturnType<typeof createDuckDb>>;
   const source = tmpDir('inv-source');
-  const config = loadConfig({ CPA_LAKE_ROOT: tmpDir('inv-unused') });
-  const taskQueue = config.temporal.taskQueue;
+  // The jest run's shared dev server: this file's own task queue, and its workflow ids under the same name.
+  const taskQueue = uniqueName('test-invariant');
+  const config = loadConfig({ CPA_LAKE_ROOT: tmpDir('inv-unused'), TEMPORAL_TASK_QUEUE: taskQueue });
 
   beforeAll(async () => {
     await generate({ scale: 0.3, seed: 11, out: source });
-    env = await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: { type: 'existing-path', path: quietTemporalCli() },
-        extraArgs: ['--log-level', 'error'],
-        searchAttributes: searchAttributeKeys,
-      },
-    });
+    env = await sharedTestEnv();
     db = await createDuckDb(config);
     ({ worker } = await createWorker(config, env.nativeConnection, { db }));
     running = worker.run();
@@ -74,7 +69,7 @@ describe('recompute invariant: incremental runs in random order equal a from-scr
   const pipeline = (lake: string, landing: string): Promise<RunSummary> =>
     env.client.workflow.execute('dailyPipeline', {
       taskQueue,
-      workflowId: `inv-run-${++runs}`,
+      workflowId: `${taskQueue}/inv-run-${++runs}`,
       args: [{ runDate: null, lake, landing }],
     }) as Promise<RunSummary>;
 
@@ -133,7 +128,7 @@ describe('recompute invariant: incremental runs in random order equal a from-scr
           for (const f of batch) {
             await env.client.workflow.execute('ingestEventFile', {
               taskQueue,
-              workflowId: `inv-ingest-${seed}-${f}`,
+              workflowId: `${taskQueue}/inv-ingest-${seed}-${f}`,
               args: [{ fileKey: `${EVENTS_DIR}/${f}`, lake, landing }],
             });
           }

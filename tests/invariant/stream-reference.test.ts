@@ -23,6 +23,7 @@ describe('streaming the reference dataset file by file', () => {
   let env: TestWorkflowEnvironment;
 
   beforeAll(async () => {
+    // Its own server: a second of start-up is nothing next to ten minutes of streaming, one file at a time.
     env = await TestWorkflowEnvironment.createLocal({
       server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
     });

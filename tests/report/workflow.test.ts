@@ -1,14 +1,15 @@
 import fs from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { loadConfig } from '../../config/env';
 import { createActivities } from '../../activities';
 import type { RunSummary } from '../../activities';
 import { emptyMetrics } from '../../activities/common';
 import { createDuckDb } from '../../lake/duckdb';
 import { reportUri } from '../../lake/report-data';
-import { tmpDir, quietTemporalCli } from '../support/env';
+import { tmpDir } from '../support/env';
+import { sharedTestEnv, uniqueName } from '../support/temporal';
 import { withWorkerPair } from '../support/workers';
 
 /**
@@ -17,13 +18,12 @@ import { withWorkerPair } from '../support/workers';
  */
 describe('dailyPipeline writes a quality report for a run the gate failed', () => {
   let env: TestWorkflowEnvironment;
-  const taskQueue = 'test-quality-report';
+  // The jest run's shared dev server: this file's own task queue, and its workflow id under the same name.
+  const taskQueue = uniqueName('test-quality-report');
   const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
 
   beforeAll(async () => {
-    env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
-    });
+    env = await sharedTestEnv();
   });
 
   afterAll(async () => {
@@ -68,7 +68,7 @@ describe('dailyPipeline writes a quality report for a run the gate failed', () =
       env.client.workflow
         .execute('dailyPipeline', {
           taskQueue,
-          workflowId: 'daily-pipeline/2025-08-05',
+          workflowId: `${taskQueue}/daily-pipeline/2025-08-05`,
           args: [{ runDate: '2025-08-05', lake, landing: '/nonexistent' }],
         })
         .then(

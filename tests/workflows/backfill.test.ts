@@ -50,6 +50,8 @@ describe('backfill over the reference dataset', () => {
   });
 
   beforeAll(async () => {
+    // A server of its own, not the jest run's shared one: the workflow names its children `daily-pipeline/<date>` and
+    // itself `backfill/<range>` (no per-test prefix possible), and the assertions list runs by date server-wide.
     env = await TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: quietTemporalCli() },

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { loadConfig } from '../../config/env';
@@ -10,7 +10,8 @@ import { createDuckDb } from '../../lake/duckdb';
 import { runRecords, withLakeSql } from '../support/lake-sql';
 import { dailyPipeline } from '../../workflows';
 import { rootMessage } from '../../workflows/failures';
-import { REFERENCE_LANDING, tmpDir, quietTemporalCli } from '../support/env';
+import { REFERENCE_LANDING, tmpDir } from '../support/env';
+import { sharedTestEnv, uniqueName } from '../support/temporal';
 import { withWorkerPair } from '../support/workers';
 
 /**
@@ -20,13 +21,13 @@ import { withWorkerPair } from '../support/workers';
  */
 describe('dailyPipeline workflow', () => {
   let env: TestWorkflowEnvironment;
-  const taskQueue = 'test-daily-pipeline';
+  // The jest run's shared dev server: this file's own task queue, and its workflow ids under the same name.
+  const taskQueue = uniqueName('test-daily-pipeline');
+  const id = (name: string): string => `${taskQueue}/${name}`;
   const config = loadConfig({ CPA_LAKE_ROOT: '/tmp/unused' });
 
   beforeAll(async () => {
-    env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
-    });
+    env = await sharedTestEnv();
   });
 
   afterAll(async () => {
@@ -47,12 +48,12 @@ describe('dailyPipeline workflow', () => {
     const { summary, meta } = await withWorker(activities, async () => {
       const s = await env.client.workflow.execute(dailyPipeline, {
         taskQueue,
-        workflowId: 'daily-pipeline/2025-08-31',
+        workflowId: id('daily-pipeline/2025-08-31'),
         args: [{ runDate: '2025-08-31', lake, landing: REFERENCE_LANDING }],
       });
       // The UI's "current details" (answered by a worker while one polls).
       const m = await env.client.workflow
-        .getHandle('daily-pipeline/2025-08-31')
+        .getHandle(id('daily-pipeline/2025-08-31'))
         .query<{ currentDetails: string }>('__temporal_workflow_metadata');
       return { summary: s, meta: m };
     });
@@ -73,7 +74,7 @@ describe('dailyPipeline workflow', () => {
     expect(records[0].snapshots).toMatchObject({ first: expect.any(Number), last: expect.any(Number) });
 
     // SPEC §13: every step is named in the UI by its table (and partitions), and the run's details are a table.
-    const handle = env.client.workflow.getHandle('daily-pipeline/2025-08-31');
+    const handle = env.client.workflow.getHandle(id('daily-pipeline/2025-08-31'));
     const history = await handle.fetchHistory();
     const summaries = (history.events ?? [])
       .filter((e) => e.activityTaskScheduledEventAttributes)
@@ -97,10 +98,10 @@ describe('dailyPipeline workflow', () => {
     const empty = await withWorker(activities, async () => {
       const s = await env.client.workflow.execute(dailyPipeline, {
         taskQueue,
-        workflowId: 'daily-pipeline/2030-01-01',
+        workflowId: id('daily-pipeline/2030-01-01'),
         args: [{ runDate: '2030-01-01', lake, landing: REFERENCE_LANDING }],
       });
-      const h = env.client.workflow.getHandle('daily-pipeline/2030-01-01');
+      const h = env.client.workflow.getHandle(id('daily-pipeline/2030-01-01'));
       const m = await h.query<{ currentDetails: string }>('__temporal_workflow_metadata');
       return { summary: s, details: m.currentDetails, memo: (await h.describe()).memo };
     });
@@ -126,7 +127,7 @@ describe('dailyPipeline workflow', () => {
     const summary: RunSummary = await withWorker(activities, () =>
       env.client.workflow.execute(dailyPipeline, {
         taskQueue,
-        workflowId: 'daily-pipeline/retry-test',
+        workflowId: id('daily-pipeline/retry-test'),
         args: [{ runDate: null, lake, landing: REFERENCE_LANDING }],
       }),
     );
@@ -158,7 +159,7 @@ describe('dailyPipeline workflow', () => {
       env.client.workflow
         .execute(dailyPipeline, {
           taskQueue,
-          workflowId: 'daily-pipeline/bad-input',
+          workflowId: id('daily-pipeline/bad-input'),
           args: [{ runDate: null, lake, landing }],
         })
         .then(

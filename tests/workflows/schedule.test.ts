@@ -42,6 +42,8 @@ describe('daily-pipeline schedule', () => {
   });
 
   beforeAll(async () => {
+    // A server of its own, not the jest run's shared one: the one schedule `daily-pipeline` (listed as the only one),
+    // and the ids its runs get (`daily-pipeline/scheduled-<time>`) are fixed.
     env = await TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: quietTemporalCli() },
@@ -165,6 +167,7 @@ describe('daily-pipeline schedule', () => {
 
 describe('dailyPipeline on a server without the custom search attributes', () => {
   it('still runs, and stays findable by memo', async () => {
+    // Its own server, started without the search attributes the shared one registers.
     const env = await TestWorkflowEnvironment.createLocal({
       server: { executable: { type: 'existing-path', path: quietTemporalCli() }, extraArgs: ['--log-level', 'error'] },
     });

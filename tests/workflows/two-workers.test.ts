@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { GOLD_COLUMNS } from '../../config/contracts';
 import { loadConfig } from '../../config/env';
 import { goldDigest as digest } from '../support/lake-sql';
-import { REFERENCE_LANDING, REPO, tmpDir, quietTemporalCli } from '../support/env';
-import { searchAttributeKeys } from '../support/temporal';
+import { REFERENCE_LANDING, REPO, tmpDir } from '../support/env';
+import { cpaEnv } from '../support/processes';
+import { sharedTestEnv, uniqueName } from '../support/temporal';
 
 const goldDigest = (lake: string): Promise<Record<string, string>> => digest(lake, Object.keys(GOLD_COLUMNS));
 
@@ -17,21 +18,25 @@ const goldDigest = (lake: string): Promise<Record<string, string>> => digest(lak
  */
 describe('two cpa worker processes share one run', () => {
   let env: TestWorkflowEnvironment;
-  const config = loadConfig({ CPA_LAKE_ROOT: tmpDir('two-unused') });
+  // The jest run's shared dev server: the workers poll this file's own task queue; workflow ids under the same name.
+  const taskQueue = uniqueName('test-two-workers');
+  const config = loadConfig({ CPA_LAKE_ROOT: tmpDir('two-unused'), TEMPORAL_TASK_QUEUE: taskQueue });
   const workers: ChildProcess[] = [];
 
   function startWorker(name: string): Promise<ChildProcess> {
     const child = spawn(process.execPath, [path.join(REPO, 'bin', 'cpa.js'), 'worker'], {
       cwd: REPO,
-      env: {
-        ...process.env,
+      env: cpaEnv({
         TEMPORAL_ADDRESS: env.address,
+        TEMPORAL_TASK_QUEUE: taskQueue,
         CPA_LAKE_ROOT: tmpDir(`two-${name}`),
         CPA_LANDING_ROOT: REFERENCE_LANDING,
         CPA_DUCKDB_THREADS: '1',
         CPA_LOG_LEVEL: 'warn',
         CPA_WORKER_IDENTITY: name,
-      },
+        // No landing watcher: it would stream the reference files into the worker's own throwaway lake meanwhile.
+        CPA_WATCH_ENABLED: 'false',
+      }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     workers.push(child);
@@ -46,14 +51,8 @@ describe('two cpa worker processes share one run', () => {
   }
 
   beforeAll(async () => {
-    env = await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: { type: 'existing-path', path: quietTemporalCli() },
-        extraArgs: ['--log-level', 'error'],
-        searchAttributes: searchAttributeKeys,
-      },
-    });
-  }, 120_000);
+    env = await sharedTestEnv();
+  });
 
   afterAll(async () => {
     for (const w of workers) w.kill('SIGTERM');
@@ -89,7 +88,7 @@ describe('two cpa worker processes share one run', () => {
   it('both workers execute model activities, and gold equals a one-worker run', async () => {
     const [, second] = await Promise.all([startWorker('worker-a'), startWorker('worker-b')]);
     const shared = tmpDir('two-shared');
-    const byType = await run(shared, 'two-workers-shared');
+    const byType = await run(shared, `${taskQueue}/shared`);
     const modelWorkers = new Set([
       ...(byType.get('ingestCsvSource') ?? []),
       ...(byType.get('buildSilver') ?? []),
@@ -100,7 +99,7 @@ describe('two cpa worker processes share one run', () => {
     second.kill('SIGTERM');
     await new Promise((r) => second.once('exit', r));
     const alone = tmpDir('two-alone');
-    const single = await run(alone, 'two-workers-alone');
+    const single = await run(alone, `${taskQueue}/alone`);
     expect([...(single.get('buildSilver') ?? [])]).toEqual(['worker-a']);
     expect(await goldDigest(shared)).toEqual(await goldDigest(alone));
   }, 600_000);
