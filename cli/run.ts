@@ -13,7 +13,7 @@ import { createWorker, installRuntime } from '../worker/main';
 import type { PipelineWorkers } from '../worker/main';
 import { clientFor, isServerUp, nativeConnectionFor, startDevServer } from '../worker/temporal';
 import type { TemporalEndpoint } from '../worker/temporal';
-import { followResult } from '../worker/follow';
+import { followResult, OutcomeUnknown, rideOutOutage } from '../worker/follow';
 import { rootMessage } from '../workflows/failures';
 import { PipelineFailed } from './kit';
 
@@ -114,19 +114,24 @@ export async function runDaily(
   const workflowId = dailyWorkflowId(input.runDate);
   let handle;
   try {
-    handle = await session.client.workflow.start('dailyPipeline', {
-      taskQueue: config.temporal.taskQueue,
-      workflowId,
-      // Serving (Cassandra) is loaded when this CLI is configured for it, unless the caller decided explicitly.
-      args: [{ ...input, serve: input.serve ?? Boolean(config.cassandra) }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      memo: { logicalDate: input.runDate ?? 'all', kind: input.kind ?? 'manual', lake: input.lake },
-      // The UI's summary line (SPEC §13): kind, logical date, lake.
-      staticSummary: `${input.kind ?? 'manual'} run · ${input.runDate ?? 'all dates'} · ${input.lake}`,
-    });
+    // Start and first describe ride out a server outage like the wait below (OutcomeUnknown, exit 3, past
+    // CPA_CLI_OUTAGE_SECONDS): both are idempotent (USE_EXISTING attaches to the run a lost reply started).
+    handle = await rideOutOutage(session.client, config, workflowId, () =>
+      session.client.workflow.start('dailyPipeline', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId,
+        // Serving (Cassandra) is loaded when this CLI is configured for it, unless the caller decided explicitly.
+        args: [{ ...input, serve: input.serve ?? Boolean(config.cassandra) }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        memo: { logicalDate: input.runDate ?? 'all', kind: input.kind ?? 'manual', lake: input.lake },
+        // The UI's summary line (SPEC §13): kind, logical date, lake.
+        staticSummary: `${input.kind ?? 'manual'} run · ${input.runDate ?? 'all dates'} · ${input.lake}`,
+      }),
+    );
+    const started = handle;
     // The id names the date, not the lake: never silently attach to a run of the same id on another lake.
-    const running = await handle.describe();
+    const running = await rideOutOutage(session.client, config, workflowId, () => started.describe());
     const runningLake = (running.memo as { lake?: string } | undefined)?.lake;
     if (runningLake && runningLake !== input.lake) {
       throw new Error(
@@ -134,6 +139,7 @@ export async function runDaily(
       );
     }
   } catch (e) {
+    if (e instanceof OutcomeUnknown) throw e;
     throw new PipelineFailed(`could not start ${workflowId}: ${(e as Error).message}`);
   }
   let stop = false;

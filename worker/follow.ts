@@ -120,4 +120,45 @@ export async function followResult<T>(
   }
 }
 
+/**
+ * Runs `call` (a start or a describe of `workflowId`: idempotent calls) and rides out a Temporal outage the way
+ * {@link followResult} does: each try is bounded to a few seconds (the SDK would otherwise retry UNAVAILABLE ~20 s in
+ * silence), an unreachable server is retried with backoff and said so on stderr, and an outage longer than
+ * CPA_CLI_OUTAGE_SECONDS throws OutcomeUnknown. Any other error is the call's own and is thrown as is. Without it, a
+ * server that went away between a workflow's start and the CLI's first describe made `cpa run` exit 1, "could not
+ * start", for a run that had started.
+ */
+export async function rideOutOutage<T>(
+  client: Client,
+  config: Config,
+  workflowId: string,
+  call: () => Promise<T>,
+  opts: FollowOptions = {},
+): Promise<T> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const address = (client.connection as Connection).options.address;
+  const budgetMs = config.temporal.cliOutageSeconds * 1000;
+  let outageSince: number | undefined;
+  let delayMs = 1000;
+  for (;;) {
+    const tryStart = Date.now();
+    try {
+      const remaining = outageSince === undefined ? budgetMs : budgetMs - (tryStart - outageSince);
+      const out = await client.withDeadline(tryStart + Math.max(1000, Math.min(5000, remaining)), call);
+      if (outageSince !== undefined)
+        log(`temporal at ${address} answers again after ${secs(Date.now() - outageSince)} s`);
+      return out;
+    } catch (e) {
+      if (!isUnreachable(e)) throw e;
+      // The outage began when the failed try did (a try waits up to its deadline before it fails).
+      outageSince ??= tryStart;
+      const waited = Date.now() - outageSince;
+      if (waited >= budgetMs) throw new OutcomeUnknown(workflowId, address, secs(waited), e, client.options.namespace);
+      log(`temporal unreachable at ${address}, retrying (${secs(waited)} s of ${secs(budgetMs)} s) …`);
+      await sleep(Math.min(delayMs, budgetMs - waited));
+      delayMs = Math.min(delayMs * 2, 5000);
+    }
+  }
+}
+
 const secs = (ms: number): number => Math.round(ms / 1000);
