@@ -315,12 +315,31 @@ export async function nullRates(
   table: string,
   columns: string[],
 ): Promise<Record<string, number>> {
-  if (columns.length === 0) return {};
-  const exprs = columns.map(
-    (c) => `coalesce(round(avg(case when ${sqlIdent(c)} is null then 1 else 0 end), 6), 0) as ${sqlIdent(c)}`,
-  );
-  const [row] = await queryRows(conn, `select ${exprs.join(', ')} from ${sqlIdent(table)}`);
-  return Object.fromEntries(columns.map((c) => [c, Number(row[c])]));
+  return ratesOf([await nullCounts(conn, table, columns)]);
+}
+
+/** Rows and null counts per column of `table`: the exact figures behind {@link nullRates}, summable over chunks. */
+export interface NullCounts {
+  rows: number;
+  nulls: Record<string, number>;
+}
+
+export async function nullCounts(conn: DuckDBConnection, table: string, columns: string[]): Promise<NullCounts> {
+  if (columns.length === 0) return { rows: 0, nulls: {} };
+  const exprs = columns.map((c) => `count(*) filter (where ${sqlIdent(c)} is null)::bigint as ${sqlIdent(c)}`);
+  const [row] = await queryRows(conn, `select count(*)::bigint as _rows, ${exprs.join(', ')} from ${sqlIdent(table)}`);
+  return { rows: Number(row._rows), nulls: Object.fromEntries(columns.map((c) => [c, Number(row[c])])) };
+}
+
+/** The null rate per column (6 decimals, 0 for no rows) of one table read in parts. */
+export function ratesOf(parts: NullCounts[]): Record<string, number> {
+  const rows = parts.reduce((a, p) => a + p.rows, 0);
+  const out: Record<string, number> = {};
+  for (const c of Object.keys(parts[0]?.nulls ?? {})) {
+    const n = parts.reduce((a, p) => a + (p.nulls[c] ?? 0), 0);
+    out[c] = rows === 0 ? 0 : Math.round((n / rows) * 1e6) / 1e6;
+  }
+  return out;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS } from '../config/contracts';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { ColumnDef, LakeContext } from '../lake/lakehouse';
+import type { ColumnDef, LakeContext, PublishResult } from '../lake/lakehouse';
 import {
   lakeColumns,
   NULL_PARTITION,
@@ -18,8 +18,19 @@ import { inputRange, neededPartitions, partitionFilter, planModels, WHOLE } from
 import type { ModelPlan } from '../lake/incremental';
 import { findModel, isPartitioned } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
-import { classify, contractViolation, emptyMetrics, nullRates, onCancel, openLake, withLake } from './common';
-import type { ActivityDeps, RunTarget, StepMetrics } from './common';
+import {
+  classify,
+  contractViolation,
+  emptyMetrics,
+  heartbeat,
+  nullCounts,
+  nullRates,
+  onCancel,
+  openLake,
+  ratesOf,
+  withLake,
+} from './common';
+import type { ActivityDeps, NullCounts, RunTarget, StepMetrics } from './common';
 
 /** A model step's input: the run target, and for a forced backfill the dates to recompute whether stale or not. */
 export type ModelTarget = RunTarget & { force?: { from: string; to: string } };
@@ -205,97 +216,20 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
       metrics.durationMs = Date.now() - started;
       return metrics;
     }
-    metrics.rowsIn = await registerInputs(ctx, model, deps, plan);
-    await conn.run(`create or replace temp table _model as ${loadSql(model.sql)}`);
-    await restrictToUnits(conn, '_model', model, plan.units);
-    await conn.run(
-      // Views over the computed rows, not copies: at S=100 a copy of the kept events is 4 M rows × 35 columns.
-      `create or replace temp view _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`,
-    );
-    const scoped = isPartitioned(model);
-    // What this step judged, for its metrics and the gate: the rows of the recomputed partitions (rowsIn also counts
-    // the window days they read). Rows of no day (an unparseable timestamp: bronze's NULL partition, which gathers
-    // them from all history) count once, when first judged: the rows of that partition already in quarantine were
-    // counted by the run that put them there, or every later run would re-count the whole history's bad rows.
-    const known =
-      scoped && plan.units.includes(NULL_PARTITION) && (await lakeColumns(conn, ctx.lake, 'quarantine', model.table))
-        ? `not exists (select 1 from ${qualified(ctx.lake, 'quarantine', model.table)} q
-             where q.${sqlIdent(model.partitionBy!)} is null and q.rule <> 'malformed_json'
-               and q.source_file = m.source_file and q.source_line = m.source_line)`
-        : 'true';
-    await conn.run(
-      `create or replace temp table _judged as select _rule from _model m
-       where ${scoped ? `m.${sqlIdent(model.partitionBy!)} is not null or ${known}` : 'true'}`,
-    );
-    const [computed] = await queryRows(
-      conn,
-      `select count(*)::bigint as n, count(*) filter (where _rule is null)::bigint as kept from _judged`,
-    );
-    metrics.extra.rows_computed = Number(computed.n);
-    metrics.extra.rows_kept = Number(computed.kept);
-    // A partition-scoped run owns the quarantine rows of the days it recomputed (usage_date names the day).
-    await conn.run(
-      `create or replace temp view _rejected as
-       select _rule as rule, _detail as detail, source_file, source_line::integer as source_line, _raw as raw
-              ${scoped ? `, ${sqlIdent(model.partitionBy!)}` : ''}
-       from _model where _rule is not null`,
-    );
-    const units = new Set(plan.units);
-    const keptStats = await sourceStats(conn, '_kept', model.partitionBy);
-    const lineage = await lineageWriter(ctx, model, plan, keptStats);
-    // The table, its quarantine and the partitions' lineage commit together. Bronze owns the malformed_json rows
-    // of quarantine.usage_events; silver owns the rest.
-    const [pub, qpub] = await publishTables(
-      ctx,
-      [
-        {
-          layer: 'silver',
-          table: model.table,
-          source: '_kept',
-          partitionBy: model.partitionBy,
-          stats: keptStats,
-          ...(scoped ? { owns: (p: string) => units.has(p) } : {}),
-        },
-        {
-          layer: 'quarantine',
-          table: model.table,
-          source: '_rejected',
-          partitionBy: 'rule',
-          ...(scoped
-            ? { scope: `rule <> 'malformed_json' and ${partitionFilter(model.partitionBy!, plan.units)}` }
-            : { owns: (p: string) => p !== 'malformed_json' }),
-        },
-      ],
-      { step: `silver.${model.table}`, extra: [lineage] },
-    );
-    metrics.partitionsChanged = pub.written.length + pub.deleted.length;
-    metrics.extra.quarantine_partitions_changed = qpub.written.length + qpub.deleted.length;
-    for (const r of await queryRows(
-      conn,
-      `select _rule as rule, count(*)::bigint as n from _judged where _rule is not null group by 1 order by 1`,
-    )) {
-      metrics.quarantined[String(r.rule)] = Number(r.n);
+    const chunks = chunkUnits(model, plan, deps.config.modelChunkRows);
+    if (chunks.length > 1) metrics.extra.chunks = chunks.length;
+    const nulls: NullCounts[] = [];
+    let last: PublishResult | undefined;
+    for (const units of chunks) {
+      building = units;
+      const chunk = await buildSilverChunk(ctx, deps, model, { ...plan, units }, metrics);
+      nulls.push(chunk.nulls);
+      last = chunk.pub;
+      heartbeat({ chunk: units[units.length - 1] });
     }
-    metrics.rowsOut = pub.rows;
-    metrics.partitionsWritten = pub.written.length;
-    metrics.partitionsUnchanged = pub.unchanged;
-    metrics.nullRates = await nullRates(conn, '_kept', model.keyColumns);
-    if (model.table === 'usage_events') {
-      const [f] = await queryRows(
-        conn,
-        `select count(*) filter (where value_cast_failed)::bigint as value_cast_failed,
-                count(*) filter (where unit_imputed)::bigint as unit_imputed,
-                count(*) filter (where region_unknown)::bigint as region_unknown,
-                count(*) filter (where orphan_org)::bigint as orphan_org,
-                count(*) filter (where orphan_resource)::bigint as orphan_resource,
-                count(*) filter (where zscore_flag)::bigint as anomaly_zscore,
-                count(*) filter (where mad_flag)::bigint as anomaly_mad,
-                count(*) filter (where pctl_flag)::bigint as anomaly_pctl,
-                count(*) filter (where is_anomaly)::bigint as anomaly_any
-         from _kept`,
-      );
-      for (const [k, v] of Object.entries(f)) metrics.extra[k] = Number(v);
-    }
+    metrics.rowsOut = last!.rows;
+    metrics.partitionsUnchanged = last!.partitions - metrics.partitionsWritten;
+    metrics.nullRates = ratesOf(nulls);
     metrics.durationMs = Date.now() - started;
     return metrics;
   } catch (e) {
@@ -309,6 +243,142 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
       .catch(() => undefined);
     conn.closeSync();
   }
+}
+
+/**
+ * The plan's units in chunks of consecutive partitions whose rows of the layer below add up to at most `maxRows`
+ * (at least one partition a chunk), in ascending order. A model that reads its trailing window from its own output
+ * (silver.usage_events' baseline) then finds every earlier day of the run already published when a later chunk
+ * reads it, so the chunks compute what one pass would; memory is one chunk's rows and their window.
+ */
+export function chunkUnits(model: ModelSpec, plan: ModelPlan, maxRows: number): string[][] {
+  const units = [...plan.units].sort();
+  if (!isPartitioned(model) || units.length <= 1) return [units];
+  const below = model.inputs.find((i) => i.layer === 'bronze' && partitionColumn(i) === model.partitionBy);
+  const rows = below ? plan.inputs.get(`${below.layer}.${below.table}`) : undefined;
+  if (!rows) return [units];
+  const chunks: string[][] = [];
+  let cur: string[] = [];
+  let n = 0;
+  for (const u of units) {
+    const r = rows.get(u)?.rows ?? 0;
+    if (cur.length > 0 && n + r > maxRows) {
+      chunks.push(cur);
+      cur = [];
+      n = 0;
+    }
+    cur.push(u);
+    n += r;
+  }
+  if (cur.length > 0) chunks.push(cur);
+  return chunks;
+}
+
+/**
+ * One chunk of a silver build: the model over the chunk's partitions, then the table, its quarantine and the
+ * partitions' lineage in one publish. Adds the chunk's figures to `metrics`.
+ */
+async function buildSilverChunk(
+  ctx: LakeContext,
+  deps: ActivityDeps,
+  model: ModelSpec,
+  plan: ModelPlan,
+  metrics: StepMetrics,
+): Promise<{ pub: PublishResult; nulls: NullCounts }> {
+  const { conn } = ctx;
+  const add = (k: string, v: number): void => {
+    metrics.extra[k] = Number(metrics.extra[k] ?? 0) + v;
+  };
+  metrics.rowsIn += await registerInputs(ctx, model, deps, plan);
+  await conn.run(`create or replace temp table _model as ${loadSql(model.sql)}`);
+  await restrictToUnits(conn, '_model', model, plan.units);
+  await conn.run(
+    // Views over the computed rows, not copies: at S=100 a copy of the kept events is 4 M rows × 35 columns.
+    `create or replace temp view _kept as select * exclude (_rule, _detail, _raw) from _model where _rule is null`,
+  );
+  const scoped = isPartitioned(model);
+  // What this step judged, for its metrics and the gate: the rows of the recomputed partitions (rowsIn also counts
+  // the window days they read). Rows of no day (an unparseable timestamp: bronze's NULL partition, which gathers
+  // them from all history) count once, when first judged: the rows of that partition already in quarantine were
+  // counted by the run that put them there, or every later run would re-count the whole history's bad rows.
+  const known =
+    scoped && plan.units.includes(NULL_PARTITION) && (await lakeColumns(conn, ctx.lake, 'quarantine', model.table))
+      ? `not exists (select 1 from ${qualified(ctx.lake, 'quarantine', model.table)} q
+           where q.${sqlIdent(model.partitionBy!)} is null and q.rule <> 'malformed_json'
+             and q.source_file = m.source_file and q.source_line = m.source_line)`
+      : 'true';
+  await conn.run(
+    `create or replace temp table _judged as select _rule from _model m
+     where ${scoped ? `m.${sqlIdent(model.partitionBy!)} is not null or ${known}` : 'true'}`,
+  );
+  const [computed] = await queryRows(
+    conn,
+    `select count(*)::bigint as n, count(*) filter (where _rule is null)::bigint as kept from _judged`,
+  );
+  add('rows_computed', Number(computed.n));
+  add('rows_kept', Number(computed.kept));
+  // A partition-scoped run owns the quarantine rows of the days it recomputed (usage_date names the day).
+  await conn.run(
+    `create or replace temp view _rejected as
+     select _rule as rule, _detail as detail, source_file, source_line::integer as source_line, _raw as raw
+            ${scoped ? `, ${sqlIdent(model.partitionBy!)}` : ''}
+     from _model where _rule is not null`,
+  );
+  const units = new Set(plan.units);
+  const keptStats = await sourceStats(conn, '_kept', model.partitionBy);
+  const lineage = await lineageWriter(ctx, model, plan, keptStats);
+  // The table, its quarantine and the partitions' lineage commit together. Bronze owns the malformed_json rows
+  // of quarantine.usage_events; silver owns the rest.
+  const [pub, qpub] = await publishTables(
+    ctx,
+    [
+      {
+        layer: 'silver',
+        table: model.table,
+        source: '_kept',
+        partitionBy: model.partitionBy,
+        stats: keptStats,
+        ...(scoped ? { owns: (p: string) => units.has(p) } : {}),
+      },
+      {
+        layer: 'quarantine',
+        table: model.table,
+        source: '_rejected',
+        partitionBy: 'rule',
+        ...(scoped
+          ? { scope: `rule <> 'malformed_json' and ${partitionFilter(model.partitionBy!, plan.units)}` }
+          : { owns: (p: string) => p !== 'malformed_json' }),
+      },
+    ],
+    { step: `silver.${model.table}`, extra: [lineage] },
+  );
+  metrics.partitionsChanged += pub.written.length + pub.deleted.length;
+  add('quarantine_partitions_changed', qpub.written.length + qpub.deleted.length);
+  for (const r of await queryRows(
+    conn,
+    `select _rule as rule, count(*)::bigint as n from _judged where _rule is not null group by 1 order by 1`,
+  )) {
+    metrics.quarantined[String(r.rule)] = (metrics.quarantined[String(r.rule)] ?? 0) + Number(r.n);
+  }
+  metrics.partitionsWritten += pub.written.length;
+  const nulls = await nullCounts(conn, '_kept', model.keyColumns);
+  if (model.table === 'usage_events') {
+    const [f] = await queryRows(
+      conn,
+      `select count(*) filter (where value_cast_failed)::bigint as value_cast_failed,
+              count(*) filter (where unit_imputed)::bigint as unit_imputed,
+              count(*) filter (where region_unknown)::bigint as region_unknown,
+              count(*) filter (where orphan_org)::bigint as orphan_org,
+              count(*) filter (where orphan_resource)::bigint as orphan_resource,
+              count(*) filter (where zscore_flag)::bigint as anomaly_zscore,
+              count(*) filter (where mad_flag)::bigint as anomaly_mad,
+              count(*) filter (where pctl_flag)::bigint as anomaly_pctl,
+              count(*) filter (where is_anomaly)::bigint as anomaly_any
+       from _kept`,
+    );
+    for (const [k, v] of Object.entries(f)) add(k, Number(v));
+  }
+  return { pub, nulls };
 }
 
 /**

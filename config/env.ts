@@ -95,6 +95,7 @@ const schema = z.object({
     .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'must look like 4GB')
     .default('4GB'),
   CPA_DUCKDB_TEMP_DIR: z.string().optional(),
+  CPA_MODEL_CHUNK_ROWS: positiveInt.default(2_000_000),
   CPA_DUCKDB_EXTENSION_DIR: z.string().optional(),
   CPA_CACHE_DIR: z.string().optional(),
   CPA_LAKE_CATALOG: z.string().trim().optional(),
@@ -196,6 +197,11 @@ export interface Config {
     maxFutureDays: number;
   };
   duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string };
+  /**
+   * A silver build over more bronze rows than this runs in chunks of consecutive days, each published before the next
+   * (activities/models.ts): memory stays bounded by one chunk and its trailing baseline, whatever the lake's size.
+   */
+  modelChunkRows: number;
   temporal: {
     address?: string;
     namespace: string;
@@ -321,6 +327,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       tempDir: e.CPA_DUCKDB_TEMP_DIR,
       extensionDir: e.CPA_DUCKDB_EXTENSION_DIR ?? defaultExtensionDir(e.CPA_CACHE_DIR),
     },
+    modelChunkRows: e.CPA_MODEL_CHUNK_ROWS,
     temporal: {
       address: e.TEMPORAL_ADDRESS || undefined,
       namespace: e.TEMPORAL_NAMESPACE,

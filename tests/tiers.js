@@ -5,6 +5,7 @@
  * `npm run test:e2e`; the stack and the long invariants have their own configs. CI runs all four.
  */
 module.exports.E2E = [
+  'tests/e2e/chunked.test.ts',
   'tests/e2e/crash-recovery.test.ts',
   'tests/e2e/generated.test.ts',
   'tests/e2e/incremental.test.ts',
