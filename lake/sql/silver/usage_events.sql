@@ -107,24 +107,19 @@ day_values as (
 ),
 
 day_baseline as (
-    -- the baseline list of each computed day only: a window over day_values would also build the lists of the
-    -- baseline days read from silver (28 more days of lists per chunk, dropped right after). The join yields the same
-    -- elements in the same order as `list(xs) over (... order by usage_date range between N days preceding and 1 day
-    -- preceding)`: days ascending, each day's values as day_values listed them. A day with no baseline gets no row
-    -- (the window gave NULL): its events score NULL and are not flagged either way.
     select
-        d.org_id,
-        d.service_canonical,
-        d.anomaly_group,
-        d.usage_date,
-        flatten(list(b.xs order by b.usage_date)) as bl
-    from day_values as d
-    inner join day_values as b
-        on b.org_id = d.org_id and b.service_canonical = d.service_canonical and b.anomaly_group = d.anomaly_group
-            and b.usage_date >= d.usage_date - getvariable('anomaly_baseline_days')::integer
-            and b.usage_date < d.usage_date
-    where d.computed
-    group by d.org_id, d.service_canonical, d.anomaly_group, d.usage_date
+        org_id,
+        service_canonical,
+        anomaly_group,
+        usage_date,
+        computed,
+        flatten(list(xs) over (
+            partition by org_id, service_canonical, anomaly_group
+            order by usage_date
+            range between (getvariable('anomaly_baseline_days')::integer * interval 1 day) preceding
+                and interval 1 day preceding
+        )) as bl
+    from day_values
 ),
 
 day_stats as (
@@ -142,6 +137,8 @@ day_stats as (
         list_aggregate(bl, 'mad') as mad_cost,
         list_aggregate(bl, 'quantile_cont', 0.99) as p99_cost
     from day_baseline
+    -- statistics only for the days computed here (a baseline day read from silver is scored by its own run)
+    where computed
 ),
 
 scored as (
