@@ -16,6 +16,8 @@ export const ExitCode = {
   config: 2,
   /** Temporal stayed unreachable longer than CPA_CLI_OUTAGE_SECONDS: the workflow may still be running. */
   outcomeUnknown: 3,
+  /** Interrupted (Ctrl-C, SIGTERM) while waiting for a workflow (128 + SIGINT, as shells report it). */
+  interrupted: 130,
 } as const;
 
 /** What a command module gets to register its commands with the shared parsers and config loader. */

@@ -505,11 +505,14 @@ program.parseAsync(process.argv).then(
     if (process.argv.includes('--verbose') && err instanceof Error) console.error(err.stack);
     // By name, not instanceof: a failing command need not load the config schema or the Temporal client to say why.
     const name = err instanceof Error ? err.name : '';
-    const msg =
-      name === 'ConfigError' || name === 'OutcomeUnknown' ? (err as Error).message : rootMessage(err).split('\n')[0];
+    const own = name === 'ConfigError' || name === 'OutcomeUnknown' || name === 'Interrupted';
+    const msg = own ? (err as Error).message : rootMessage(err).split('\n')[0];
     console.error(`cpa: ${msg}`);
-    exitAfterFlush(
-      name === 'ConfigError' ? ExitCode.config : name === 'OutcomeUnknown' ? ExitCode.outcomeUnknown : ExitCode.failed,
-    );
+    const codes: Record<string, number> = {
+      ConfigError: ExitCode.config,
+      OutcomeUnknown: ExitCode.outcomeUnknown,
+      Interrupted: ExitCode.interrupted,
+    };
+    exitAfterFlush(codes[name] ?? ExitCode.failed);
   },
 );

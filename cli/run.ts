@@ -187,7 +187,9 @@ export async function runDaily(
   })();
   try {
     // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then throws OutcomeUnknown (exit 3).
-    return await followResult<RunSummary>(session.client, config, workflowId, handle.firstExecutionRunId);
+    return await followResult<RunSummary>(session.client, config, workflowId, handle.firstExecutionRunId, {
+      embedded: session.endpoint.started,
+    });
   } catch (e) {
     if (e instanceof WorkflowFailedError) throw new PipelineFailed(`${workflowId} failed: ${rootMessage(e)}`);
     throw e;

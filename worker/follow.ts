@@ -66,6 +66,53 @@ const withoutUnavailableRetries = (() => {
 export interface FollowOptions {
   /** Where progress lines go (default: stderr). */
   log?: (line: string) => void;
+  /** The server is this CLI's embedded dev server: the workflow ends with the CLI (said when interrupted). */
+  embedded?: boolean;
+}
+
+/**
+ * Thrown when the operator interrupted a command (Ctrl-C, SIGTERM) while it waited for a workflow. The CLI stops its
+ * in-process worker and exits 130 with where the run stands: on an embedded dev server the run ends with the CLI
+ * (what it published stays: every publish is one transaction; the next run goes on from there), on a shared server it
+ * goes on without this CLI. Before, the SDK's signal handler stopped the worker and the CLI waited forever for a
+ * result no worker would produce.
+ */
+export class Interrupted extends Error {
+  override name = 'Interrupted';
+  constructor(signal: string, workflowId: string, address: string, embedded: boolean, namespace = 'default') {
+    const ns = namespace === 'default' ? '' : ` --namespace ${namespace}`;
+    super(
+      embedded
+        ? `interrupted (${signal}): ${workflowId} stopped with this CLI's embedded Temporal server; what it published ` +
+            `stays, and the next run goes on from there`
+        : `interrupted (${signal}): stopped waiting for ${workflowId}, which goes on in Temporal at ${address} once a ` +
+            `worker polls; follow it with \`temporal workflow show -w ${workflowId} --address ${address}${ns}\` or cancel ` +
+            `it in the Web UI`,
+    );
+  }
+}
+
+/** Rejects with Interrupted on the first SIGINT or SIGTERM; `dispose` removes the handlers. */
+function interruption(
+  workflowId: string,
+  address: string,
+  embedded: boolean,
+  namespace: string,
+): { promise: Promise<never>; dispose: () => void } {
+  let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
+  const promise = new Promise<never>((_, reject) => {
+    onSignal = (signal) => reject(new Interrupted(signal, workflowId, address, embedded, namespace));
+  });
+  promise.catch(() => undefined);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    promise,
+    dispose: () => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    },
+  };
 }
 
 /**
@@ -74,6 +121,7 @@ export interface FollowOptions {
  * printing `temporal unreachable at ADDR, retrying (12 s of 300 s) …`, and resumes waiting once it answers. A failed
  * workflow throws WorkflowFailedError as the SDK does; an outage longer than `config.temporal.cliOutageSeconds`
  * throws OutcomeUnknown. Its own connection (closed on return) carries the client's TLS/API-key settings from `config`.
+ * Ctrl-C or SIGTERM while waiting throws Interrupted (exit 130).
  */
 export async function followResult<T>(
   client: Client,
@@ -81,6 +129,22 @@ export async function followResult<T>(
   workflowId: string,
   runId?: string,
   opts: FollowOptions = {},
+): Promise<T> {
+  const address = (client.connection as Connection).options.address;
+  const stop = interruption(workflowId, address, opts.embedded ?? false, client.options.namespace);
+  try {
+    return await Promise.race([follow<T>(client, config, workflowId, runId, opts), stop.promise]);
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function follow<T>(
+  client: Client,
+  config: Config,
+  workflowId: string,
+  runId: string | undefined,
+  opts: FollowOptions,
 ): Promise<T> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const address = (client.connection as Connection).options.address;

@@ -99,4 +99,34 @@ describe('the embedded Temporal dev server dies with its CLI', () => {
     expect(isRunning(server)).toBe(false);
     expect(await goneWithin(all, 2_000)).toEqual([]);
   }, 120_000);
+
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    '%s of an embedded `cpa run` ends it: exit 130, one line saying where the run stands, no server left, and the next run succeeds',
+    async (signal) => {
+      const lake = tmpDir('orphans-int-lake');
+      const run = spawnCpa(['run', '--landing', landing, '--lake', lake], {});
+      procs.push(run);
+      await run.waitForOutput(/running: .*\bbronze\.[a-z_]+/);
+      const { server, all } = serverOf(run);
+      const sentAt = Date.now();
+      run.child.kill(signal);
+      // Before: the SDK's handler stopped the worker and the CLI waited forever for the workflow's result.
+      expect(await run.exited).toBe(130);
+      expect(Date.now() - sentAt).toBeLessThan(15_000);
+      const last = run.stderr().trim().split('\n').pop();
+      expect(last).toMatch(
+        new RegExp(
+          `^cpa: interrupted \\(${signal}\\): daily-pipeline/all stopped with this CLI's embedded Temporal server`,
+        ),
+      );
+      expect(isRunning(server)).toBe(false);
+      expect(await goneWithin(all, 10_000)).toEqual([]);
+      // The lake is not left locked: the lease's holder ran on a server that is gone, so the next run takes it over.
+      const again = spawnCpa(['run', '--landing', landing, '--lake', lake], {});
+      procs.push(again);
+      expect(await again.exited).toBe(0);
+      expect(again.stdout()).toMatch(/daily-pipeline\/all succeeded in/);
+    },
+    180_000,
+  );
 });
