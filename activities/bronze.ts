@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { ensureRegistryTables } from './models';
 import { isUtf8 } from 'node:buffer';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { ApplicationFailure } from '@temporalio/common';
@@ -86,6 +87,8 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
   if (!contract) throw contractViolation(`unknown CSV source table ${input.table}`);
   const metrics = emptyMetrics(`bronze.${contract.bronze}`, 'bronze', contract.bronze);
   const ctx = await openLake(deps, input);
+  // The first step of a run to open the lake creates the run's missing tables, in one catalog transaction.
+  await ensureRegistryTables(deps, ctx.lake);
   const { conn } = ctx;
   const done = onCancel(conn);
   const scratch = await scratchDir('csv');

@@ -260,6 +260,12 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
     throw lakeFailure(e);
   });
   const conn = await deps.db.connect();
+  await prepareModelConnection(conn, deps.config, target.runId);
+  return { conn, lake, storage: storageFor(target.lake, deps.config), lakeRoot: target.lake, runId: target.runId };
+}
+
+/** What every model's SQL expects of its connection: UTC, the alias table and macros, the model variables. */
+export async function prepareModelConnection(conn: DuckDBConnection, config: Config, runId: string): Promise<void> {
   await conn.run(`set TimeZone = 'UTC'`);
   await conn.run(`create or replace temp table _aliases (kind varchar, token varchar, canonical varchar)`);
   const app = await conn.createAppender('_aliases', 'main', 'temp');
@@ -277,13 +283,12 @@ export async function openLake(deps: ActivityDeps, target: RunTarget): Promise<L
     `create or replace temp macro canon(k, s) as (select canonical from _aliases a where a.kind = k and a.token = norm_token(s))`,
   );
   const vars: Record<string, string> = {
-    run_id: `'${target.runId.replace(/'/g, "''")}'`,
-    ...modelVariables(deps.config),
+    run_id: `'${runId.replace(/'/g, "''")}'`,
+    ...modelVariables(config),
   };
   delete vars.email_salt;
   for (const [k, v] of Object.entries(vars)) await conn.run(`set variable ${sqlIdent(k)} = ${v}`);
-  await conn.run(`set variable email_salt = $salt`, { salt: deps.config.emailSalt });
-  return { conn, lake, storage: storageFor(target.lake, deps.config), lakeRoot: target.lake, runId: target.runId };
+  await conn.run(`set variable email_salt = $salt`, { salt: config.emailSalt });
 }
 
 /** Runs `fn` on a fresh connection with the target's lake attached (for small meta reads and writes). */

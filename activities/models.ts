@@ -1,7 +1,15 @@
-import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, GOLD_COLUMNS, INGEST_COLUMNS } from '../config/contracts';
-import type { DuckDBConnection } from '@duckdb/node-api';
-import type { ColumnDef, LakeContext, PublishResult } from '../lake/lakehouse';
 import {
+  BRONZE_EVENT_COLUMNS,
+  CSV_CONTRACTS,
+  GOLD_COLUMNS,
+  INGEST_COLUMNS,
+  QUARANTINE_COLUMNS,
+} from '../config/contracts';
+import type { DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import type { AttachedLake, ColumnDef, LakeContext, PublishResult, TableDef } from '../lake/lakehouse';
+import {
+  createMissingTables,
   lakeColumns,
   NULL_PARTITION,
   partitionVersions,
@@ -16,7 +24,7 @@ import {
 import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { inputRange, neededPartitions, partitionFilter, planModels, WHOLE } from '../lake/incremental';
 import type { ModelPlan } from '../lake/incremental';
-import { findModel, isPartitioned } from '../lake/tables';
+import { CSV_BRONZE_TABLES, findModel, GOLD_MARTS, isPartitioned, SILVER_MODELS, waves } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
 import {
   classify,
@@ -27,7 +35,9 @@ import {
   nullRates,
   onCancel,
   openLake,
+  prepareModelConnection,
   ratesOf,
+  warn,
   withLake,
 } from './common';
 import type { ActivityDeps, NullCounts, RunTarget, StepMetrics } from './common';
@@ -191,6 +201,91 @@ function recordPlan(metrics: StepMetrics, plan: ModelPlan): void {
 }
 
 /**
+ * Every table a pipeline run publishes, with the columns its publish will give it: bronze from the contracts, silver
+ * and gold from their models' SQL bound over empty inputs in wave order (`describe`: nothing is read or computed),
+ * quarantine from the rule columns (plus the partition column of a partitioned model).
+ */
+export async function registryTables(deps: ActivityDeps): Promise<TableDef[]> {
+  const conn = await deps.db.connect();
+  try {
+    await prepareModelConnection(conn, deps.config, 'registry-tables');
+    const defs: TableDef[] = [];
+    const columns = new Map<string, ColumnDef[]>();
+    const add = (d: TableDef): void => {
+      defs.push(d);
+      columns.set(`${d.layer}.${d.table}`, d.columns);
+    };
+    for (const table of CSV_BRONZE_TABLES) {
+      add({ layer: 'bronze', table, columns: fallbackColumns({ layer: 'bronze', table })! });
+      add({ layer: 'quarantine', table, columns: QUARANTINE_COLUMNS, partitionBy: 'rule' });
+    }
+    add({ layer: 'bronze', table: 'usage_events', columns: BRONZE_EVENT_COLUMNS, partitionBy: 'usage_date' });
+    for (const model of [...waves(SILVER_MODELS).flat(), ...waves(GOLD_MARTS).flat()]) {
+      for (const i of model.inputs)
+        await emptyView(conn, `${i.layer}_${i.table}`, columns.get(`${i.layer}.${i.table}`)!);
+      await emptyOwnBaseline(conn, model);
+      if (model.rangeBound) await conn.run(`set variable range_first = null; set variable range_last = null`);
+      const out = (await queryRows(conn, `describe select * from (\n${loadSql(model.sql)}\n)`)).map((r) => ({
+        name: String(r.column_name),
+        type: String(r.column_type),
+      }));
+      const internal = new Set(['_rule', '_detail', '_raw']);
+      add({
+        layer: model.layer,
+        table: model.table,
+        columns: out.filter((c) => !internal.has(c.name)),
+        partitionBy: model.partitionBy,
+      });
+      if (model.layer === 'silver') {
+        const part = model.partitionBy ? out.filter((c) => c.name === model.partitionBy) : [];
+        add({
+          layer: 'quarantine',
+          table: model.table,
+          columns: [...QUARANTINE_COLUMNS, ...part],
+          partitionBy: 'rule',
+        });
+      }
+    }
+    return defs;
+  } finally {
+    conn.closeSync();
+  }
+}
+
+const tablesReady = new WeakMap<DuckDBInstance, Map<string, Promise<void>>>();
+
+/**
+ * Before a pipeline step publishes: the lake's missing registry tables, created once per process and lake in one
+ * catalog transaction (lake/lakehouse.ts createMissingTables says why). Never fails the step: on any error the
+ * publishes create their tables one by one, as they always could.
+ */
+export function ensureRegistryTables(deps: ActivityDeps, lake: AttachedLake): Promise<void> {
+  let perInstance = tablesReady.get(deps.db);
+  if (!perInstance) {
+    perInstance = new Map();
+    tablesReady.set(deps.db, perInstance);
+  }
+  let ready = perInstance.get(lake.alias);
+  if (!ready) {
+    ready = (async () => {
+      const conn = await deps.db.connect();
+      try {
+        await createMissingTables(conn, lake, await registryTables(deps));
+      } catch (e) {
+        warn('lake tables not created ahead; each publish creates its own', {
+          lake: lake.root,
+          error: (e instanceof Error ? e.message : String(e)).split('\n')[0],
+        });
+      } finally {
+        conn.closeSync();
+      }
+    })();
+    perInstance.set(lake.alias, ready);
+  }
+  return ready;
+}
+
+/**
  * Builds one silver table from its model: rows with a rule id go to quarantine/<table> (rule, detail, source file
  * and line, raw record), the rest to silver/<table>. Retries are safe: outputs are a pure function of bronze and
  * only partitions whose content changed are rewritten.
@@ -200,6 +295,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   const model = findModel('silver', input.table);
   const metrics = emptyMetrics(`silver.${model.table}`, 'silver', model.table);
   const ctx = await openLake(deps, input);
+  await ensureRegistryTables(deps, ctx.lake);
   const { conn } = ctx;
   const done = onCancel(conn);
   let building: string[] = [];
@@ -390,6 +486,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
   const model = findModel('gold', input.mart);
   const metrics = emptyMetrics(`gold.${model.table}`, 'gold', model.table);
   const ctx = await openLake(deps, input);
+  await ensureRegistryTables(deps, ctx.lake);
   const { conn } = ctx;
   const done = onCancel(conn);
   let building: string[] = [];

@@ -750,6 +750,60 @@ export async function lakeDdl(conn: DuckDBConnection, lake: AttachedLake, sql: s
   });
 }
 
+/** A lake table as the registry will publish it: its columns (DuckDB types) and partition column. */
+export interface TableDef {
+  layer: string;
+  table: string;
+  columns: ColumnDef[];
+  partitionBy?: string;
+}
+
+/**
+ * Creates the tables of `defs` that the lake does not have yet, all in one catalog transaction. Each DDL commit
+ * makes a new schema version, and every connection's next statement on the lake then reloads the whole catalog (a
+ * query right after a DDL took 50–70 ms against 15–25 ms, measured 2026-12-06): a from-scratch run that created
+ * its 40 tables one by one, as each step published, paid about 60 such commits and reloads in the middle of its
+ * steps. Tables made here are empty until their first publish, which finds the columns it would have created
+ * (or replaces the table when they differ: never wrong, only slower). Only CREATE and ALTER … SET PARTITIONED BY
+ * share the transaction (no INSERT: see {@link createTable}), nothing else of this lake runs in it, and it is
+ * skipped on any error: the publishes then create what is missing, one by one, as before. Returns how many it made.
+ */
+export async function createMissingTables(
+  conn: DuckDBConnection,
+  lake: AttachedLake,
+  defs: TableDef[],
+): Promise<number> {
+  const existing = new Set(
+    (
+      await queryRows(
+        conn,
+        `select schema_name || '.' || table_name as t from duckdb_tables() where database_name = $db`,
+        { db: lake.alias },
+      )
+    ).map((r) => String(r.t)),
+  );
+  const missing = defs.filter((d) => !existing.has(`${d.layer}.${d.table}`));
+  if (missing.length === 0) return 0;
+  await withWriteTurn(lake.root, async () => {
+    await checkFence();
+    await conn.run('begin transaction');
+    try {
+      for (const d of missing) {
+        const target = qualified(lake, d.layer, d.table);
+        await conn.run(
+          `create table if not exists ${target} (${d.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`,
+        );
+        if (d.partitionBy) await conn.run(`alter table ${target} set partitioned by (${sqlIdent(d.partitionBy)})`);
+      }
+      await conn.run('commit');
+    } catch (e) {
+      await conn.run('rollback').catch(() => undefined);
+      throw e;
+    }
+  });
+  return missing.length;
+}
+
 /** `expr in ('a', 'b', …)`, or false for no values. */
 function inList(expr: string, values: string[]): string {
   return values.length === 0 ? 'false' : `${expr} in (${values.map(sqlString).join(', ')})`;

@@ -236,7 +236,8 @@ describe('hostile landing files', () => {
     expect(orgs.extra.files_refused).toBeUndefined();
     const lines = fs.readFileSync(path.join(REFERENCE_LANDING, 'customers_orgs.csv'), 'utf8').trim().split('\n');
     expect(orgs.rowsOut).toBe(lines.length - 1);
-    expect(await q(lake, 'bronze', 'users', 'select count(*)::integer n from t')).toEqual([]);
+    // Nothing of the refused file reached bronze (the run creates its tables ahead, so users exists, empty).
+    expect(await q(lake, 'bronze', 'users', 'select count(*)::integer n from t')).toEqual([{ n: 0 }]);
   });
 
   it('refuses S3 keys a filesystem would read differently (.., ., empty segments, backslashes)', async () => {
