@@ -10,7 +10,7 @@ import type { CommandKit } from '../kit';
 import { openSession } from '../run';
 import { PipelineFailed } from '../kit';
 import { rootMessage } from '../../workflows/failures';
-import { followResult, OutcomeUnknown } from '../../worker/follow';
+import { followResult, Interrupted, OutcomeUnknown } from '../../worker/follow';
 
 /**
  * `cpa lake maintain`: runs the `lakeMaintenance` workflow (the one the 03:00 schedule starts) on the embedded or
@@ -79,9 +79,11 @@ export function register(program: Command, kit: CommandKit): void {
             workflowIdReusePolicy: 'ALLOW_DUPLICATE',
           });
           // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then OutcomeUnknown (exit 3).
-          report = await followResult<MaintenanceReport>(session.client, cfg, workflowId, handle.firstExecutionRunId);
+          report = await followResult<MaintenanceReport>(session.client, cfg, workflowId, handle.firstExecutionRunId, {
+            embedded: session.endpoint.started,
+          });
         } catch (e) {
-          if (e instanceof OutcomeUnknown) throw e;
+          if (e instanceof OutcomeUnknown || e instanceof Interrupted) throw e;
           throw new PipelineFailed(`${workflowId} failed: ${rootMessage(e)}`);
         }
         if (opts.json)

@@ -278,7 +278,9 @@ async function loadThroughTemporal(
     const stop = json ? undefined : reportRetries(handle);
     try {
       // Rides out a server outage up to CPA_CLI_OUTAGE_SECONDS, then OutcomeUnknown (exit 3).
-      return await followResult<ServingReport>(session.client, cfg, workflowId, handle.firstExecutionRunId);
+      return await followResult<ServingReport>(session.client, cfg, workflowId, handle.firstExecutionRunId, {
+        embedded: session.endpoint.started,
+      });
     } catch (e) {
       if (e instanceof OutcomeUnknown || !(e instanceof WorkflowFailedError)) throw e;
       const results = mismatchResults(e);

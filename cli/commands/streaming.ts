@@ -86,6 +86,7 @@ export function register(program: Command, kit: CommandKit): void {
             cfg,
             s.workflowId,
             s.handle!.firstExecutionRunId,
+            { embedded: session.endpoint.started },
           );
           if (opts.json) await out(JSON.stringify({ workflowId: s.workflowId, duplicate: false, ...result }, null, 2));
           else
