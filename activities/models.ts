@@ -23,7 +23,7 @@ import {
 } from '../lake/lakehouse';
 import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { inputRange, neededPartitions, partitionFilter, planModels, WHOLE } from '../lake/incremental';
-import type { ModelPlan } from '../lake/incremental';
+import type { ModelPlan, Versions } from '../lake/incremental';
 import { CSV_BRONZE_TABLES, findModel, GOLD_MARTS, isPartitioned, SILVER_MODELS, waves } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
 import {
@@ -87,10 +87,10 @@ async function registerInputs(
     }
     const where = parts && col ? partitionFilter(col, parts) : undefined;
     const m = await registerView(ctx, input.layer, input.table, view, fallbackColumns(input), where);
-    if (m && input.layer === below) {
-      const [r] = await queryRows(ctx.conn, `select count(*)::bigint as n from ${sqlIdent(view)}`);
-      rowsIn += Number(r.n);
-    }
+    // Counted from the partition versions the plan read (meta.partitions records each partition's rows with its
+    // data), not by a count(*) through the catalog.
+    if (m && input.layer === below)
+      rowsIn += versionRows(plan.inputs.get(`${input.layer}.${input.table}`), where ? parts : undefined);
   }
   if (own) {
     const found = await registerView(
@@ -113,6 +113,15 @@ async function registerInputs(
     await ctx.conn.run(`set variable range_last = ${range ? `${sqlString(range.last)}::date` : 'null'}`);
   }
   return rowsIn;
+}
+
+/** Rows of the given partitions (all when undefined) by their versions; those partitionFilter reads: dates, NULL. */
+function versionRows(versions: Versions | undefined, parts?: Set<string>): number {
+  let n = 0;
+  for (const [p, v] of versions ?? new Map<string, { rows: number }>()) {
+    if (!parts || (parts.has(p) && (p === NULL_PARTITION || /^\d{4}-\d{2}-\d{2}$/.test(p)))) n += v.rows;
+  }
+  return n;
 }
 
 /**
@@ -252,6 +261,18 @@ export async function registryTables(deps: ActivityDeps): Promise<TableDef[]> {
   }
 }
 
+/** `layer.table` of every table {@link registryTables} defines, without binding any model. */
+export function registryTableNames(): string[] {
+  return [
+    ...new Set([
+      ...CSV_BRONZE_TABLES.flatMap((t) => [`bronze.${t}`, `quarantine.${t}`]),
+      'bronze.usage_events',
+      ...SILVER_MODELS.flatMap((m) => [`silver.${m.table}`, `quarantine.${m.table}`]),
+      ...GOLD_MARTS.map((m) => `gold.${m.table}`),
+    ]),
+  ];
+}
+
 const tablesReady = new WeakMap<DuckDBInstance, Map<string, Promise<void>>>();
 
 /**
@@ -270,6 +291,18 @@ export function ensureRegistryTables(deps: ActivityDeps, lake: AttachedLake): Pr
     ready = (async () => {
       const conn = await deps.db.connect();
       try {
+        // The describe dry run of every model (registryTables) only when a table is missing: a lake built before
+        // costs one catalog read here.
+        const existing = new Set(
+          (
+            await queryRows(
+              conn,
+              `select schema_name || '.' || table_name as t from duckdb_tables() where database_name = $db`,
+              { db: lake.alias },
+            )
+          ).map((r) => String(r.t)),
+        );
+        if (registryTableNames().every((n) => existing.has(n))) return;
         await createMissingTables(conn, lake, await registryTables(deps));
       } catch (e) {
         warn('lake tables not created ahead; each publish creates its own', {
@@ -316,9 +349,11 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     if (chunks.length > 1) metrics.extra.chunks = chunks.length;
     const nulls: NullCounts[] = [];
     let last: PublishResult | undefined;
-    for (const units of chunks) {
+    for (const [k, units] of chunks.entries()) {
       building = units;
-      const chunk = await buildSilverChunk(ctx, deps, model, { ...plan, units }, metrics);
+      // After the first chunk the plan's versions of the table and its quarantine are out of date.
+      const chunkPlan = { ...plan, units, versions: k === 0 ? plan.versions : undefined };
+      const chunk = await buildSilverChunk(ctx, deps, model, chunkPlan, metrics);
       nulls.push(chunk.nulls);
       last = chunk.pub;
       heartbeat({ chunk: units[units.length - 1] });
@@ -434,6 +469,7 @@ async function buildSilverChunk(
         source: '_kept',
         partitionBy: model.partitionBy,
         stats: keptStats,
+        known: plan.versions?.(`silver.${model.table}`),
         ...(scoped ? { owns: (p: string) => units.has(p) } : {}),
       },
       {
@@ -441,6 +477,7 @@ async function buildSilverChunk(
         table: model.table,
         source: '_rejected',
         partitionBy: 'rule',
+        known: plan.versions?.(`quarantine.${model.table}`),
         ...(scoped
           ? { scope: `rule <> 'malformed_json' and ${partitionFilter(model.partitionBy!, plan.units)}` }
           : { owns: (p: string) => p !== 'malformed_json' }),
@@ -525,6 +562,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
           source: '_mart',
           partitionBy: model.partitionBy,
           stats: martStats,
+          known: plan.versions?.(`gold.${model.table}`),
           ...(isPartitioned(model) ? { owns: (p: string) => units.has(p) } : {}),
         },
       ],

@@ -220,6 +220,11 @@ export interface ModelPlan {
   inputs: Map<string, Versions>;
   /** Rows the model's table holds now. */
   rows?: number;
+  /**
+   * The partition versions read with the plan of a table it read or writes (`layer.table`; its quarantine too): what
+   * the build's publish compares its output with, read once (the lake lease makes this run the table's only writer).
+   */
+  versions?: (table: string) => Versions;
 }
 
 /**
@@ -234,10 +239,21 @@ export async function planModels(
   models: ModelSpec[],
   force?: { from: string; to: string },
 ): Promise<Map<string, ModelPlan>> {
+  // Only the tables these models read and write (and their quarantine): a wave's build step plans one model.
+  const own = models.map((m) => `${m.layer}.${m.table}`);
+  const read = new Set([
+    ...own,
+    ...models.filter((m) => m.layer === 'silver').map((m) => `quarantine.${m.table}`),
+    ...models.flatMap((m) => m.inputs.map((i) => `${i.layer}.${i.table}`)),
+  ]);
+  const among = (set: Iterable<string>): string =>
+    `layer || '.' || table_name in (${[...set].map(sqlString).join(', ')})`;
   const versions = new Map<string, Versions>();
+  if (models.length === 0) return new Map();
   for (const r of await queryRows(
     conn,
     `select layer, table_name, partition, rows, hash, deleted from ${qualified(lake, 'meta', 'partitions')}
+     where ${among(read)}
      qualify row_number() over (partition by layer, table_name, partition order by written_at desc, deleted desc) = 1`,
   )) {
     if (r.deleted) continue;
@@ -249,6 +265,7 @@ export async function planModels(
   for (const r of await queryRows(
     conn,
     `select layer, table_name, partition, code_version, inputs, data_hash, rows from ${qualified(lake, 'meta', 'lineage')}
+     where ${among(own)}
      qualify row_number() over (partition by layer, table_name, partition order by written_at desc) = 1`,
   )) {
     const key = `${String(r.layer)}.${String(r.table_name)}`;
@@ -276,13 +293,14 @@ export async function planModels(
       lineage: lineage.get(`${model.layer}.${model.table}`) ?? new Map(),
       force,
     });
-    const own = versions.get(`${model.layer}.${model.table}`) ?? new Map<string, { rows: number }>();
+    const mine = versions.get(`${model.layer}.${model.table}`) ?? new Map<string, { rows: number }>();
     out.set(`${model.layer}.${model.table}`, {
       code,
       state,
       units: state.stale.map((x) => x.partition),
       inputs,
-      rows: [...own.values()].reduce((a, x) => a + x.rows, 0),
+      rows: [...mine.values()].reduce((a, x) => a + x.rows, 0),
+      versions: (t) => versions.get(t) ?? new Map(),
     });
   }
   return out;
