@@ -18,7 +18,7 @@ import {
   registerView,
 } from '../lake/lakehouse';
 import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
-import { loadSql, queryRows, setVariables } from '../lake/duckdb';
+import { acquireThreads, loadSql, queryRows, setVariables, withThreads } from '../lake/duckdb';
 import { partitionFilter } from '../lake/incremental';
 import { firstField, longestField, recordAt, scanCsv } from '../lake/csv-scan';
 import type { CsvScan } from '../lake/csv-scan';
@@ -92,6 +92,7 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
   const { conn } = ctx;
   const done = onCancel(conn);
   const scratch = await scratchDir('csv');
+  let release = async (): Promise<void> => undefined;
   try {
     const uri = resolveLandingKey(input.landing, contract.file);
     const landingStorage = storageForLanding(deps, input);
@@ -132,6 +133,7 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     const scan = scanCsv(bytes);
     const dataRecords = scan.lines.length - 1;
     metrics.rowsIn = dataRecords;
+    release = await acquireThreads(deps.db, deps.config, dataRecords);
     for (let k = 1; k < scan.lengths.length; k++) {
       if (scan.lengths[k] > CSV_MAX_ROW_BYTES) {
         const f = longestField(scan, k);
@@ -214,6 +216,7 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
   } catch (e) {
     throw classify(e, `bronze.${contract.bronze}`);
   } finally {
+    await release();
     done();
     conn.closeSync();
     await fsp.rm(scratch, { recursive: true, force: true });
@@ -374,7 +377,10 @@ export async function ingestEventFiles(
           partitions: recordedPartitions(manifest[p.key], filePartitions.get(p.key)),
         }));
       inflight = (async () => {
-        const recorded = await ingestEventBatch(ctx, input, files, metrics, entries);
+        const lines = files.reduce((a, f) => a + f.lines, 0);
+        const recorded = await withThreads(deps.db, deps.config, lines, () =>
+          ingestEventBatch(ctx, input, files, metrics, entries),
+        );
         for (const e of recorded) manifest[e.key] = e;
         heartbeat({ filesDone: metrics.extra.files_ingested });
       })();

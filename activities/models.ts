@@ -21,9 +21,10 @@ import {
   registerView,
   sourceStats,
 } from '../lake/lakehouse';
-import { loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
+import { acquireThreads, loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
 import { inputRange, neededPartitions, partitionFilter, planModels, WHOLE } from '../lake/incremental';
 import type { ModelPlan, Versions } from '../lake/incremental';
+import type { Config } from '../config/env';
 import { CSV_BRONZE_TABLES, findModel, GOLD_MARTS, isPartitioned, SILVER_MODELS, waves } from '../lake/tables';
 import type { ModelSpec, TableRef } from '../lake/tables';
 import {
@@ -113,6 +114,20 @@ async function registerInputs(
     await ctx.conn.run(`set variable range_last = ${range ? `${sqlString(range.last)}::date` : 'null'}`);
   }
   return rowsIn;
+}
+
+/** The rows a build of `plan` reads from its inputs, by their versions (whether the step is heavy: lake/duckdb.ts). */
+function plannedInputRows(model: ModelSpec, plan: ModelPlan, config: Config): number {
+  const needed = neededPartitions(model, plan.units, config.anomaly.baselineDays);
+  let n = 0;
+  for (const input of model.inputs) {
+    const parts = needed.get(`${input.layer}.${input.table}`);
+    n += versionRows(
+      plan.inputs.get(`${input.layer}.${input.table}`),
+      parts && partitionColumn(input) ? parts : undefined,
+    );
+  }
+  return n;
 }
 
 /** Rows of the given partitions (all when undefined) by their versions; those partitionFilter reads: dates, NULL. */
@@ -332,6 +347,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   const { conn } = ctx;
   const done = onCancel(conn);
   let building: string[] = [];
+  let release = async (): Promise<void> => undefined;
   try {
     const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
       `${model.layer}.${model.table}`,
@@ -345,6 +361,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
       metrics.durationMs = Date.now() - started;
       return metrics;
     }
+    release = await acquireThreads(deps.db, deps.config, plannedInputRows(model, plan, deps.config));
     const chunks = chunkUnits(model, plan, deps.config.modelChunkRows);
     if (chunks.length > 1) metrics.extra.chunks = chunks.length;
     const nulls: NullCounts[] = [];
@@ -366,6 +383,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   } catch (e) {
     throw classify(e, buildScope(model, building));
   } finally {
+    await release();
     done();
     await conn
       .run(
@@ -527,6 +545,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
   const { conn } = ctx;
   const done = onCancel(conn);
   let building: string[] = [];
+  let release = async (): Promise<void> => undefined;
   try {
     const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
       `${model.layer}.${model.table}`,
@@ -541,6 +560,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
       return metrics;
     }
     metrics.rowsIn = await registerInputs(ctx, model, deps, plan);
+    release = await acquireThreads(deps.db, deps.config, plannedInputRows(model, plan, deps.config));
     await conn.run(`create or replace temp table _mart as ${loadSql(model.sql)}`);
     await restrictToUnits(conn, '_mart', model, plan.units);
     const cols = (await queryRows(conn, `describe _mart`)).map((r) => String(r.column_name));
@@ -583,6 +603,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
   } catch (e) {
     throw classify(e, buildScope(model, building));
   } finally {
+    await release();
     done();
     await conn.run(`drop table if exists _mart`).catch(() => undefined);
     conn.closeSync();

@@ -96,6 +96,7 @@ const schema = z.object({
     .default('4GB'),
   CPA_DUCKDB_TEMP_DIR: z.string().optional(),
   CPA_MODEL_CHUNK_ROWS: positiveInt.default(2_000_000),
+  CPA_DUCKDB_HEAVY_ROWS: z.coerce.number().int().min(0).default(200_000),
   CPA_DUCKDB_EXTENSION_DIR: z.string().optional(),
   CPA_CACHE_DIR: z.string().optional(),
   CPA_LAKE_CATALOG: z.string().trim().optional(),
@@ -196,7 +197,11 @@ export interface Config {
     /** How many days after its bronze ingest_ts a record's timestamp may lie. */
     maxFutureDays: number;
   };
-  duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string };
+  /**
+   * `heavyRows`: a step that reads at least this many rows runs with `threads` DuckDB threads; smaller ones with one
+   * (lake/duckdb.ts withThreads: on a small lake the second thread costs more than it saves). 0 = always `threads`.
+   */
+  duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string; heavyRows: number };
   /**
    * A silver build over more bronze rows than this runs in chunks of consecutive days, each published before the next
    * (activities/models.ts): memory stays bounded by one chunk and its trailing baseline, whatever the lake's size.
@@ -326,6 +331,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       memoryLimit: e.CPA_DUCKDB_MEMORY_LIMIT,
       tempDir: e.CPA_DUCKDB_TEMP_DIR,
       extensionDir: e.CPA_DUCKDB_EXTENSION_DIR ?? defaultExtensionDir(e.CPA_CACHE_DIR),
+      heavyRows: e.CPA_DUCKDB_HEAVY_ROWS,
     },
     modelChunkRows: e.CPA_MODEL_CHUNK_ROWS,
     temporal: {
