@@ -18,7 +18,7 @@ import {
   registerView,
 } from '../lake/lakehouse';
 import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
-import { acquireThreads, loadSql, queryRows, setVariables, withThreads } from '../lake/duckdb';
+import { acquireThreads, loadSql, queryRows, setVariables } from '../lake/duckdb';
 import { partitionFilter } from '../lake/incremental';
 import { firstField, longestField, recordAt, scanCsv } from '../lake/csv-scan';
 import type { CsvScan } from '../lake/csv-scan';
@@ -342,6 +342,8 @@ export async function ingestEventFiles(
   const scratch = await scratchDir('events');
   const landingStorage = storageForLanding(deps, input);
   let inflight: Promise<void> = Promise.resolve();
+  // Once a batch is heavy the step keeps all threads to its end (batches alternate with Node reading the next).
+  let release: (() => Promise<void>) | undefined;
   try {
     const manifest = await readEventManifest(conn, ctx.lake);
     const { candidates, refused } = await eventCandidates(landingStorage, input.landing, input.keys);
@@ -378,9 +380,10 @@ export async function ingestEventFiles(
         }));
       inflight = (async () => {
         const lines = files.reduce((a, f) => a + f.lines, 0);
-        const recorded = await withThreads(deps.db, deps.config, lines, () =>
-          ingestEventBatch(ctx, input, files, metrics, entries),
-        );
+        if (!release && lines >= deps.config.duckdb.heavyRows) {
+          release = await acquireThreads(deps.db, deps.config, lines);
+        }
+        const recorded = await ingestEventBatch(ctx, input, files, metrics, entries);
         for (const e of recorded) manifest[e.key] = e;
         heartbeat({ filesDone: metrics.extra.files_ingested });
       })();
@@ -447,6 +450,7 @@ export async function ingestEventFiles(
   } finally {
     // Never close the connection or remove the scratch files under a batch still running.
     await inflight.catch(() => undefined);
+    await release?.();
     done();
     conn.closeSync();
     await fsp.rm(scratch, { recursive: true, force: true });
