@@ -154,15 +154,31 @@ async function doAttach(
     await loadExtension(conn, config, isS3(lakeRoot) ? 'postgres_scanner' : 'sqlite_scanner');
     // Two processes initialising a new catalog at once: the loser's CREATE of DuckLake's own tables finds the
     // SQLite database locked (seen in the two-writer test); the next attempt finds it initialised.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await conn.run(`attach ${sqlString(spec.target)} as ${sqlIdent(alias)} (${spec.options.join(', ')})`);
-        break;
-      } catch (e) {
-        if (attempt >= 10 || !/database is locked|SQLITE_BUSY/i.test((e as Error).message)) throw e;
-        await new Promise((r) => setTimeout(r, 100 * attempt * (0.5 + Math.random())));
+    const attach = async (as: string, options: string[]): Promise<void> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await conn.run(`attach ${sqlString(spec.target)} as ${sqlIdent(as)} (${options.join(', ')})`);
+          return;
+        } catch (e) {
+          if (attempt >= 10 || !/database is locked|SQLITE_BUSY/i.test((e as Error).message)) throw e;
+          await new Promise((r) => setTimeout(r, 100 * attempt * (0.5 + Math.random())));
+        }
       }
+    };
+    // WAL is a property of the SQLite file: set once, when the catalog is created. An attachment with
+    // META_JOURNAL_MODE runs `PRAGMA journal_mode=WAL` on every catalog connection it opens, which takes a lock:
+    // beside a committing writer it waited in SQLite's busy handler, whose sleeps are whole seconds in this build
+    // (three 1.01 s stalls in a 7 s reference run). So a new catalog is made with it, and every attachment after
+    // goes without.
+    const journal = (o: string): boolean => o.startsWith('META_JOURNAL_MODE');
+    if (spec.options.some(journal) && !fs.existsSync(catalogPath(lakeRoot))) {
+      await attach(`${alias}_init`, spec.options);
+      await conn.run(`detach ${sqlIdent(`${alias}_init`)}`);
     }
+    await attach(
+      alias,
+      spec.options.filter((o) => !journal(o)),
+    );
     // Concurrent writers settle commit races inside DuckLake; give a busy catalog more patience than the default.
     await conn.run(`set ducklake_max_retry_count = 50`);
     // Two processes creating a new lake at once race on these creates; the loser's retry finds them made. Within
@@ -178,6 +194,7 @@ async function doAttach(
         }
       }
     });
+    if (!isS3(lakeRoot)) await keepCatalogOpen(instance, lakeRoot, alias);
   } catch (e) {
     if (e instanceof LakeUnavailableError) throw e;
     const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
@@ -186,6 +203,61 @@ async function doAttach(
     conn.closeSync();
   }
   return { root: lakeRoot, alias, inode: isS3(lakeRoot) ? undefined : inodeOf(catalogPath(lakeRoot)) };
+}
+
+/** How often the catalog keeper (below) moves to a fresh SQLite read transaction. */
+const KEEPER_RENEW_MS = 20_000;
+
+/**
+ * Keeps one SQLite connection to a local lake's catalog open for as long as the process has the lake attached.
+ * DuckDB's SQLite extension opens a new SQLite connection for every transaction and closes it at the end; when the
+ * last open connection to a WAL database closes, SQLite checkpoints it and deletes the -wal and -shm files under an
+ * exclusive lock, and a connection opening meanwhile waits in the busy handler, which in this build sleeps whole
+ * seconds (measured: 1–5 statements stalled 1.01 s each in every 7 s reference run; the -wal file came and went
+ * with every transaction). The keeper is a transaction on a plain `sqlite` attachment of the catalog file that read
+ * one row: its connection stays open, so no other connection is ever the last. It holds a read snapshot, which
+ * keeps checkpoints from resetting the WAL past it; a new keeper transaction replaces it every 20 s (the new one
+ * opens before the old one ends, so the count of connections never drops to zero). When the catalog file is
+ * replaced (a wiped lake), the keeper ends.
+ */
+async function keepCatalogOpen(instance: DuckDBInstance, lakeRoot: string, alias: string): Promise<void> {
+  const file = catalogPath(lakeRoot);
+  const inode = inodeOf(file);
+  const keep = sqlIdent(`${alias}_keep`);
+  const setup = await instance.connect();
+  try {
+    await setup.run(`attach if not exists ${sqlString(file)} as ${keep} (type sqlite)`);
+  } finally {
+    setup.closeSync();
+  }
+  let current: DuckDBConnection | undefined;
+  const end = async (c: DuckDBConnection | undefined): Promise<void> => {
+    if (!c) return;
+    await c.run('commit').catch(() => undefined);
+    c.closeSync();
+  };
+  const renew = async (): Promise<void> => {
+    if (inodeOf(file) !== inode) {
+      clearInterval(timer);
+      await end(current);
+      current = undefined;
+      return;
+    }
+    const next = await instance.connect();
+    try {
+      await next.run('begin transaction');
+      await next.run(`select 1 from ${keep}.ducklake_metadata limit 1`);
+    } catch {
+      next.closeSync();
+      return;
+    }
+    const old = current;
+    current = next;
+    await end(old);
+  };
+  const timer = setInterval(() => void renew().catch(() => undefined), KEEPER_RENEW_MS);
+  timer.unref();
+  await renew().catch(() => undefined);
 }
 
 function redact(msg: string, config: Config): string {
