@@ -1,5 +1,6 @@
 import { ingestCsvSource, ingestEventFiles } from './bronze';
 import { fencedActivity, withKeepalive, withLineage } from './common';
+import { holdCatalog } from '../lake/lakehouse';
 import { stepLineage } from '../lake/lineage';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
 import { buildGold, buildSilver, dateData, planWave } from './models';
@@ -33,7 +34,9 @@ export type { WavePlan } from './models';
 export function createActivities(deps: ActivityDeps) {
   const knownSearchAttributes = searchAttributeProbe(deps);
   // Every lake writer: keepalive heartbeats plus the commit fence (a superseded attempt never commits).
-  const fenced = <T>(input: { lake: string }, fn: () => Promise<T>) => fencedActivity(deps, input.lake, fn);
+  // Local lakes: the SQLite catalog held open while the step runs (lake/lakehouse.ts holdCatalog).
+  const fenced = <T>(input: { lake: string }, fn: () => Promise<T>) =>
+    fencedActivity(deps, input.lake, () => holdCatalog(deps.db, deps.config, input.lake, fn));
   // Every pipeline step: OpenLineage START / COMPLETE / FAIL around it (lake/lineage.ts), never failing it.
   const traced = <T>(
     input: RunTarget,

@@ -194,7 +194,6 @@ async function doAttach(
         }
       }
     });
-    if (!isS3(lakeRoot)) await keepCatalogOpen(instance, lakeRoot, alias);
   } catch (e) {
     if (e instanceof LakeUnavailableError) throw e;
     const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
@@ -208,56 +207,113 @@ async function doAttach(
 /** How often the catalog keeper (below) moves to a fresh SQLite read transaction. */
 const KEEPER_RENEW_MS = 20_000;
 
+interface Keeper {
+  users: number;
+  turn: Promise<void>;
+  stop?: () => Promise<void>;
+}
+const keepers = new WeakMap<DuckDBInstance, Map<string, Keeper>>();
+
 /**
- * Keeps one SQLite connection to a local lake's catalog open for as long as the process has the lake attached.
- * DuckDB's SQLite extension opens a new SQLite connection for every transaction and closes it at the end; when the
- * last open connection to a WAL database closes, SQLite checkpoints it and deletes the -wal and -shm files under an
- * exclusive lock, and a connection opening meanwhile waits in the busy handler, which in this build sleeps whole
- * seconds (measured: 1–5 statements stalled 1.01 s each in every 7 s reference run; the -wal file came and went
+ * Runs `fn` (a pipeline step on a local lake) with one SQLite connection to the lake's catalog held open by this
+ * process. DuckDB's SQLite extension opens a new SQLite connection for every transaction and closes it at the end;
+ * when the last open connection to a WAL database closes, SQLite checkpoints it and deletes the -wal and -shm files
+ * under an exclusive lock, and a connection opening meanwhile waits in the busy handler, which in this build sleeps
+ * whole seconds (measured: 1–5 statements stalled 1.01 s each in every 7 s reference run; the -wal file came and went
  * with every transaction). The keeper is a transaction on a plain `sqlite` attachment of the catalog file that read
- * one row: its connection stays open, so no other connection is ever the last. It holds a read snapshot, which
- * keeps checkpoints from resetting the WAL past it; a new keeper transaction replaces it every 20 s (the new one
- * opens before the old one ends, so the count of connections never drops to zero). When the catalog file is
- * replaced (a wiped lake), the keeper ends.
+ * one row: its connection stays open, so no step's connection is the last. It holds a read snapshot, which keeps
+ * checkpoints from resetting the WAL past it, so a new keeper transaction replaces it every 20 s (opened before the
+ * old one ends). It lives while steps run: when the last one ends, it ends too, before anything can remove or
+ * replace the lake (a wiped lake whose old keeper closed later would have SQLite delete the new catalog's -wal by
+ * name). A keeper that cannot open changes nothing: the step runs without it.
  */
-async function keepCatalogOpen(instance: DuckDBInstance, lakeRoot: string, alias: string): Promise<void> {
+export async function holdCatalog<T>(
+  instance: DuckDBInstance,
+  config: Config,
+  lakeRoot: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  if (isS3(lakeRoot)) return fn();
+  let perInstance = keepers.get(instance);
+  if (!perInstance) {
+    perInstance = new Map();
+    keepers.set(instance, perInstance);
+  }
+  let k = perInstance.get(lakeRoot);
+  if (!k) {
+    k = { users: 0, turn: Promise.resolve() };
+    perInstance.set(lakeRoot, k);
+  }
+  const keeper = k;
+  keeper.users++;
+  keeper.turn = keeper.turn.then(async () => {
+    if (keeper.users > 0 && !keeper.stop) {
+      keeper.stop = await openKeeper(instance, config, lakeRoot).catch(() => undefined);
+    }
+  });
+  await keeper.turn;
+  try {
+    return await fn();
+  } finally {
+    keeper.users--;
+    keeper.turn = keeper.turn.then(async () => {
+      if (keeper.users === 0 && keeper.stop) {
+        const stop = keeper.stop;
+        keeper.stop = undefined;
+        await stop().catch(() => undefined);
+      }
+    });
+    await keeper.turn;
+  }
+}
+
+/** Opens a keeper transaction on the catalog of `lakeRoot` (renewed every 20 s); returns what ends it. */
+async function openKeeper(instance: DuckDBInstance, config: Config, lakeRoot: string): Promise<() => Promise<void>> {
+  const lake = await attachLake(instance, config, lakeRoot);
   const file = catalogPath(lakeRoot);
   const inode = inodeOf(file);
-  const keep = sqlIdent(`${alias}_keep`);
+  const keep = sqlIdent(`${lake.alias}_keep`);
   const setup = await instance.connect();
   try {
     await setup.run(`attach if not exists ${sqlString(file)} as ${keep} (type sqlite)`);
   } finally {
     setup.closeSync();
   }
-  let current: DuckDBConnection | undefined;
-  const end = async (c: DuckDBConnection | undefined): Promise<void> => {
-    if (!c) return;
+  const begin = async (): Promise<DuckDBConnection> => {
+    const c = await instance.connect();
+    try {
+      await c.run('begin transaction');
+      await c.run(`select 1 from ${keep}.ducklake_metadata limit 1`);
+      return c;
+    } catch (e) {
+      c.closeSync();
+      throw e;
+    }
+  };
+  const end = async (c: DuckDBConnection): Promise<void> => {
+    // A catalog file replaced under the keeper: its connection is left open (see holdCatalog), never closed last.
+    if (inodeOf(file) !== inode) return;
     await c.run('commit').catch(() => undefined);
     c.closeSync();
   };
-  const renew = async (): Promise<void> => {
-    if (inodeOf(file) !== inode) {
-      clearInterval(timer);
-      await end(current);
-      current = undefined;
-      return;
-    }
-    const next = await instance.connect();
-    try {
-      await next.run('begin transaction');
-      await next.run(`select 1 from ${keep}.ducklake_metadata limit 1`);
-    } catch {
-      next.closeSync();
-      return;
-    }
-    const old = current;
-    current = next;
-    await end(old);
-  };
-  const timer = setInterval(() => void renew().catch(() => undefined), KEEPER_RENEW_MS);
+  let current = await begin();
+  let renewing = Promise.resolve();
+  const timer = setInterval(() => {
+    renewing = renewing.then(async () => {
+      if (inodeOf(file) !== inode) return;
+      const next = await begin().catch(() => undefined);
+      if (!next) return;
+      const old = current;
+      current = next;
+      await end(old);
+    });
+  }, KEEPER_RENEW_MS);
   timer.unref();
-  await renew().catch(() => undefined);
+  return async () => {
+    clearInterval(timer);
+    await renewing.catch(() => undefined);
+    await end(current);
+  };
 }
 
 function redact(msg: string, config: Config): string {
