@@ -10,6 +10,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { AttachedLake, ColumnDef, LakeContext, PublishResult, TableDef } from '../lake/lakehouse';
 import {
   createMissingTables,
+  lakeTableNames,
   lakeColumns,
   NULL_PARTITION,
   partitionVersions,
@@ -308,15 +309,7 @@ export function ensureRegistryTables(deps: ActivityDeps, lake: AttachedLake): Pr
       try {
         // The describe dry run of every model (registryTables) only when a table is missing: a lake built before
         // costs one catalog read here.
-        const existing = new Set(
-          (
-            await queryRows(
-              conn,
-              `select schema_name || '.' || table_name as t from duckdb_tables() where database_name = $db`,
-              { db: lake.alias },
-            )
-          ).map((r) => String(r.t)),
-        );
+        const existing = await lakeTableNames(conn, lake);
         if (registryTableNames().every((n) => existing.has(n))) return;
         await createMissingTables(conn, lake, await registryTables(deps));
       } catch (e) {

@@ -923,6 +923,16 @@ export interface TableDef {
   partitionBy?: string;
 }
 
+/** `layer.table` of every table the lake's catalog holds (one catalog read). */
+export async function lakeTableNames(conn: DuckDBConnection, lake: AttachedLake): Promise<Set<string>> {
+  const rows = await queryRows(
+    conn,
+    `select schema_name || '.' || table_name as t from duckdb_tables() where database_name = $db`,
+    { db: lake.alias },
+  );
+  return new Set(rows.map((r) => String(r.t)));
+}
+
 /**
  * Creates the tables of `defs` that the lake does not have yet, all in one catalog transaction. Each DDL commit
  * makes a new schema version, and every connection's next statement on the lake then reloads the whole catalog (a
@@ -938,15 +948,7 @@ export async function createMissingTables(
   lake: AttachedLake,
   defs: TableDef[],
 ): Promise<number> {
-  const existing = new Set(
-    (
-      await queryRows(
-        conn,
-        `select schema_name || '.' || table_name as t from duckdb_tables() where database_name = $db`,
-        { db: lake.alias },
-      )
-    ).map((r) => String(r.t)),
-  );
+  const existing = await lakeTableNames(conn, lake);
   const missing = defs.filter((d) => !existing.has(`${d.layer}.${d.table}`));
   if (missing.length === 0) return 0;
   await withWriteTurn(lake.root, async () => {
