@@ -233,7 +233,9 @@ export async function holdCatalog<T>(
   lakeRoot: string,
   fn: () => Promise<T>,
 ): Promise<T> {
-  if (isS3(lakeRoot)) return fn();
+  // Never the first to touch a lake: a step decides whether a lake may be created (not inside the landing, …), so
+  // a catalog that does not exist yet gets no keeper (the run's first steps on a new lake go without).
+  if (isS3(lakeRoot) || !fs.existsSync(catalogPath(lakeRoot))) return fn();
   let perInstance = keepers.get(instance);
   if (!perInstance) {
     perInstance = new Map();
