@@ -23,7 +23,14 @@ import {
   sourceStats,
 } from '../lake/lakehouse';
 import { acquireThreads, loadSql, queryRows, sqlIdent, sqlString } from '../lake/duckdb';
-import { inputRange, neededPartitions, partitionFilter, planModels, WHOLE } from '../lake/incremental';
+import {
+  filterablePartition,
+  inputRange,
+  neededPartitions,
+  partitionFilter,
+  planModels,
+  WHOLE,
+} from '../lake/incremental';
 import type { ModelPlan, Versions } from '../lake/incremental';
 import type { Config } from '../config/env';
 import { CSV_BRONZE_TABLES, findModel, GOLD_MARTS, isPartitioned, SILVER_MODELS, waves } from '../lake/tables';
@@ -131,11 +138,11 @@ function plannedInputRows(model: ModelSpec, plan: ModelPlan, config: Config): nu
   return n;
 }
 
-/** Rows of the given partitions (all when undefined) by their versions; those partitionFilter reads: dates, NULL. */
+/** Rows of the given partitions (all when undefined) by their versions, as a view filtered by partitionFilter holds. */
 function versionRows(versions: Versions | undefined, parts?: Set<string>): number {
   let n = 0;
   for (const [p, v] of versions ?? new Map<string, { rows: number }>()) {
-    if (!parts || (parts.has(p) && (p === NULL_PARTITION || /^\d{4}-\d{2}-\d{2}$/.test(p)))) n += v.rows;
+    if (!parts || (parts.has(p) && filterablePartition(p))) n += v.rows;
   }
   return n;
 }

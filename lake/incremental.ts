@@ -239,6 +239,7 @@ export async function planModels(
   models: ModelSpec[],
   force?: { from: string; to: string },
 ): Promise<Map<string, ModelPlan>> {
+  if (models.length === 0) return new Map();
   // Only the tables these models read and write (and their quarantine): a wave's build step plans one model.
   const own = models.map((m) => `${m.layer}.${m.table}`);
   const read = new Set([
@@ -249,7 +250,6 @@ export async function planModels(
   const among = (set: Iterable<string>): string =>
     `layer || '.' || table_name in (${[...set].map(sqlString).join(', ')})`;
   const versions = new Map<string, Versions>();
-  if (models.length === 0) return new Map();
   for (const r of await queryRows(
     conn,
     `select layer, table_name, partition, rows, hash, deleted from ${qualified(lake, 'meta', 'partitions')}
@@ -306,10 +306,15 @@ export async function planModels(
   return out;
 }
 
+/** Whether {@link partitionFilter} selects partition `p` when asked to (a date, or NULL_PARTITION); others it drops. */
+export function filterablePartition(p: string): boolean {
+  return p === NULL_PARTITION || isDate(p);
+}
+
 /** `col` restricted to a set of partition values (dates, and NULL_PARTITION for NULL), prunable by DuckLake. */
 export function partitionFilter(col: string, parts: Iterable<string>): string {
   const all = [...parts];
-  const dates = all.filter((p) => /^\d{4}-\d{2}-\d{2}$/.test(p)).sort();
+  const dates = all.filter(isDate).sort();
   const clauses: string[] = [];
   if (dates.length > 0) {
     const c = sqlIdent(col);

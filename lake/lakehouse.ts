@@ -416,13 +416,7 @@ async function initCatalog(conn: DuckDBConnection, alias: string): Promise<void>
     ),
   );
   const tables = new Set(
-    (
-      await queryRows(
-        conn,
-        `select table_name from duckdb_tables() where database_name = $db and schema_name = 'meta'`,
-        db,
-      )
-    ).map((r) => String(r.table_name)),
+    [...(await lakeTableNames(conn, { alias }))].filter((t) => t.startsWith('meta.')).map((t) => t.slice(5)),
   );
   const set = await queryRows(
     conn,
@@ -926,7 +920,7 @@ export interface TableDef {
 }
 
 /** `layer.table` of every table the lake's catalog holds (one catalog read). */
-export async function lakeTableNames(conn: DuckDBConnection, lake: AttachedLake): Promise<Set<string>> {
+export async function lakeTableNames(conn: DuckDBConnection, lake: Pick<AttachedLake, 'alias'>): Promise<Set<string>> {
   const rows = await queryRows(
     conn,
     `select schema_name || '.' || table_name as t from duckdb_tables() where database_name = $db`,
