@@ -479,17 +479,25 @@ function readAhead<T>(items: T[], ahead: number, fetch: (item: T) => Promise<Buf
   };
 }
 
-function sanitizeUtf8(b: Buffer): Buffer {
+/**
+ * The file with each line that is not valid UTF-8 replaced by a marker line holding its bytes in base64 (quarantined
+ * as malformed_json by lake/sql/bronze/usage_events.sql). Lines are found with indexOf and checked natively; only the
+ * bad lines are rebuilt, the valid stretches between them are copied as they are.
+ */
+export function sanitizeUtf8(b: Buffer): Buffer {
   const out: Buffer[] = [];
-  let start = 0;
-  for (let i = 0; i <= b.length; i++) {
-    if (i === b.length || b[i] === 0x0a) {
-      const line = b.subarray(start, i);
-      out.push(isUtf8(line) ? line : Buffer.from(`\u0000invalid UTF-8, base64:${line.toString('base64')}`));
-      if (i < b.length) out.push(Buffer.from('\n'));
-      start = i + 1;
+  let copied = 0;
+  for (let start = 0; start <= b.length;) {
+    let end = b.indexOf(0x0a, start);
+    if (end === -1) end = b.length;
+    const line = b.subarray(start, end);
+    if (!isUtf8(line)) {
+      out.push(b.subarray(copied, start), Buffer.from(`\u0000invalid UTF-8, base64:${line.toString('base64')}`));
+      copied = end;
     }
+    start = end + 1;
   }
+  out.push(b.subarray(copied));
   return Buffer.concat(out);
 }
 

@@ -116,6 +116,15 @@ async function registerInputs(
     });
     if (!found) await emptyOwnBaseline(ctx.conn, model);
   }
+  // The dates being computed, for a model that scores only those rows (gold/cost_anomaly_mart.sql); null = all rows.
+  const dates = plan.units.filter(filterablePartition).filter((u) => u !== NULL_PARTITION);
+  await ctx.conn.run(
+    `set variable model_units = ${
+      isPartitioned(model) && !plan.units.includes(WHOLE) && model.partitionBy
+        ? `[${dates.map((d) => `${sqlString(d)}::date`).join(', ')}]::date[]`
+        : 'null'
+    }`,
+  );
   if (model.rangeBound) {
     const range = inputRange(model, plan.inputs);
     await ctx.conn.run(`set variable range_first = ${range ? `${sqlString(range.first)}::date` : 'null'}`);

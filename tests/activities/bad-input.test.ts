@@ -4,6 +4,7 @@ import type { ApplicationFailure } from '@temporalio/common';
 import { tableRef, withLakeSql } from '../support/lake-sql';
 import { REFERENCE_LANDING, tmpDir } from '../support/env';
 import { directActivities } from '../support/activities';
+import { sanitizeUtf8 } from '../../activities/bronze';
 
 /**
  * Bad input never crashes a worker and never loses a good record (SPEC §3, §12): a CSV that breaks its contract
@@ -222,5 +223,26 @@ describe('bad input', () => {
       `select rule, count(*)::integer as n from t group by rule`,
     );
     expect(q).toEqual([{ rule: 'bad_timestamp', n: 4 }]);
+  });
+});
+
+describe('sanitizeUtf8', () => {
+  const marker = (line: Buffer): string => `\u0000invalid UTF-8, base64:${line.toString('base64')}`;
+
+  it('replaces exactly the lines that are not UTF-8, wherever they are, and keeps every other byte', () => {
+    const bad = Buffer.from([0x41, 0xff, 0xfe]);
+    const cases: Array<[Buffer[], string]> = [
+      [[Buffer.from('a\n'), bad, Buffer.from('\nb\n')], `a\n${marker(bad)}\nb\n`],
+      [[bad, Buffer.from('\nb')], `${marker(bad)}\nb`],
+      [[Buffer.from('a\n'), bad], `a\n${marker(bad)}`],
+      [
+        [bad, Buffer.from('\n'), bad, Buffer.from('\r\n\n')],
+        `${marker(bad)}\n${marker(Buffer.concat([bad, Buffer.from('\r')]))}\n\n`,
+      ],
+      [[Buffer.from('é ok\r\nno newline at end')], 'é ok\r\nno newline at end'],
+    ];
+    for (const [parts, expected] of cases) {
+      expect(sanitizeUtf8(Buffer.concat(parts)).toString('utf8')).toBe(expected);
+    }
   });
 });

@@ -8,7 +8,7 @@ with parsed as (
     select * exclude (_rule, _detail, _raw) from _parsed where _rule is null
 ),
 
-final as (
+survivors as (
     -- a null event_id equals no existing id, so the NOT EXISTS keeps it (a plain anti join, no OR)
     select * from parsed as p
     where not exists (
@@ -16,8 +16,20 @@ final as (
         where b.event_id = p.event_id and b.usage_date is not distinct from p.usage_date
             and b.source_file <= p.source_file
     )
-    qualify event_id is null
-        or row_number() over (partition by event_id order by source_file, source_line) = 1
+),
+
+-- ids that occur more than once among the survivors: only their rows are ordered (a window over every row of the
+-- batch sorted a million rows to find the few repeated ids)
+repeated as (
+    select event_id from survivors where event_id is not null group by event_id having count(*) > 1
+),
+
+final as (
+    -- an anti join never matches a null event_id: rows without an id are all kept, as the window kept them
+    select s.* from survivors as s anti join repeated as r on r.event_id = s.event_id
+    union all
+    select s.* from survivors as s semi join repeated as r on r.event_id = s.event_id
+    qualify row_number() over (partition by s.event_id order by s.source_file, s.source_line) = 1
 )
 
 select * from final

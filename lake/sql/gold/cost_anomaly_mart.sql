@@ -8,24 +8,36 @@ with daily as (
     from gold_org_daily_usage_by_service
 ),
 
-baseline as (
+-- the series' baseline values of each day as a list (a RANGE window over the rows read: the run's units and the
+-- days their windows reach back to)
+windowed as (
     select
         d.*,
-        count(*) over w as n,
-        avg(total_cost_usd::double) over w as mean_cost,
-        stddev_samp(total_cost_usd::double) over w as sd_cost,
-        -- non-zero spread decided exactly (min < max), not by a float stddev that may come out as 1e-17
-        min(total_cost_usd) over w < max(total_cost_usd) over w as has_spread,
-        median(total_cost_usd::double) over w as median_cost,
-        mad(total_cost_usd::double) over w as mad_cost,
-        quantile_cont(total_cost_usd::double, 0.99) over w as p99_cost
+        list(total_cost_usd::double) over (
+            partition by org_id, service
+            order by usage_date
+            range between (getvariable('anomaly_baseline_days')::integer * interval 1 day) preceding
+                and interval 1 day preceding
+        ) as bl
     from daily as d
-    window w as (
-        partition by org_id, service
-        order by usage_date
-        range between (getvariable('anomaly_baseline_days')::integer * interval 1 day) preceding
-            and interval 1 day preceding
-    )
+),
+
+-- statistics for the rows of the partitions this run computes only (variable model_units; null = every row): the
+-- days read for their windows alone are not scored. Holistic window aggregates (median, MAD, quantile) would score
+-- every row read, which in a one-day run is the new day's 28-day window of days.
+baseline as (
+    select
+        *,
+        len(bl) as n,
+        list_avg(bl) as mean_cost,
+        list_stddev_samp(bl) as sd_cost,
+        -- non-zero spread decided exactly (min < max), not by a float stddev that may come out as 1e-17
+        list_min(bl) < list_max(bl) as has_spread,
+        list_median(bl) as median_cost,
+        list_aggregate(bl, 'mad') as mad_cost,
+        list_aggregate(bl, 'quantile_cont', 0.99) as p99_cost
+    from windowed
+    where getvariable('model_units') is null or list_contains(getvariable('model_units'), usage_date)
 ),
 
 scored as (
