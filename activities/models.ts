@@ -115,6 +115,10 @@ async function registerInputs(
       throw e;
     });
     if (!found) await emptyOwnBaseline(ctx.conn, model);
+    // Fewer computed days than a baseline spans: the baseline lists of the computed days by a join (SQL's comment).
+    await ctx.conn.run(
+      `set variable baseline_by_join = ${plan.units.length < deps.config.anomaly.baselineDays ? 'true' : 'false'}`,
+    );
   }
   // The dates being computed, for a model that scores only those rows (gold/cost_anomaly_mart.sql); null = all rows.
   const dates = plan.units.filter(filterablePartition).filter((u) => u !== NULL_PARTITION);

@@ -80,15 +80,18 @@ function sha(parts: string[]): string {
   return crypto.createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 24);
 }
 
+/** Variables a run sets for how (or which units) it computes, never what: not part of a model's code version. */
+const RUN_VARIABLES = ['model_units', 'baseline_by_join'];
+
 /**
  * The model's code version: a hash of its SQL and of every parameter its SQL reads (the values of the
- * `getvariable(…)` it references, and the alias table when it uses `_aliases`). Range variables and the units being
- * computed (`model_units`) are data, not code.
+ * `getvariable(…)` it references, and the alias table when it uses `_aliases`). Range variables and
+ * {@link RUN_VARIABLES} are data or plan, not code.
  */
 export function codeVersion(model: ModelSpec, vars: Record<string, string>, aliasesHash: string): string {
   const sql = loadSql(model.sql);
   const used = [...new Set([...sql.matchAll(/getvariable\('([a-z0-9_]+)'\)/g)].map((m) => m[1]))]
-    .filter((v) => !v.startsWith('range_') && v !== 'model_units')
+    .filter((v) => !v.startsWith('range_') && !RUN_VARIABLES.includes(v))
     .sort();
   const parts = [model.table, sql, ...used.map((v) => `${v}=${vars[v] ?? ''}`)];
   if (/\b_aliases\b|canon\(|norm_token\(/.test(sql)) parts.push(`aliases=${aliasesHash}`);

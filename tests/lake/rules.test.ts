@@ -94,7 +94,13 @@ async function silverEvents(
   await s.silver('orgs', refs.orgs ?? ORGS);
   await s.silver('resources', refs.resources ?? RESOURCES);
   await s.bronze('usage_events', events);
-  return s.model('silver/usage_events.sql', ['source_line']);
+  // Both plans of the baseline lists (a RANGE window, or a join for the computed days) give the same rows.
+  await s.conn.run(`set variable baseline_by_join = true`);
+  const joined = await s.model('silver/usage_events.sql', ['source_line']);
+  await s.conn.run(`set variable baseline_by_join = false`);
+  const windowed = await s.model('silver/usage_events.sql', ['source_line']);
+  expect(joined).toEqual(windowed);
+  return windowed;
 }
 
 /** A JSONL line of a raw landed event (v1 unless `over` says otherwise). */

@@ -106,13 +106,16 @@ day_values as (
     group by org_id, service_canonical, anomaly_group, usage_date
 ),
 
+-- the baseline list of each computed (series, day): the values of its series' days in [d - N, d - 1]. Two plans, one
+-- result (variable baseline_by_join, set by the run): a RANGE window builds every row's list, which suits a run that
+-- computes most of the days it reads; a run computing a few days (a daily run, a landed file) reads N days of baseline
+-- for each, and a join builds the lists of the computed days only instead of every baseline day's too.
 day_baseline as (
     select
         org_id,
         service_canonical,
         anomaly_group,
         usage_date,
-        computed,
         flatten(list(xs) over (
             partition by org_id, service_canonical, anomaly_group
             order by usage_date
@@ -120,6 +123,24 @@ day_baseline as (
                 and interval 1 day preceding
         )) as bl
     from day_values
+    where not coalesce(getvariable('baseline_by_join'), false)
+    -- statistics only for the days computed here (a baseline day read from silver is scored by its own run)
+    qualify computed
+
+    union all
+
+    select
+        c.org_id,
+        c.service_canonical,
+        c.anomaly_group,
+        c.usage_date,
+        flatten(list(b.xs order by b.usage_date) filter (where b.xs is not null)) as bl
+    from day_values as c
+    left join day_values as b
+        on b.org_id = c.org_id and b.service_canonical = c.service_canonical and b.anomaly_group = c.anomaly_group
+            and b.usage_date between c.usage_date - getvariable('anomaly_baseline_days')::integer and c.usage_date - 1
+    where coalesce(getvariable('baseline_by_join'), false) and c.computed
+    group by c.org_id, c.service_canonical, c.anomaly_group, c.usage_date
 ),
 
 day_stats as (
@@ -137,8 +158,6 @@ day_stats as (
         list_aggregate(bl, 'mad') as mad_cost,
         list_aggregate(bl, 'quantile_cont', 0.99) as p99_cost
     from day_baseline
-    -- statistics only for the days computed here (a baseline day read from silver is scored by its own run)
-    where computed
 ),
 
 scored as (
