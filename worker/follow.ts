@@ -51,6 +51,18 @@ export function isUnreachable(e: unknown): boolean {
   return false;
 }
 
+/** A result poll that ran at least this long before its DEADLINE_EXCEEDED was a long poll, not a failed call. */
+const LONG_POLL_MS = 5000;
+
+/** True when `e` is (or wraps) a gRPC DEADLINE_EXCEEDED and no workflow failure. */
+export function isDeadlineExceeded(e: unknown): boolean {
+  for (let cur: unknown = e; cur instanceof Error; cur = cur.cause) {
+    if (cur instanceof WorkflowFailedError || cur instanceof TemporalFailure) return false;
+    if (isGrpcServiceError(cur) && cur.code === 4) return true;
+  }
+  return false;
+}
+
 /**
  * The SDK's gRPC retries minus UNAVAILABLE: the default retries it ~20 s in silence, then fails the call. The wait
  * below retries it itself, for as long as configured, saying so on stderr.
@@ -154,6 +166,7 @@ async function follow<T>(
   let delayMs = 1000;
   for (;;) {
     let connection: Connection | undefined;
+    let pollStart: number | undefined;
     try {
       const remaining = outageSince === undefined ? budgetMs : budgetMs - (Date.now() - outageSince);
       connection = await Connection.connect({
@@ -169,8 +182,13 @@ async function follow<T>(
         delayMs = 1000;
       }
       const follower = new Client({ connection, namespace });
+      pollStart = Date.now();
       return (await follower.workflow.getHandle(workflowId, runId).result()) as T;
     } catch (e) {
+      // A busy server that does not answer a result long poll in time is no outage: the server answered the connect
+      // just before, so the poll is made again (its reconnect finds out whether the server went away meanwhile).
+      const longPoll = pollStart !== undefined && Date.now() - pollStart >= LONG_POLL_MS;
+      if (longPoll && outageSince === undefined && isDeadlineExceeded(e)) continue;
       if (!isUnreachable(e)) throw e;
       outageSince ??= Date.now();
       const waited = Date.now() - outageSince;
