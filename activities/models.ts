@@ -115,10 +115,7 @@ async function registerInputs(
       throw e;
     });
     if (!found) await emptyOwnBaseline(ctx.conn, model);
-    // Fewer computed days than a baseline spans: the baseline lists of the computed days by a join (SQL's comment).
-    await ctx.conn.run(
-      `set variable baseline_by_join = ${plan.units.length < deps.config.anomaly.baselineDays ? 'true' : 'false'}`,
-    );
+    await ctx.conn.run(`set variable baseline_by_join = ${baselineByJoin(model, plan, deps.config)}`);
   }
   // The dates being computed, for a model that scores only those rows (gold/cost_anomaly_mart.sql); null = all rows.
   const dates = plan.units.filter(filterablePartition).filter((u) => u !== NULL_PARTITION);
@@ -136,6 +133,24 @@ async function registerInputs(
   }
   return rowsIn;
 }
+
+/**
+ * Whether a model that reads its window from its own output builds the computed days' baseline lists by a join (SQL's
+ * comment in silver/usage_events.sql): when it computes fewer days than a baseline spans and at most
+ * {@link BASELINE_JOIN_MAX_ROWS} rows of them. The join's list aggregate is held in memory whole; at S=1000 a silver
+ * chunk of two days (1.4 M events) ran out of a 3 GB DuckDB limit on every attempt, where the window passes.
+ */
+function baselineByJoin(model: ModelSpec, plan: ModelPlan, config: Config): boolean {
+  const windowed = model.inputs.find((i) => i.dep.kind === 'window');
+  if (!windowed) return false;
+  // Units past the input's last day (a new day reaches N days ahead) have no rows and cost nothing either way.
+  const versions: Versions = plan.inputs.get(`${windowed.layer}.${windowed.table}`) ?? new Map();
+  const days = plan.units.filter((u) => versions.has(u) && filterablePartition(u));
+  return days.length < config.anomaly.baselineDays && versionRows(versions, new Set(days)) <= BASELINE_JOIN_MAX_ROWS;
+}
+
+/** Rows of computed days up to which the baseline lists are built by a join (a day at S=100 is ~72,000 events). */
+const BASELINE_JOIN_MAX_ROWS = 500_000;
 
 /** The rows a build of `plan` reads from its inputs, by their versions (whether the step is heavy: lake/duckdb.ts). */
 function plannedInputRows(model: ModelSpec, plan: ModelPlan, config: Config): number {
