@@ -5,20 +5,19 @@ import { ensureRegistryTables } from './models';
 import { isUtf8 } from 'node:buffer';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { ApplicationFailure } from '@temporalio/common';
-import { listValue, structValue } from '@duckdb/node-api';
+import { structValue } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../config/contracts';
 import type { CsvContract } from '../config/contracts';
 import {
   emptyView,
   lakeWrite,
-  NULL_PARTITION,
   partitionVersions,
   publishTables,
   registerView,
 } from '../lake/lakehouse';
 import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
-import { acquireThreads, loadSql, queryRows, setVariables } from '../lake/duckdb';
+import { acquireThreads, loadSql, queryRows, setVariables, sqlIdent } from '../lake/duckdb';
 import { partitionFilter } from '../lake/incremental';
 import { firstField, longestField, recordAt, scanCsv } from '../lake/csv-scan';
 import type { CsvScan } from '../lake/csv-scan';
@@ -561,19 +560,24 @@ async function ingestEventBatch(
   const affected = await partitionsOf(conn, '_new_events');
   const specs: PublishSpec[] = [];
   if (affected.size > 0) {
-    // The existing rows kept are copied out (the publish deletes their partitions before inserting); the new rows
-    // are not copied again: the publish reads the union through a view.
-    await setVariables(conn, { bronze_partitions: listValue([...affected]), null_partition: NULL_PARTITION });
-    await conn.run(`create or replace temp table _bronze_kept as ${loadSql('bronze/usage_events_kept.sql')}`);
+    // The new rows are appended to their days (nothing of a day is rewritten; SPEC §9a); existing rows displaced by an
+    // earlier file's row are deleted in the same commit. Columns in the table's order and types.
     await conn.run(
-      `create or replace temp view _bronze_out as select * from _bronze_kept union all by name select * from _new_events`,
+      `create or replace temp table _bronze_removed as select b.* from bronze_existing as b
+       semi join _displaced as d on d.event_id = b.event_id and d.source_file = b.source_file
+         and d.usage_date is not distinct from b.usage_date`,
+    );
+    await conn.run(
+      `create or replace temp view _bronze_out as select ${BRONZE_EVENT_COLUMNS.map(
+        (c) => `cast(${sqlIdent(c.name)} as ${c.type}) as ${sqlIdent(c.name)}`,
+      ).join(', ')} from _new_events`,
     );
     specs.push({
       layer: 'bronze',
       table: 'usage_events',
       source: '_bronze_out',
       partitionBy: 'usage_date',
-      owns: (p) => affected.has(p),
+      append: { remove: '_bronze_removed', removeKeys: ['event_id', 'source_file', 'usage_date'] },
     });
     metrics.nullRates = await nullRates(conn, '_new_events', [
       'event_id',
@@ -620,7 +624,7 @@ async function ingestEventBatch(
   }
   await conn.run(
     `drop view if exists _bronze_out; drop table if exists _parsed; drop table if exists _new_events;
-     drop table if exists _displaced; drop table if exists _bronze_kept; drop view if exists bronze_lookup`,
+     drop table if exists _displaced; drop table if exists _bronze_removed; drop view if exists bronze_lookup`,
   );
   return recorded;
 }

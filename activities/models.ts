@@ -136,9 +136,10 @@ async function registerInputs(
 
 /**
  * Whether a model that reads its window from its own output builds the computed days' baseline lists by a join (SQL's
- * comment in silver/usage_events.sql): when it computes fewer days than a baseline spans and at most
- * {@link BASELINE_JOIN_MAX_ROWS} rows of them. The join's list aggregate is held in memory whole; at S=1000 a silver
- * chunk of two days (1.4 M events) ran out of a 3 GB DuckDB limit on every attempt, where the window passes.
+ * comment in silver/usage_events.sql): when it computes fewer days with rows than a baseline spans and at most
+ * {@link BASELINE_JOIN_MAX_ROWS} rows of them. The join pays per computed row what the window pays per row read: on
+ * S=100's lists it took 1.6 s for 259,058 computed (series, day) rows but 12.9 s and 2.8 GB for 1.3 M, where the
+ * window builds all 2.6 M in 3.5 s (docs/decisions.md).
  */
 function baselineByJoin(model: ModelSpec, plan: ModelPlan, config: Config): boolean {
   const windowed = model.inputs.find((i) => i.dep.kind === 'window');

@@ -564,6 +564,14 @@ export interface PublishSpec {
    * {@link sourceStats}: hashing every row is a full pass over the source (4 M rows for silver events at S=100).
    */
   stats?: Map<string, { rows: number; hash: string }>;
+  /**
+   * Append instead of replace: `source` holds only the rows added to their partitions, and `remove` (optional) a
+   * relation of whole existing rows to delete, matched on `removeKeys` (null-safe). Nothing else of the partitions is
+   * rewritten; their new versions are the old ones plus the added rows' and minus the removed rows' (row counts and
+   * the content hash, a sum of row hashes, both add up). A table re-created for new columns keeps its rows (carried)
+   * and has its versions read back. Bronze events use it: a batch adds rows to days that other batches wrote.
+   */
+  append?: { remove?: string; removeKeys?: string[] };
 }
 
 export interface PublishResult {
@@ -586,6 +594,8 @@ interface Plan {
   carry?: string;
   /** Partitions the table holds now (by their versions): the only ones a rewrite has rows to delete from. */
   present?: Set<string>;
+  /** An append's new versions of the partitions it touches (absent for a re-created table: read back). */
+  appended?: Map<string, { rows: number; hash: string }>;
   result: PublishResult;
 }
 
@@ -765,6 +775,7 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
 
   const target = qualified(lake, spec.layer, spec.table);
   if (spec.scope) return planScoped(ctx, spec, { target, columns, partExpr, stats, old, recreate, existing, i });
+  if (spec.append) return planAppend(ctx, spec, { target, columns, partExpr, stats, old, recreate, existing, i });
 
   const changed: string[] = [];
   for (const [p, s] of stats) {
@@ -803,6 +814,81 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
       unchanged: stats.size + kept.length - changed.length,
     },
   };
+}
+
+/** `a + b − c` of content hashes (decimal sums of row hashes; '' = no rows). */
+function addHashes(a: string | undefined, b: string | undefined, c: string | undefined): string {
+  const n = (h: string | undefined): bigint => (h ? BigInt(h) : 0n);
+  return (n(a) + n(b) - n(c)).toString();
+}
+
+/** The plan of an append ({@link PublishSpec.append}). */
+async function planAppend(
+  ctx: LakeContext,
+  spec: PublishSpec,
+  p: {
+    target: string;
+    columns: ColumnDef[];
+    partExpr: string;
+    stats: Map<string, { rows: number; hash: string }>;
+    old: Map<string, { rows: number; hash: string }>;
+    recreate: boolean;
+    existing: ColumnDef[] | undefined;
+    i: number;
+  },
+): Promise<Plan> {
+  const { conn } = ctx;
+  const remove = spec.append?.remove;
+  const removed = remove
+    ? await partitionStats(conn, sqlIdent(remove), p.partExpr)
+    : new Map<string, { rows: number; hash: string }>();
+  const versions = new Map(p.old);
+  for (const part of new Set([...p.stats.keys(), ...removed.keys()])) {
+    const [o, a, r] = [p.old.get(part), p.stats.get(part), removed.get(part)];
+    versions.set(part, {
+      rows: (o?.rows ?? 0) + (a?.rows ?? 0) - (r?.rows ?? 0),
+      hash: addHashes(o?.hash, a?.hash, r?.hash),
+    });
+  }
+  const touched = [...new Set([...p.stats.keys(), ...removed.keys()])].sort();
+  const written = touched.filter((part) => versions.get(part)!.rows > 0);
+  const deleted = touched.filter((part) => versions.get(part)!.rows <= 0 && p.old.has(part));
+  let carry: string | undefined;
+  if (p.recreate && p.existing) {
+    // Every existing row but the removed ones moves to the re-created table.
+    carry = `_publish_carry_${p.i}`;
+    await conn.run(
+      `create or replace temp table ${sqlIdent(carry)} as select * from ${p.target} t` +
+        (remove ? ` where not exists (select 1 from ${sqlIdent(remove)} r where ${removeMatch(spec)})` : ''),
+    );
+  }
+  const live = [...versions.entries()].filter(([, v]) => v.rows > 0);
+  return {
+    spec,
+    target: p.target,
+    columns: p.columns,
+    partExpr: p.partExpr,
+    stats: p.stats,
+    changed: written,
+    deleted,
+    recreate: p.recreate,
+    carry,
+    appended: p.recreate ? undefined : versions,
+    result: {
+      rows: live.reduce((a, [, v]) => a + v.rows, 0),
+      partitions: live.length,
+      written,
+      deleted,
+      unchanged: live.length - written.length,
+    },
+  };
+}
+
+/** The null-safe match of an existing row `t` with a row `r` of an append's `remove` relation. */
+function removeMatch(spec: PublishSpec): string {
+  const keys = spec.append?.removeKeys ?? [];
+  if (keys.length === 0) throw new Error(`publish of ${spec.layer}.${spec.table}: append.remove needs removeKeys`);
+  return keys.map((k) => `r.${sqlIdent(k)} is not distinct from t.${sqlIdent(k)}`).join(' and ');
 }
 
 /**
@@ -998,6 +1084,7 @@ async function apply(ctx: LakeContext, p: Plan, now: string): Promise<void> {
     }
     return;
   }
+  if (spec.append) return applyAppend(ctx, p, now);
   if (p.recreate) {
     // The table was (re)created empty, with its partitioning, in its own transaction (createTable): DuckDB 1.5.5
     // crashed (SIGSEGV planning the INSERT) when CREATE, ALTER … SET PARTITIONED BY and INSERT shared one.
@@ -1018,6 +1105,44 @@ async function apply(ctx: LakeContext, p: Plan, now: string): Promise<void> {
     `${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`;
   for (const part of p.changed) rows.push(row(part, p.stats.get(part)!.rows, p.stats.get(part)!.hash, false));
   for (const part of p.deleted) rows.push(row(part, 0, '', true));
+  for (let i = 0; i < rows.length; i += 1000) {
+    await conn.run(`insert into ${meta} values ${rows.slice(i, i + 1000).join(', ')}`);
+  }
+}
+
+/** Writes an append ({@link planAppend}): removed rows deleted, added rows inserted, the new versions recorded. */
+async function applyAppend(ctx: LakeContext, p: Plan, now: string): Promise<void> {
+  const { conn, lake } = ctx;
+  const { spec, target } = p;
+  const meta = qualified(lake, 'meta', 'partitions');
+  const remove = spec.append?.remove;
+  if (!p.recreate && remove && (p.changed.length > 0 || p.deleted.length > 0)) {
+    const [{ n }] = await queryRows(conn, `select count(*)::bigint as n from ${sqlIdent(remove)}`);
+    if (Number(n) > 0) {
+      await conn.run(
+        `delete from ${target} t where exists (select 1 from ${sqlIdent(remove)} r where ${removeMatch(spec)})`,
+      );
+    }
+  }
+  await conn.run(`insert into ${target} select * from ${sqlIdent(spec.source)}`);
+  if (p.carry) await conn.run(`insert into ${target} by name select * from ${sqlIdent(p.carry)}`);
+  let versions = p.appended;
+  let gone = p.deleted;
+  if (!versions) {
+    // A re-created table: every partition's version read back (the row hashes depend on the new columns).
+    versions = await partitionStats(conn, target, p.partExpr);
+    const was = await partitionVersions(conn, lake, spec.layer, spec.table).catch(
+      () => new Map<string, { rows: number; hash: string }>(),
+    );
+    gone = [...was.keys()].filter((part) => !versions!.has(part));
+  }
+  const rows: string[] = [];
+  const row = (part: string, n: number, hash: string, deleted: boolean): string =>
+    `(${[spec.layer, spec.table, part].map(sqlString).join(', ')}, ${n}, ${sqlString(hash)}, ${deleted}, ` +
+    `${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`;
+  const parts = p.appended ? p.changed : [...versions.keys()];
+  for (const part of parts) rows.push(row(part, versions.get(part)!.rows, versions.get(part)!.hash, false));
+  for (const part of gone) rows.push(row(part, 0, '', true));
   for (let i = 0; i < rows.length; i += 1000) {
     await conn.run(`insert into ${meta} values ${rows.slice(i, i + 1000).join(', ')}`);
   }

@@ -170,6 +170,40 @@ describe('bad input', () => {
       { event_id: 'c', c: 3 },
       { event_id: 'd', c: 4 },
     ]);
+    // A late file whose key sorts before events_part_0001 displaces its row of c; a new day comes with it. Bronze is
+    // appended to (SPEC §9a), so the day's recorded version must still be exactly its rows' count and hash.
+    fs.writeFileSync(
+      path.join(dir, 'events_part_00005.jsonl'),
+      `${ev('c', 30)}\n${ev('e', 5)}\n${ev('f', 6).replace('2025-08-01', '2025-08-02')}\n`,
+    );
+    const third = await suite.acts.ingestEventFiles({ ...t, runId: 'r3' });
+    expect(third.extra).toMatchObject({ files_ingested: 1, duplicates_displaced: 1 });
+    expect(
+      await rows(t.lake, 'bronze', 'usage_events', 'select event_id, cost_usd_increment::double c from t order by 1'),
+    ).toEqual([
+      { event_id: 'a', c: 1 },
+      { event_id: 'b', c: 2 },
+      { event_id: 'c', c: 30 },
+      { event_id: 'd', c: 4 },
+      { event_id: 'e', c: 5 },
+      { event_id: 'f', c: 6 },
+    ]);
+    const actual = await rows(
+      t.lake,
+      'bronze',
+      'usage_events',
+      `select usage_date::varchar as p, count(*)::integer as n, sum(hash(t))::varchar as h from t group by 1 order by 1`,
+    );
+    const recorded = await withLakeSql(t.lake, async (q) =>
+      q(
+        `select partition as p, rows::integer as n, hash as h from ${await tableRef(q, 'meta', 'partitions')}
+         where layer = 'bronze' and table_name = 'usage_events'
+         qualify row_number() over (partition by partition order by written_at desc, deleted desc) = 1
+         order by 1`,
+      ),
+    );
+    expect(actual).toHaveLength(2);
+    expect(recorded).toEqual(actual);
   });
 
   it('refuses file keys that escape the landing root', async () => {
