@@ -9,13 +9,7 @@ import { structValue } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { BRONZE_EVENT_COLUMNS, CSV_CONTRACTS, QUARANTINE_COLUMNS } from '../config/contracts';
 import type { CsvContract } from '../config/contracts';
-import {
-  emptyView,
-  lakeWrite,
-  partitionVersions,
-  publishTables,
-  registerView,
-} from '../lake/lakehouse';
+import { emptyView, lakeWrite, partitionVersions, publishTables, registerView } from '../lake/lakehouse';
 import type { AttachedLake, PublishSpec } from '../lake/lakehouse';
 import { acquireThreads, loadSql, queryRows, setVariables, sqlIdent } from '../lake/duckdb';
 import { partitionFilter } from '../lake/incremental';
