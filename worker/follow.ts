@@ -51,6 +51,14 @@ export function isUnreachable(e: unknown): boolean {
   return false;
 }
 
+/** The gRPC status (code and details) or message behind an unreachable server, for the retry line. */
+export function grpcReason(e: unknown): string {
+  for (let cur: unknown = e; cur instanceof Error; cur = cur.cause) {
+    if (isGrpcServiceError(cur)) return `gRPC ${cur.code}: ${(cur.details || cur.message).split('\n')[0]}`;
+  }
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
+}
+
 /** A result poll that ran at least this long before its DEADLINE_EXCEEDED was a long poll, not a failed call. */
 const LONG_POLL_MS = 5000;
 
@@ -130,7 +138,7 @@ function interruption(
 /**
  * Waits for a workflow's result like `handle.result()` (following continue-as-new and retries), and rides out a
  * Temporal outage: while no server answers at the client's address it reconnects with backoff (1 s doubling to 5 s),
- * printing `temporal unreachable at ADDR, retrying (12 s of 300 s) …`, and resumes waiting once it answers. A failed
+ * printing `temporal unreachable at ADDR (gRPC status), retrying (12 s of 300 s) …`, and resumes waiting once it answers. A failed
  * workflow throws WorkflowFailedError as the SDK does; an outage longer than `config.temporal.cliOutageSeconds`
  * throws OutcomeUnknown. Its own connection (closed on return) carries the client's TLS/API-key settings from `config`.
  * Ctrl-C or SIGTERM while waiting throws Interrupted (exit 130).
@@ -193,7 +201,9 @@ async function follow<T>(
       outageSince ??= Date.now();
       const waited = Date.now() - outageSince;
       if (waited >= budgetMs) throw new OutcomeUnknown(workflowId, address, secs(waited), e, namespace);
-      log(`temporal unreachable at ${address}, retrying (${secs(waited)} s of ${secs(budgetMs)} s) …`);
+      log(
+        `temporal unreachable at ${address} (${grpcReason(e)}), retrying (${secs(waited)} s of ${secs(budgetMs)} s) …`,
+      );
       await sleep(Math.min(delayMs, budgetMs - waited));
       delayMs = Math.min(delayMs * 2, 5000);
     } finally {
@@ -236,7 +246,9 @@ export async function rideOutOutage<T>(
       outageSince ??= tryStart;
       const waited = Date.now() - outageSince;
       if (waited >= budgetMs) throw new OutcomeUnknown(workflowId, address, secs(waited), e, client.options.namespace);
-      log(`temporal unreachable at ${address}, retrying (${secs(waited)} s of ${secs(budgetMs)} s) …`);
+      log(
+        `temporal unreachable at ${address} (${grpcReason(e)}), retrying (${secs(waited)} s of ${secs(budgetMs)} s) …`,
+      );
       await sleep(Math.min(delayMs, budgetMs - waited));
       delayMs = Math.min(delayMs * 2, 5000);
     }
