@@ -816,6 +816,18 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
   };
 }
 
+/** What {@link plan} has read when it hands a publish to {@link planAppend} or {@link planScoped}. */
+interface PlanInput {
+  target: string;
+  columns: ColumnDef[];
+  partExpr: string;
+  stats: Map<string, { rows: number; hash: string }>;
+  old: Map<string, { rows: number; hash: string }>;
+  recreate: boolean;
+  existing: ColumnDef[] | undefined;
+  i: number;
+}
+
 /** `a + b − c` of content hashes (decimal sums of row hashes; '' = no rows). */
 function addHashes(a: string | undefined, b: string | undefined, c: string | undefined): string {
   const n = (h: string | undefined): bigint => (h ? BigInt(h) : 0n);
@@ -826,16 +838,7 @@ function addHashes(a: string | undefined, b: string | undefined, c: string | und
 async function planAppend(
   ctx: LakeContext,
   spec: PublishSpec,
-  p: {
-    target: string;
-    columns: ColumnDef[];
-    partExpr: string;
-    stats: Map<string, { rows: number; hash: string }>;
-    old: Map<string, { rows: number; hash: string }>;
-    recreate: boolean;
-    existing: ColumnDef[] | undefined;
-    i: number;
-  },
+  p: PlanInput,
 ): Promise<Plan> {
   const { conn } = ctx;
   const remove = spec.append?.remove;
@@ -899,16 +902,7 @@ function removeMatch(spec: PublishSpec): string {
 async function planScoped(
   ctx: LakeContext,
   spec: PublishSpec,
-  p: {
-    target: string;
-    columns: ColumnDef[];
-    partExpr: string;
-    stats: Map<string, { rows: number; hash: string }>;
-    old: Map<string, { rows: number; hash: string }>;
-    recreate: boolean;
-    existing: ColumnDef[] | undefined;
-    i: number;
-  },
+  p: PlanInput,
 ): Promise<Plan> {
   const { conn } = ctx;
   const scoped = p.recreate
