@@ -835,11 +835,7 @@ function addHashes(a: string | undefined, b: string | undefined, c: string | und
 }
 
 /** The plan of an append ({@link PublishSpec.append}). */
-async function planAppend(
-  ctx: LakeContext,
-  spec: PublishSpec,
-  p: PlanInput,
-): Promise<Plan> {
+async function planAppend(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Promise<Plan> {
   const { conn } = ctx;
   const remove = spec.append?.remove;
   const removed = remove
@@ -899,11 +895,7 @@ function removeMatch(spec: PublishSpec): string {
  * any difference replaces them all (delete the scope, insert the source), and the changed partitions' versions are
  * read back from the table inside the transaction.
  */
-async function planScoped(
-  ctx: LakeContext,
-  spec: PublishSpec,
-  p: PlanInput,
-): Promise<Plan> {
+async function planScoped(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Promise<Plan> {
   const { conn } = ctx;
   const scoped = p.recreate
     ? new Map<string, { rows: number; hash: string }>()
