@@ -828,6 +828,11 @@ interface PlanInput {
   i: number;
 }
 
+/** The fields of a {@link Plan} that come as they are from its {@link PlanInput}. */
+function planned(p: PlanInput): Pick<Plan, 'target' | 'columns' | 'partExpr' | 'stats' | 'recreate'> {
+  return { target: p.target, columns: p.columns, partExpr: p.partExpr, stats: p.stats, recreate: p.recreate };
+}
+
 /** `a + b − c` of content hashes (decimal sums of row hashes; '' = no rows). */
 function addHashes(a: string | undefined, b: string | undefined, c: string | undefined): string {
   const n = (h: string | undefined): bigint => (h ? BigInt(h) : 0n);
@@ -864,13 +869,9 @@ async function planAppend(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Pr
   const live = [...versions.entries()].filter(([, v]) => v.rows > 0);
   return {
     spec,
-    target: p.target,
-    columns: p.columns,
-    partExpr: p.partExpr,
-    stats: p.stats,
+    ...planned(p),
     changed: written,
     deleted,
-    recreate: p.recreate,
     carry,
     appended: p.recreate ? undefined : versions,
     result: {
@@ -920,13 +921,9 @@ async function planScoped(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Pr
   const written = [...changed].filter((part) => rowsOf(part) > 0).sort();
   return {
     spec,
-    target: p.target,
-    columns: p.columns,
-    partExpr: p.partExpr,
-    stats: p.stats,
+    ...planned(p),
     changed: written,
     deleted,
-    recreate: p.recreate,
     carry,
     result: {
       rows: [...parts].reduce((a, part) => a + rowsOf(part), 0),
