@@ -596,6 +596,8 @@ interface Plan {
   present?: Set<string>;
   /** An append's new versions of the partitions it touches (absent for a re-created table: read back). */
   appended?: Map<string, { rows: number; hash: string }>;
+  /** An append has existing rows to delete (its `remove` relation is not empty). */
+  removes?: boolean;
   result: PublishResult;
 }
 
@@ -873,7 +875,9 @@ async function planAppend(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Pr
     changed: written,
     deleted,
     carry,
+    present: new Set(p.old.keys()),
     appended: p.recreate ? undefined : versions,
+    removes: removed.size > 0,
     result: {
       rows: live.reduce((a, [, v]) => a + v.rows, 0),
       partitions: live.length,
@@ -1042,10 +1046,9 @@ function inList(expr: string, values: string[]): string {
 }
 
 async function apply(ctx: LakeContext, p: Plan, now: string): Promise<void> {
-  const { conn, lake } = ctx;
+  const { conn } = ctx;
   const { spec, target } = p;
   const src = sqlIdent(spec.source);
-  const meta = qualified(lake, 'meta', 'partitions');
   if (spec.scope) {
     if (p.changed.length === 0 && p.deleted.length === 0 && !p.recreate) return;
     if (!p.recreate) await conn.run(`delete from ${target} where ${spec.scope}`);
@@ -1054,17 +1057,12 @@ async function apply(ctx: LakeContext, p: Plan, now: string): Promise<void> {
     // The partitions' new versions, read back inside the transaction (rows outside the scope are part of them).
     const touched = [...p.changed, ...p.deleted];
     const after = await partitionStats(conn, target, p.partExpr, p.recreate ? 'true' : inList(p.partExpr, touched));
-    const values: string[] = [];
-    for (const part of p.recreate ? [...after.keys()] : touched) {
-      const st = after.get(part);
-      values.push(
-        `(${[spec.layer, spec.table, part].map(sqlString).join(', ')}, ${st?.rows ?? 0}, ${sqlString(st?.hash ?? '')}, ` +
-          `${!st}, ${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`,
-      );
-    }
-    for (let i = 0; i < values.length; i += 1000) {
-      await conn.run(`insert into ${meta} values ${values.slice(i, i + 1000).join(', ')}`);
-    }
+    await recordVersions(
+      ctx,
+      spec,
+      now,
+      (p.recreate ? [...after.keys()] : touched).map((part) => [part, after.get(part)]),
+    );
     return;
   }
   if (spec.append) return applyAppend(ctx, p, now);
@@ -1082,53 +1080,60 @@ async function apply(ctx: LakeContext, p: Plan, now: string): Promise<void> {
       await conn.run(`insert into ${target} select * from ${src} t where ${inList(p.partExpr, p.changed)}`);
     }
   }
-  const rows: string[] = [];
-  const row = (part: string, n: number, hash: string, deleted: boolean): string =>
-    `(${[spec.layer, spec.table, part].map(sqlString).join(', ')}, ${n}, ${sqlString(hash)}, ${deleted}, ` +
-    `${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`;
-  for (const part of p.changed) rows.push(row(part, p.stats.get(part)!.rows, p.stats.get(part)!.hash, false));
-  for (const part of p.deleted) rows.push(row(part, 0, '', true));
+  await recordVersions(ctx, spec, now, [
+    ...p.changed.map((part): [string, Version] => [part, p.stats.get(part)]),
+    ...p.deleted.map((part): [string, Version] => [part, undefined]),
+  ]);
+}
+
+type Version = { rows: number; hash: string } | undefined;
+
+/** Appends partitions' new versions to `meta.partitions` (undefined: the partition is gone), 1,000 rows a statement. */
+async function recordVersions(
+  ctx: LakeContext,
+  spec: PublishSpec,
+  now: string,
+  versions: Array<[string, Version]>,
+): Promise<void> {
+  const meta = qualified(ctx.lake, 'meta', 'partitions');
+  const rows = versions.map(
+    ([part, v]) =>
+      `(${[spec.layer, spec.table, part].map(sqlString).join(', ')}, ${v?.rows ?? 0}, ${sqlString(v?.hash ?? '')}, ` +
+      `${!v}, ${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`,
+  );
   for (let i = 0; i < rows.length; i += 1000) {
-    await conn.run(`insert into ${meta} values ${rows.slice(i, i + 1000).join(', ')}`);
+    await ctx.conn.run(`insert into ${meta} values ${rows.slice(i, i + 1000).join(', ')}`);
   }
 }
 
 /** Writes an append ({@link planAppend}): removed rows deleted, added rows inserted, the new versions recorded. */
 async function applyAppend(ctx: LakeContext, p: Plan, now: string): Promise<void> {
-  const { conn, lake } = ctx;
+  const { conn } = ctx;
   const { spec, target } = p;
-  const meta = qualified(lake, 'meta', 'partitions');
   const remove = spec.append?.remove;
-  if (!p.recreate && remove && (p.changed.length > 0 || p.deleted.length > 0)) {
-    const [{ n }] = await queryRows(conn, `select count(*)::bigint as n from ${sqlIdent(remove)}`);
-    if (Number(n) > 0) {
-      await conn.run(
-        `delete from ${target} t where exists (select 1 from ${sqlIdent(remove)} r where ${removeMatch(spec)})`,
-      );
-    }
+  if (!p.recreate && remove && p.removes) {
+    await conn.run(
+      `delete from ${target} t where exists (select 1 from ${sqlIdent(remove)} r where ${removeMatch(spec)})`,
+    );
   }
   await conn.run(`insert into ${target} select * from ${sqlIdent(spec.source)}`);
   if (p.carry) await conn.run(`insert into ${target} by name select * from ${sqlIdent(p.carry)}`);
-  let versions = p.appended;
-  let gone = p.deleted;
-  if (!versions) {
-    // A re-created table: every partition's version read back (the row hashes depend on the new columns).
-    versions = await partitionStats(conn, target, p.partExpr);
-    const was = await partitionVersions(conn, lake, spec.layer, spec.table).catch(
-      () => new Map<string, { rows: number; hash: string }>(),
-    );
-    gone = [...was.keys()].filter((part) => !versions!.has(part));
+  if (p.appended) {
+    const versions = p.appended;
+    await recordVersions(ctx, spec, now, [
+      ...p.changed.map((part): [string, Version] => [part, versions.get(part)]),
+      ...p.deleted.map((part): [string, Version] => [part, undefined]),
+    ]);
+    return;
   }
-  const rows: string[] = [];
-  const row = (part: string, n: number, hash: string, deleted: boolean): string =>
-    `(${[spec.layer, spec.table, part].map(sqlString).join(', ')}, ${n}, ${sqlString(hash)}, ${deleted}, ` +
-    `${sqlString(ctx.runId)}, ${sqlString(now)}::timestamptz)`;
-  const parts = p.appended ? p.changed : [...versions.keys()];
-  for (const part of parts) rows.push(row(part, versions.get(part)!.rows, versions.get(part)!.hash, false));
-  for (const part of gone) rows.push(row(part, 0, '', true));
-  for (let i = 0; i < rows.length; i += 1000) {
-    await conn.run(`insert into ${meta} values ${rows.slice(i, i + 1000).join(', ')}`);
-  }
+  // A re-created table: every partition's version read back (the row hashes depend on the new columns); the ones it
+  // held before and no longer does are gone.
+  const after = await partitionStats(conn, target, p.partExpr);
+  const gone = [...(p.present ?? [])].filter((part) => !after.has(part));
+  await recordVersions(ctx, spec, now, [
+    ...[...after.entries()],
+    ...gone.map((part): [string, Version] => [part, undefined]),
+  ]);
 }
 
 /** The newest snapshot id of the lake. */
