@@ -320,8 +320,9 @@ const EVENT_BATCH_BYTES = 256 * 1024 * 1024;
  * ascending key order, or exactly `keys` when given. Lines that are not JSON objects go to
  * quarantine/usage_events (rule malformed_json) with file and line; every other line is typed and deduplicated by
  * event_id against bronze (first seen wins, across files and runs). New rows are appended to their usage_date
- * partitions and the rows they displace deleted; nothing else is rewritten. Idempotent: a file already in the manifest with the same sha256 is skipped, and a crash
- * between publish and manifest update re-ingests to the same content.
+ * partitions and the rows they displace deleted; nothing else is rewritten. Idempotent: a file already in the
+ * manifest with the same sha256 is skipped, and a crash between publish and manifest update re-ingests to the same
+ * content.
  */
 export async function ingestEventFiles(
   deps: ActivityDeps,

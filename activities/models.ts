@@ -26,6 +26,7 @@ import { acquireThreads, loadSql, queryRows, sqlIdent, sqlString } from '../lake
 import {
   filterablePartition,
   inputRange,
+  isDate,
   neededPartitions,
   partitionFilter,
   planModels,
@@ -118,7 +119,7 @@ async function registerInputs(
     await ctx.conn.run(`set variable baseline_by_join = ${baselineByJoin(model, plan, deps.config)}`);
   }
   // The dates being computed, for a model that scores only those rows (gold/cost_anomaly_mart.sql); null = all rows.
-  const dates = plan.units.filter(filterablePartition).filter((u) => u !== NULL_PARTITION);
+  const dates = plan.units.filter(isDate);
   await ctx.conn.run(
     `set variable model_units = ${
       isPartitioned(model) && !plan.units.includes(WHOLE) && model.partitionBy

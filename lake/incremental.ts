@@ -98,7 +98,8 @@ export function codeVersion(model: ModelSpec, vars: Record<string, string>, alia
   return sha(parts);
 }
 
-function isDate(p: string): boolean {
+/** Whether a partition name is a date (YYYY-MM-DD). */
+export function isDate(p: string): boolean {
   return /^\d{4}-\d{2}-\d{2}$/.test(p);
 }
 

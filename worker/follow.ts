@@ -51,11 +51,19 @@ export function isUnreachable(e: unknown): boolean {
   return false;
 }
 
+/** The first gRPC service error in `e`'s cause chain, unless a workflow's own failure comes first. */
+function grpcErrorIn(e: unknown): { code: number; details: string; message: string } | undefined {
+  for (let cur: unknown = e; cur instanceof Error; cur = cur.cause) {
+    if (cur instanceof WorkflowFailedError || cur instanceof TemporalFailure) return undefined;
+    if (isGrpcServiceError(cur)) return cur;
+  }
+  return undefined;
+}
+
 /** The gRPC status (code and details) or message behind an unreachable server, for the retry line. */
 export function grpcReason(e: unknown): string {
-  for (let cur: unknown = e; cur instanceof Error; cur = cur.cause) {
-    if (isGrpcServiceError(cur)) return `gRPC ${cur.code}: ${(cur.details || cur.message).split('\n')[0]}`;
-  }
+  const g = grpcErrorIn(e);
+  if (g) return `gRPC ${g.code}: ${(g.details || g.message).split('\n')[0]}`;
   return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }
 
@@ -64,11 +72,7 @@ const LONG_POLL_MS = 5000;
 
 /** True when `e` is (or wraps) a gRPC DEADLINE_EXCEEDED and no workflow failure. */
 export function isDeadlineExceeded(e: unknown): boolean {
-  for (let cur: unknown = e; cur instanceof Error; cur = cur.cause) {
-    if (cur instanceof WorkflowFailedError || cur instanceof TemporalFailure) return false;
-    if (isGrpcServiceError(cur) && cur.code === 4) return true;
-  }
-  return false;
+  return grpcErrorIn(e)?.code === 4;
 }
 
 /**
@@ -138,9 +142,9 @@ function interruption(
 /**
  * Waits for a workflow's result like `handle.result()` (following continue-as-new and retries), and rides out a
  * Temporal outage: while no server answers at the client's address it reconnects with backoff (1 s doubling to 5 s),
- * printing `temporal unreachable at ADDR (gRPC status), retrying (12 s of 300 s) …`, and resumes waiting once it answers. A failed
- * workflow throws WorkflowFailedError as the SDK does; an outage longer than `config.temporal.cliOutageSeconds`
- * throws OutcomeUnknown. Its own connection (closed on return) carries the client's TLS/API-key settings from `config`.
+ * printing `temporal unreachable at ADDR (gRPC status), retrying (12 s of 300 s) …`, and resumes waiting once it
+ * answers. A failed workflow throws WorkflowFailedError as the SDK does; an outage longer than
+ * `config.temporal.cliOutageSeconds` throws OutcomeUnknown. Its own connection (closed on return) carries the client's TLS/API-key settings from `config`.
  * Ctrl-C or SIGTERM while waiting throws Interrupted (exit 130).
  */
 export async function followResult<T>(
