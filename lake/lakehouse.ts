@@ -591,6 +591,8 @@ interface Plan {
   changed: string[];
   deleted: string[];
   recreate: boolean;
+  /** A re-create replaces a table that exists (with other columns); else the table is missing and only created. */
+  replaces: boolean;
   carry?: string;
   /** Partitions the table holds now (by their versions): the only ones a rewrite has rows to delete from. */
   present?: Set<string>;
@@ -806,6 +808,7 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
     changed: changed.sort(),
     deleted: deleted.sort(),
     recreate,
+    replaces: existing !== undefined,
     carry,
     present: new Set(old.keys()),
     result: {
@@ -831,8 +834,9 @@ interface PlanInput {
 }
 
 /** The fields of a {@link Plan} that come as they are from its {@link PlanInput}. */
-function planned(p: PlanInput): Pick<Plan, 'target' | 'columns' | 'partExpr' | 'stats' | 'recreate'> {
-  return { target: p.target, columns: p.columns, partExpr: p.partExpr, stats: p.stats, recreate: p.recreate };
+function planned(p: PlanInput): Pick<Plan, 'target' | 'columns' | 'partExpr' | 'stats' | 'recreate' | 'replaces'> {
+  const { target, columns, partExpr, stats, recreate } = p;
+  return { target, columns, partExpr, stats, recreate, replaces: p.existing !== undefined };
 }
 
 /** `a + b − c` of content hashes (decimal sums of row hashes; '' = no rows). */
@@ -955,14 +959,28 @@ async function planScoped(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Pr
  */
 async function createTable(conn: DuckDBConnection, lake: AttachedLake, p: Plan): Promise<void> {
   const { spec, target } = p;
+  // A missing table is only created: a writer in another process that created it first (and may have committed
+  // its partitions since) keeps them. `create or replace` there lost the first writer's rows (seen in the
+  // two-writers test under load).
+  const create = p.replaces ? 'create or replace table' : 'create table if not exists';
   await lakeDdl(
     conn,
     lake,
-    `create or replace table ${target} (${p.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`,
+    `${create} ${target} (${p.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`,
   );
   if (spec.partitionBy) {
-    await lakeDdl(conn, lake, `alter table ${target} set partitioned by (${sqlIdent(spec.partitionBy!)})`);
+    await lakeDdl(conn, lake, `alter table ${target} set partitioned by (${fileLayout(p.columns, spec.partitionBy)})`);
   }
+}
+
+/**
+ * How a table's rows are laid out in files: by month for a date partition key, by value otherwise.
+ * (experiment)
+ */
+export function fileLayout(columns: ColumnDef[], partitionBy: string): string {
+  const col = columns.find((c) => c.name === partitionBy);
+  const id = sqlIdent(partitionBy);
+  return col && /^date$/i.test(col.type) ? `year(${id}), month(${id})` : id;
 }
 
 /**
@@ -1029,7 +1047,8 @@ export async function createMissingTables(
         await conn.run(
           `create table if not exists ${target} (${d.columns.map((c) => `${sqlIdent(c.name)} ${c.type}`).join(', ')})`,
         );
-        if (d.partitionBy) await conn.run(`alter table ${target} set partitioned by (${sqlIdent(d.partitionBy)})`);
+        if (d.partitionBy)
+          await conn.run(`alter table ${target} set partitioned by (${fileLayout(d.columns, d.partitionBy)})`);
       }
       await conn.run('commit');
     } catch (e) {

@@ -91,7 +91,8 @@ export function register(program: Command, kit: CommandKit): void {
         else {
           console.log(
             `lake ${cfg.lakeRoot}: expired ${report.snapshotsExpired} of ${report.snapshotsBefore} snapshots ` +
-              `(older than ${cfg.snapshotRetention}), merged ${report.filesMerged} file group(s), deleted ` +
+              `(older than ${cfg.snapshotRetention}), rewrote ${report.filesRewritten} file(s) without their deleted rows, ` +
+              `merged ${report.filesMerged} file group(s), deleted ` +
               `${report.filesDeleted} unreferenced and ${report.orphansDeleted} orphaned file(s)` +
               (report.uploadsAborted ? `, aborted ${report.uploadsAborted} stale multipart upload(s)` : '') +
               ` in ` +

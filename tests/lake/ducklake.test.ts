@@ -74,12 +74,9 @@ describe('the DuckLake lake', () => {
     const again = await publishTable(ctx, { layer: 'gold', table: 'tt', source: '_v', partitionBy: 'usage_date' });
     expect(again).toMatchObject({ written: [], deleted: [], unchanged: 3 });
     expect(await currentSnapshot(ctx.conn, lake)).toBe(s1);
-    // The data files are Parquet under <lake>/gold/tt/, one directory per partition.
-    expect(fs.readdirSync(path.join(lakeRoot, 'gold', 'tt')).sort()).toEqual([
-      'usage_date=2025-08-01',
-      'usage_date=2025-08-02',
-      'usage_date=2025-08-03',
-    ]);
+    // The data files are Parquet under <lake>/gold/tt/, one directory per month of the date partition key.
+    expect(fs.readdirSync(path.join(lakeRoot, 'gold', 'tt'))).toEqual(['year=2025']);
+    expect(fs.readdirSync(path.join(lakeRoot, 'gold', 'tt', 'year=2025'))).toEqual(['month=8']);
   });
 
   it('replaces exactly the changed partitions, deletes vanished ones, and keeps the previous snapshot queryable', async () => {
@@ -133,9 +130,20 @@ describe('the DuckLake lake', () => {
   it('expires old snapshots and deletes the files only they referenced (cpa lake maintain)', async () => {
     const report = await maintainLake(ctx.conn, lake, { retention: '0 minutes', graceMinutes: 0 });
     expect(report.snapshotsExpired).toBeGreaterThan(0);
+    expect(report.filesRewritten).toBeGreaterThan(0);
     expect(report.filesDeleted).toBeGreaterThan(0);
-    // The vanished partition's files are gone from disk; the current rows are untouched.
-    expect(fs.readdirSync(path.join(lakeRoot, 'gold', 'tt', 'usage_date=2025-08-03'))).toEqual([]);
+    // The replaced and vanished partitions' rows are gone from disk (the month file that held them was rewritten
+    // without them, the original deleted); the current rows are untouched.
+    const onDisk = await withLakeSql(lakeRoot, (q) =>
+      q(
+        `select usage_date::varchar d, count(*)::integer n from read_parquet('${lakeRoot}/gold/tt/**/*.parquet')
+         where usage_date >= date '2025-08-01' group by 1 order by 1`,
+      ),
+    );
+    expect(onDisk).toEqual([
+      { d: '2025-08-01', n: 100 },
+      { d: '2025-08-02', n: 100 },
+    ]);
     const [r] = await withLakeSql(lakeRoot, (q) => q(`select count(*)::integer n from lake.gold.tt`));
     expect(r.n).toBe(200);
   });
