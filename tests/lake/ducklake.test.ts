@@ -186,4 +186,17 @@ describe('the DuckLake lake', () => {
     expect(Object.keys(parts)).toHaveLength(20);
     for (const s of Object.values(parts)) expect(s).toEqual({ n: 2000, v: '6' });
   });
+
+  it('two writers of different days of one month (one data file, so their deletes conflict) retry and lose nothing', async () => {
+    const root = tmpDir('ducklake-month');
+    const [a, b] = await Promise.all([
+      waitExit(child([root, 'days', '0', '10', '500', '6', 'date'])),
+      waitExit(child([root, 'days', '10', '10', '500', '6', 'date'])),
+    ]);
+    expect({ a: a.code, b: b.code, errA: a.err, errB: b.err }).toEqual({ a: 0, b: 0, errA: '', errB: '' });
+    const parts = await partsOf(root, 'days');
+    expect(Object.keys(parts)).toHaveLength(20);
+    expect(Object.keys(parts)[0]).toBe('2025-08-01');
+    for (const s of Object.values(parts)) expect(s).toEqual({ n: 500, v: '6' });
+  });
 });
