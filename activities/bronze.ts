@@ -536,11 +536,12 @@ async function ingestEventBatch(
   );
   metrics.rowsIn += Number(counts.parsed) + Number(counts.malformed);
 
-  // First in landing order wins (lake/sql/bronze/usage_events_first_seen.sql); days bronze does not hold yet skip the
-  // lookup (an empty view), then the existing rows those displace.
+  // First in landing order wins (lake/sql/bronze/usage_events_first_seen.sql), then the existing rows those displace.
+  // Days bronze does not hold yet (every batch of a from-scratch run but the days it shares with the one before) read
+  // an empty view instead: the lookup, the displaced rows and the rows to remove then never scan the lake.
   const [{ e: hasExisting }] = await queryRows(conn, `select exists (select 1 from bronze_existing) as e`);
-  if (hasExisting) await conn.run(`create or replace temp view bronze_lookup as select * from bronze_existing`);
-  else await emptyView(conn, 'bronze_lookup', BRONZE_EVENT_COLUMNS);
+  if (!hasExisting) await emptyView(conn, 'bronze_existing', BRONZE_EVENT_COLUMNS);
+  await conn.run(`create or replace temp view bronze_lookup as select * from bronze_existing`);
   await conn.run(`create or replace temp table _new_events as ${loadSql('bronze/usage_events_first_seen.sql')}`);
   await conn.run(`create or replace temp table _displaced as ${loadSql('bronze/usage_events_displaced.sql')}`);
   const [newCount] = await queryRows(
