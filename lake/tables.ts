@@ -258,7 +258,10 @@ export function waves(models: ModelSpec[]): ModelSpec[][] {
   const left = [...models];
   const out: ModelSpec[][] = [];
   while (left.length > 0) {
-    const ready = left.filter((m) => m.inputs.every((i) => i.layer !== m.layer || done.has(i.table)));
+    // An input of the same layer outside `models` was built before them (a layer run in parts).
+    const ready = left.filter((m) =>
+      m.inputs.every((i) => i.layer !== m.layer || done.has(i.table) || !models.some((x) => x.table === i.table)),
+    );
     if (ready.length === 0) throw new Error(`cycle in table registry: ${left.map((m) => m.table).join(', ')}`);
     for (const m of ready) {
       done.add(m.table);
@@ -268,3 +271,18 @@ export function waves(models: ModelSpec[]): ModelSpec[][] {
   }
   return out;
 }
+
+/** Whether a model reads bronze usage events, directly or through a model of the registry it reads. */
+function readsEvents(m: ModelSpec): boolean {
+  return m.inputs.some(
+    (i) =>
+      (i.layer === 'bronze' && i.table === 'usage_events') ||
+      ((i.layer === 'silver' || i.layer === 'gold') && readsEvents(findModel(i.layer, i.table))),
+  );
+}
+
+/**
+ * Silver models that read no usage events: the pipeline runs them as soon as the CSV snapshots are in bronze, beside
+ * the (longer) bronze events step, and the rest of silver after it.
+ */
+export const SILVER_BESIDE_EVENTS: ModelSpec[] = SILVER_MODELS.filter((m) => !readsEvents(m));

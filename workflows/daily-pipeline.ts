@@ -10,7 +10,8 @@ import {
 import type { ActivityOptions } from '@temporalio/workflow';
 import { causes, failureHeadline, step } from './failures';
 import type { Activities, GateResult, RunSummary, StepMetrics, WavePlan } from '../activities';
-import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_MODELS, waves } from '../lake/tables';
+import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_BESIDE_EVENTS, SILVER_MODELS, waves } from '../lake/tables';
+import type { ModelSpec } from '../lake/tables';
 import { withLakeLease } from './lake-lease';
 import { makeFindable, resolveRun, RunStatuses } from './run-context';
 import { eventsTaskQueue } from './task-queues';
@@ -156,16 +157,18 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
   upsertMemo({ logicalDate: input.runDate ?? 'all', kind: base.kind, lake: input.lake });
 
   /**
-   * Runs a layer's waves (lake/tables.ts `waves`). One planning step plans the whole layer; a later wave is planned
+   * Runs the waves (lake/tables.ts `waves`) of a layer's `models` (all of them, or a part whose other inputs of the
+   * layer are built already). One planning step plans them all; a later wave is planned
    * again only when an earlier wave of this run changed a partition (its inputs moved), so a run with nothing new
    * plans each layer once.
    */
   async function layer(
     name: 'silver' | 'gold',
     build: (table: string, plan: WavePlan) => Promise<StepMetrics>,
+    models: ModelSpec[] = name === 'silver' ? SILVER_MODELS : GOLD_MARTS,
   ): Promise<StepMetrics[]> {
     const out: StepMetrics[] = [];
-    const all = waves(name === 'silver' ? SILVER_MODELS : GOLD_MARTS);
+    const all = waves(models);
     let plan: WavePlan | undefined;
     let changed = false;
     for (const [i, wave] of all.entries()) {
@@ -183,12 +186,21 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     return out;
   }
   try {
+    const force = input.force;
+    const buildSilver = (table: string, plan: WavePlan): Promise<StepMetrics> =>
+      step(transform.buildSilver, stepSummary('silver', table, plan.scope), [{ ...target, table, force }]);
     // Every step is named in the UI's timeline by what it does to which table (SPEC §13).
-    const bronze = await Promise.all([
-      ...CSV_BRONZE_TABLES.map((table) => step(transform.ingestCsvSource, `bronze.${table}`, [{ ...target, table }])),
-      step(eventsWriter(info.taskQueue).ingestEventFiles, 'bronze.usage_events (new files)', [{ ...target }]),
+    const csv = Promise.all(
+      CSV_BRONZE_TABLES.map((table) => step(transform.ingestCsvSource, `bronze.${table}`, [{ ...target, table }])),
+    );
+    const events = step(eventsWriter(info.taskQueue).ingestEventFiles, 'bronze.usage_events (new files)', [
+      { ...target },
     ]);
-    steps.push(...bronze);
+    // The silver models that read no events run as soon as the CSV snapshots are in bronze, beside bronze events.
+    const beside = patched('silver-beside-bronze-events');
+    const early = beside ? csv.then(() => layer('silver', buildSilver, SILVER_BESIDE_EVENTS)) : Promise.resolve([]);
+    const [csvSteps, eventSteps, earlySilver] = await Promise.all([csv, events, early]);
+    steps.push(...csvSteps, eventSteps);
     if (input.runDate) {
       // A date with no usage events (a feed that delivered nothing, a schedule ahead of its data) says so.
       const data = await step(quick.dateData, `data for ${input.runDate}`, [{ lake: input.lake, date: input.runDate }]);
@@ -199,10 +211,8 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     }
 
     // Each layer is planned first (SPEC §9a): only models with stale partitions run an activity.
-    const force = input.force;
-    const silver = await layer('silver', (table, plan) =>
-      step(transform.buildSilver, stepSummary('silver', table, plan.scope), [{ ...target, table, force }]),
-    );
+    const rest = beside ? SILVER_MODELS.filter((m) => !SILVER_BESIDE_EVENTS.includes(m)) : SILVER_MODELS;
+    const silver = [...earlySilver, ...(await layer('silver', buildSilver, rest))];
     steps.push(...silver);
     showDetails({ ...base, status: 'running', finishedAt: '', steps });
 
