@@ -166,7 +166,9 @@ describe('cpa run while the Temporal server is down', () => {
     const cfg = (seconds: number) => ({ ...config, temporal: { ...config.temporal, cliOutageSeconds: seconds } });
 
     await srv.kill();
-    const back = setTimeout(() => void srv.restart(), 4000);
+    // Back after the first try's deadline (5 s), so that try fails whatever the load: at 4 s a slow first try (the
+    // suite on two cores) ran into the restarted server and answered without an outage to report.
+    const back = setTimeout(() => void srv.restart(), 7000);
     const d = await rideOutOutage(client, cfg(60), 'ride-out/1', () => handle.describe(), {
       log: (l) => lines.push(l),
     });
