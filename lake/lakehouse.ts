@@ -974,8 +974,9 @@ async function createTable(conn: DuckDBConnection, lake: AttachedLake, p: Plan):
 }
 
 /**
- * How a table's rows are laid out in files: by month for a date partition key, by value otherwise.
- * (experiment)
+ * How a table's rows are laid out in files (`ALTER TABLE … SET PARTITIONED BY`): by month for a DATE partition key,
+ * by value otherwise. The partition (versions, lineage, a publish's delete) stays the day; a file per day cost every
+ * commit catalog rows per file and column (docs/decisions.md "Files by month").
  */
 export function fileLayout(columns: ColumnDef[], partitionBy: string): string {
   const col = columns.find((c) => c.name === partitionBy);
