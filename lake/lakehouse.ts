@@ -789,14 +789,9 @@ async function plan(ctx: LakeContext, spec: PublishSpec, i: number): Promise<Pla
   const deleted = [...old.keys()].filter((p) => !stats.has(p) && owns(p));
   const kept = [...old.keys()].filter((p) => !stats.has(p) && !owns(p));
 
-  let carry: string | undefined;
-  if (recreate && existing && kept.length > 0) {
-    // Rows of partitions another writer owns survive a schema change: copied out before the transaction.
-    carry = `_publish_carry_${i}`;
-    await conn.run(
-      `create or replace temp table ${sqlIdent(carry)} as select * from ${target} where ${inList(partExpr, kept)}`,
-    );
-  }
+  // Rows of partitions another writer owns survive a schema change.
+  const carry =
+    recreate && existing && kept.length > 0 ? await carryOut(conn, i, target, inList(partExpr, kept)) : undefined;
   const rowsAfter =
     [...stats.values()].reduce((a, s) => a + s.rows, 0) + kept.reduce((a, p) => a + (old.get(p)?.rows ?? 0), 0);
   return {
@@ -863,15 +858,16 @@ async function planAppend(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Pr
   const touched = [...new Set([...p.stats.keys(), ...removed.keys()])].sort();
   const written = touched.filter((part) => versions.get(part)!.rows > 0);
   const deleted = touched.filter((part) => versions.get(part)!.rows <= 0 && p.old.has(part));
-  let carry: string | undefined;
-  if (p.recreate && p.existing) {
-    // Every existing row but the removed ones moves to the re-created table.
-    carry = `_publish_carry_${p.i}`;
-    await conn.run(
-      `create or replace temp table ${sqlIdent(carry)} as select * from ${p.target} t` +
-        (remove ? ` where not exists (select 1 from ${sqlIdent(remove)} r where ${removeMatch(spec)})` : ''),
-    );
-  }
+  // Every existing row but the removed ones moves to the re-created table.
+  const carry =
+    p.recreate && p.existing
+      ? await carryOut(
+          conn,
+          p.i,
+          p.target,
+          remove ? `not exists (select 1 from ${sqlIdent(remove)} r where ${removeMatch(spec)})` : 'true',
+        )
+      : undefined;
   const live = [...versions.entries()].filter(([, v]) => v.rows > 0);
   return {
     spec,
@@ -890,6 +886,16 @@ async function planAppend(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Pr
       unchanged: live.length - written.length,
     },
   };
+}
+
+/**
+ * Copies the rows of `target` (as `t`) that `where` keeps out of the table before it is re-created; the publish
+ * inserts them back into the new table. Returns the temp table's name.
+ */
+async function carryOut(conn: DuckDBConnection, i: number, target: string, where: string): Promise<string> {
+  const carry = `_publish_carry_${i}`;
+  await conn.run(`create or replace temp table ${sqlIdent(carry)} as select * from ${target} t where ${where}`);
+  return carry;
 }
 
 /** The null-safe match of an existing row `t` with a row `r` of an append's `remove` relation. */
@@ -915,13 +921,7 @@ async function planScoped(ctx: LakeContext, spec: PublishSpec, p: PlanInput): Pr
     const b = scoped.get(part);
     if (p.recreate || !a || !b || a.rows !== b.rows || a.hash !== b.hash) changed.add(part);
   }
-  let carry: string | undefined;
-  if (p.recreate && p.existing) {
-    carry = `_publish_carry_${p.i}`;
-    await conn.run(
-      `create or replace temp table ${sqlIdent(carry)} as select * from ${p.target} where not (${spec.scope})`,
-    );
-  }
+  const carry = p.recreate && p.existing ? await carryOut(conn, p.i, p.target, `not (${spec.scope})`) : undefined;
   const rowsOf = (part: string): number =>
     (p.old.get(part)?.rows ?? 0) - (scoped.get(part)?.rows ?? 0) + (p.stats.get(part)?.rows ?? 0);
   const parts = new Set([...p.old.keys(), ...p.stats.keys()]);

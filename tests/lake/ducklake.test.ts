@@ -148,6 +148,32 @@ describe('the DuckLake lake', () => {
     expect(r.n).toBe(200);
   });
 
+  it('a changed column list re-creates the table and carries over the partitions this writer does not own', async () => {
+    await version(1, [0, 1, 2]);
+    await publishTable(ctx, { layer: 'gold', table: 'cc', source: '_v', partitionBy: 'usage_date' });
+    await ctx.conn.run(
+      `create or replace temp table _w as select *, 'new' as note from _v where usage_date = date '2025-08-01'`,
+    );
+    const r = await publishTable(ctx, {
+      layer: 'gold',
+      table: 'cc',
+      source: '_w',
+      partitionBy: 'usage_date',
+      owns: (p) => p === '2025-08-01',
+    });
+    expect(r).toMatchObject({ rows: 300, written: ['2025-08-01'], deleted: [] });
+    const now = await withLakeSql(lakeRoot, (q) =>
+      q(
+        `select usage_date::varchar d, count(*)::integer n, any_value(note) note from lake.gold.cc group by 1 order by 1`,
+      ),
+    );
+    expect(now).toEqual([
+      { d: '2025-08-01', n: 100, note: 'new' },
+      { d: '2025-08-02', n: 100, note: null },
+      { d: '2025-08-03', n: 100, note: null },
+    ]);
+  });
+
   it('a writer killed (SIGKILL) in the middle of a commit leaves the previous snapshot readable and whole; a re-run converges', async () => {
     const root = tmpDir('ducklake-kill');
     const base = await waitExit(child([root, 'big', '0', '20', '20000', '1']));
