@@ -67,6 +67,11 @@ export function grpcReason(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }
 
+/** The line printed for each retry while no Temporal server answers. */
+function unreachableLine(address: string, e: unknown, waitedMs: number, budgetMs: number): string {
+  return `temporal unreachable at ${address} (${grpcReason(e)}), retrying (${secs(waitedMs)} s of ${secs(budgetMs)} s) …`;
+}
+
 /** A result poll that ran at least this long before its DEADLINE_EXCEEDED was a long poll, not a failed call. */
 const LONG_POLL_MS = 5000;
 
@@ -144,7 +149,8 @@ function interruption(
  * Temporal outage: while no server answers at the client's address it reconnects with backoff (1 s doubling to 5 s),
  * printing `temporal unreachable at ADDR (gRPC status), retrying (12 s of 300 s) …`, and resumes waiting once it
  * answers. A failed workflow throws WorkflowFailedError as the SDK does; an outage longer than
- * `config.temporal.cliOutageSeconds` throws OutcomeUnknown. Its own connection (closed on return) carries the client's TLS/API-key settings from `config`.
+ * `config.temporal.cliOutageSeconds` throws OutcomeUnknown. Its own connection (closed on return) carries the
+ * client's TLS/API-key settings from `config`.
  * Ctrl-C or SIGTERM while waiting throws Interrupted (exit 130).
  */
 export async function followResult<T>(
@@ -205,9 +211,7 @@ async function follow<T>(
       outageSince ??= Date.now();
       const waited = Date.now() - outageSince;
       if (waited >= budgetMs) throw new OutcomeUnknown(workflowId, address, secs(waited), e, namespace);
-      log(
-        `temporal unreachable at ${address} (${grpcReason(e)}), retrying (${secs(waited)} s of ${secs(budgetMs)} s) …`,
-      );
+      log(unreachableLine(address, e, waited, budgetMs));
       await sleep(Math.min(delayMs, budgetMs - waited));
       delayMs = Math.min(delayMs * 2, 5000);
     } finally {
@@ -250,9 +254,7 @@ export async function rideOutOutage<T>(
       outageSince ??= tryStart;
       const waited = Date.now() - outageSince;
       if (waited >= budgetMs) throw new OutcomeUnknown(workflowId, address, secs(waited), e, client.options.namespace);
-      log(
-        `temporal unreachable at ${address} (${grpcReason(e)}), retrying (${secs(waited)} s of ${secs(budgetMs)} s) …`,
-      );
+      log(unreachableLine(address, e, waited, budgetMs));
       await sleep(Math.min(delayMs, budgetMs - waited));
       delayMs = Math.min(delayMs * 2, 5000);
     }
