@@ -5,6 +5,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
 import type { Config } from '../config/env';
 import { REPO_ROOT } from '../config/paths';
+import { extensionSettings, loadExtension } from './extensions';
 import { isS3 } from './storage';
 
 export type Row = Record<string, unknown>;
@@ -25,11 +26,7 @@ export async function createDuckDb(config: Config, opts: { needS3?: boolean } = 
     temp_directory: tempDir,
     preserve_insertion_order: 'false',
   };
-  if (config.duckdb.extensionDir) {
-    settings.extension_directory = config.duckdb.extensionDir;
-    // Offline: a missing extension must fail fast instead of trying the network.
-    settings.autoinstall_known_extensions = 'false';
-  }
+  Object.assign(settings, await extensionSettings(config));
   const adaptive = config.duckdb.threads > 1 && config.duckdb.heavyRows > 0;
   if (adaptive) settings.threads = '1';
   const instance = await DuckDBInstance.create(':memory:', settings);
@@ -167,34 +164,10 @@ export function ensureS3(instance: DuckDBInstance, config: Config): Promise<void
   return ready;
 }
 
-async function loadHttpfs(conn: DuckDBConnection, config: Config): Promise<void> {
-  try {
-    await conn.run('LOAD httpfs');
-    return;
-  } catch (e) {
-    if (config.duckdb.extensionDir) {
-      throw new HttpfsUnavailableError(
-        `DuckDB extension httpfs not found under CPA_DUCKDB_EXTENSION_DIR=${config.duckdb.extensionDir} ` +
-          `(run \`bash scripts/tools.sh duckdb\`): ${firstLine(e)}`,
-      );
-    }
-  }
-  // Online machines: DuckDB downloads the signed extension from its repository once, then loads it from ~/.duckdb.
-  try {
-    await conn.run('INSTALL httpfs');
-    await conn.run('LOAD httpfs');
-  } catch (e) {
-    throw new HttpfsUnavailableError(
-      `DuckDB extension httpfs could not be installed (offline? set CPA_DUCKDB_EXTENSION_DIR, see ` +
-        `\`bash scripts/tools.sh paths\`): ${firstLine(e)}`,
-    );
-  }
-}
-
 async function configureS3(instance: DuckDBInstance, config: Config): Promise<void> {
   const conn = await instance.connect();
   try {
-    await loadHttpfs(conn, config);
+    await loadExtension(conn, config, 'httpfs', (m) => new HttpfsUnavailableError(m));
     const { endpoint, region, accessKeyId, secretAccessKey, urlStyle } = config.s3;
     const parts = [`TYPE s3`, `REGION ${sqlString(region)}`, `URL_STYLE ${sqlString(urlStyle)}`];
     if (accessKeyId && secretAccessKey) {
@@ -212,10 +185,6 @@ async function configureS3(instance: DuckDBInstance, config: Config): Promise<vo
   } finally {
     conn.closeSync();
   }
-}
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }
 
 /** Runs a query with named parameters ($name) and returns JSON-safe row objects. */

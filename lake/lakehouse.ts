@@ -7,6 +7,7 @@ import type { Config } from '../config/env';
 import { joinUri } from '../config/env';
 import { queryRows, sqlIdent, sqlString } from './duckdb';
 import { crashPoint } from './crash-points';
+import { extensionSettings, loadExtension } from './extensions';
 import { checkFence } from './fence';
 import { prepareLocalLake } from './preflight';
 import { isS3, storageFor } from './storage';
@@ -39,6 +40,8 @@ export class NotBuiltYet extends Error {
 export class LakeUnavailableError extends Error {
   override name = 'LakeUnavailableError';
 }
+
+const unavailable = (message: string): Error => new LakeUnavailableError(message);
 
 /** A lake as an instance sees it: the catalog alias to qualify table names with. */
 export interface AttachedLake {
@@ -150,8 +153,8 @@ async function doAttach(
   }
   const conn = await instance.connect();
   try {
-    await loadExtension(conn, config, 'ducklake');
-    await loadExtension(conn, config, isS3(lakeRoot) ? 'postgres_scanner' : 'sqlite_scanner');
+    await loadExtension(conn, config, 'ducklake', unavailable);
+    await loadExtension(conn, config, isS3(lakeRoot) ? 'postgres_scanner' : 'sqlite_scanner', unavailable);
     // Two processes initialising a new catalog at once: the loser's CREATE of DuckLake's own tables finds the
     // SQLite database locked (seen in the two-writer test); the next attempt finds it initialised.
     const attach = async (as: string, options: string[]): Promise<void> => {
@@ -331,30 +334,6 @@ async function hasLegacyManifests(config: Config, lakeRoot: string): Promise<boo
   if (isS3(lakeRoot)) return false;
   const storage = storageFor(lakeRoot, config);
   return (await storage.list(joinUri(lakeRoot, '_meta', 'tables'))).some((o) => o.key.endsWith('.json'));
-}
-
-/** Loads an extension from the offline extension directory (or DuckDB's own), failing with one line that says how. */
-async function loadExtension(conn: DuckDBConnection, config: Config, name: string): Promise<void> {
-  try {
-    await conn.run(`load ${name}`);
-    return;
-  } catch (e) {
-    if (config.duckdb.extensionDir) {
-      throw new LakeUnavailableError(
-        `DuckDB extension ${name} not found under CPA_DUCKDB_EXTENSION_DIR=${config.duckdb.extensionDir} ` +
-          `(run \`bash scripts/tools.sh duckdb\`): ${(e as Error).message.split('\n')[0]}`,
-      );
-    }
-  }
-  try {
-    await conn.run(`install ${name}`);
-    await conn.run(`load ${name}`);
-  } catch (e) {
-    throw new LakeUnavailableError(
-      `DuckDB extension ${name} could not be installed (offline? run \`bash scripts/tools.sh duckdb\` and set ` +
-        `CPA_DUCKDB_EXTENSION_DIR): ${(e as Error).message.split('\n')[0]}`,
-    );
-  }
 }
 
 /**
@@ -1180,13 +1159,10 @@ export async function runSnapshots(conn: DuckDBConnection, lake: AttachedLake, r
 export async function dropLakeCatalog(config: Config, lakeRoot: string): Promise<void> {
   if (!isS3(lakeRoot) || !config.lakeCatalog) return;
   const { DuckDBInstance } = await import('@duckdb/node-api');
-  const db = await DuckDBInstance.create(':memory:', {
-    ...(config.duckdb.extensionDir ? { extension_directory: config.duckdb.extensionDir } : {}),
-    autoinstall_known_extensions: config.duckdb.extensionDir ? 'false' : 'true',
-  });
+  const db = await DuckDBInstance.create(':memory:', await extensionSettings(config));
   const conn = await db.connect();
   try {
-    await loadExtension(conn, config, 'postgres_scanner');
+    await loadExtension(conn, config, 'postgres_scanner', unavailable);
     await conn.run(
       `attach ${sqlString(config.lakeCatalog.replace(/^postgres(ql)?:(?!\/\/)/, ''))} as pg (type postgres)`,
     );
