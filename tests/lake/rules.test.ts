@@ -1305,6 +1305,28 @@ describe('gold org_service_cost_summary', () => {
     expect(at('org-2', 'storage', '2025-07-14')).toEqual(['0.000000', '0.000000', '0.100000', 2]);
   });
 
+  it('a pair leaves the grid after 13 days without usage and comes back with its next usage day', async () => {
+    const rows = await gold(
+      'org_service_cost_summary',
+      'usage_events',
+      [
+        silverEvent({ usage_date: '2025-07-01', service: 'compute', cost_usd_increment: '1' }),
+        silverEvent({ usage_date: '2025-07-20', service: 'compute', cost_usd_increment: '2' }),
+        silverEvent({ usage_date: '2025-07-22', service: 'compute', cost_usd_increment: '4' }),
+      ],
+      ['summary_date'],
+    );
+    const days = (from: number, to: number): string[] =>
+      Array.from({ length: to - from + 1 }, (_, i) => `2025-07-${String(from + i).padStart(2, '0')}`);
+    expect(rows.map((r) => r.summary_date)).toEqual([...days(1, 14), ...days(20, 22)]);
+    expect(rows.map((r) => [r.cost_1d, r.cost_14d]).slice(-4)).toEqual([
+      ['0.000000', '1.000000'],
+      ['2.000000', '2.000000'],
+      ['0.000000', '2.000000'],
+      ['4.000000', '6.000000'],
+    ]);
+  });
+
   it('rank_14d: 1 = costliest, ties broken by service name', async () => {
     const rows = await gold(
       'org_service_cost_summary',

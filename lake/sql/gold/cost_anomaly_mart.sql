@@ -33,9 +33,9 @@ baseline as (
         list_stddev_samp(bl) as sd_cost,
         -- non-zero spread decided exactly (min < max), not by a float stddev that may come out as 1e-17
         list_min(bl) < list_max(bl) as has_spread,
-        list_median(bl) as median_cost,
-        list_aggregate(bl, 'mad') as mad_cost,
-        list_aggregate(bl, 'quantile_cont', 0.99) as p99_cost
+        -- median and p99 from one quantile aggregate (one selection over the list, not two)
+        list_aggregate(bl, 'quantile_cont', [0.5, 0.99]) as quantiles,
+        list_aggregate(bl, 'mad') as mad_cost
     from windowed
     where getvariable('model_units') is null or list_contains(getvariable('model_units'), usage_date)
 ),
@@ -43,6 +43,8 @@ baseline as (
 scored as (
     select
         *,
+        quantiles[1] as median_cost,
+        quantiles[2] as p99_cost,
         case when n >= getvariable('anomaly_min_obs') and has_spread
             then (total_cost_usd::double - mean_cost) / sd_cost end as zscore_raw,
         case when n >= getvariable('anomaly_min_obs') and mad_cost > 0

@@ -18,23 +18,32 @@ date_range as (
     from daily
 ),
 
-grid_keys as (
-    select distinct x.org_id, x.service, (x.usage_date + k.offset_days::integer)::date as summary_date
-    from daily as x
-    cross join (select unnest(range(14)) as offset_days) as k
-    cross join date_range as r
-    where (x.usage_date + k.offset_days::integer) between r.first_date and r.last_date
+-- each usage day of a pair opens the dates up to 13 days after it, until the pair's next usage day: every grid date
+-- once, without a 14x cross join and a DISTINCT over it
+spans as (
+    select
+        org_id,
+        service,
+        usage_date,
+        cost,
+        least(
+            coalesce(lead(usage_date) over (partition by org_id, service order by usage_date), usage_date + 14),
+            usage_date + 14
+        ) as span_end
+    from daily
 ),
 
 grid as (
     select
-        g.org_id,
-        g.service,
-        g.summary_date,
-        coalesce(x.cost, 0)::decimal(38, 6) as cost,
-        x.usage_date is not null as has_usage
-    from grid_keys as g
-    left join daily as x on x.org_id = g.org_id and x.service = g.service and x.usage_date = g.summary_date
+        x.org_id,
+        x.service,
+        (x.usage_date + k.offset_days::integer)::date as summary_date,
+        case when k.offset_days = 0 then coalesce(x.cost, 0) else 0 end::decimal(38, 6) as cost,
+        k.offset_days = 0 as has_usage
+    from spans as x
+    cross join date_range as r
+    cross join lateral (select unnest(range(x.span_end - x.usage_date)) as offset_days) as k
+    where (x.usage_date + k.offset_days::integer) between r.first_date and r.last_date
 ),
 
 -- RANGE frames over dates: a day missing from the grid has no usage, so it adds 0 as the dense grid's zero rows did

@@ -157,9 +157,9 @@ day_stats as (
         list_stddev_samp(bl) as sd_cost,
         -- non-zero spread decided exactly (min < max), not by a float stddev that may come out as 1e-17
         list_min(bl) < list_max(bl) as has_spread,
-        list_median(bl) as median_cost,
-        list_aggregate(bl, 'mad') as mad_cost,
-        list_aggregate(bl, 'quantile_cont', 0.99) as p99_cost
+        -- median and p99 from one quantile aggregate (one selection over the list, not two)
+        list_aggregate(bl, 'quantile_cont', [0.5, 0.99]) as quantiles,
+        list_aggregate(bl, 'mad') as mad_cost
     from day_baseline
 ),
 
@@ -169,9 +169,9 @@ scored as (
         case when b.n >= getvariable('anomaly_min_obs') and b.has_spread
             then abs(k.cost_usd_increment::double - b.mean_cost) / b.sd_cost end as zscore_abs,
         case when b.n >= getvariable('anomaly_min_obs') and b.mad_cost > 0
-            then 0.6745 * abs(k.cost_usd_increment::double - b.median_cost) / b.mad_cost end as robust_z_abs,
+            then 0.6745 * abs(k.cost_usd_increment::double - b.quantiles[1]) / b.mad_cost end as robust_z_abs,
         case when b.n >= getvariable('anomaly_min_obs')
-            then k.cost_usd_increment::double > getvariable('anomaly_pctl_factor') * b.p99_cost end as pctl_hit
+            then k.cost_usd_increment::double > getvariable('anomaly_pctl_factor') * b.quantiles[2] end as pctl_hit
     from kept as k
     inner join day_stats as b
         on b.org_id = k.org_id and b.service_canonical = k.service_canonical
