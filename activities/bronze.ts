@@ -513,7 +513,10 @@ async function ingestEventBatch(
   app.closeSync();
   await conn.run(`set variable event_paths = (select list(path order by source_file) from _event_files)`);
   await setVariables(conn, { ingest_ts: new Date().toISOString() });
+  // Split first, parse second: the split reads one row per file (one thread); the parse then runs in parallel.
+  await conn.run(`create or replace temp table _event_lines as ${loadSql('bronze/usage_events_lines.sql')}`);
   await conn.run(`create or replace temp table _parsed as ${loadSql('bronze/usage_events.sql')}`);
+  await conn.run(`drop table _event_lines`);
   const filePartitions = await partitionsByFile(conn, '_parsed');
 
   // Existing bronze of the days the batch's rows fall in (SPEC §9a: the id index is per usage_date, so dedup and
@@ -619,7 +622,7 @@ async function ingestEventBatch(
     metrics.rowsOut = [...v.values()].reduce((a, x) => a + x.rows, 0);
   }
   await conn.run(
-    `drop view if exists _bronze_out; drop table if exists _parsed; drop table if exists _new_events;
+    `drop view if exists _bronze_out; drop table if exists _event_lines; drop table if exists _parsed; drop table if exists _new_events;
      drop table if exists _displaced; drop table if exists _bronze_removed; drop view if exists bronze_lookup`,
   );
   return recorded;

@@ -157,8 +157,8 @@ export class RulesSession {
   }
 
   /**
-   * Runs lake/sql/bronze/usage_events.sql over `files` (key → content), written to a temp dir, the way
-   * ingestEventBatch does: `_event_files(path, source_file)`, variables event_paths and ingest_ts.
+   * Runs lake/sql/bronze/usage_events_lines.sql and usage_events.sql over `files` (key → content), written to a temp
+   * dir, the way ingestEventBatch does: `_event_files(path, source_file)`, variables event_paths and ingest_ts.
    */
   async bronzeEvents(files: Record<string, string>, ingestTs = '2025-08-01T00:00:00Z'): Promise<OutRow[]> {
     const dir = fs.mkdtempSync(path.join(this.lake.dir, 'landing-'));
@@ -177,6 +177,7 @@ export class RulesSession {
     );
     await this.conn.run(`set variable event_paths = (select list(path order by source_file) from _event_files)`);
     await this.conn.run(`set variable ingest_ts = $ts`, { ts: ingestTs });
+    await this.conn.run(`create or replace temp table _event_lines as ${loadSql('bronze/usage_events_lines.sql')}`);
     return this.model('bronze/usage_events.sql', ['source_file', 'source_line']);
   }
 

@@ -1,24 +1,11 @@
 -- grain: one row per non-empty line of the newly landed event files (parsed or not)
--- inputs: temp table _event_files(path, source_file), variables run_id, ingest_ts
-with files as (
-    select f.source_file, t.content
-    from read_text(getvariable('event_paths')) as t
-    join _event_files as f on f.path = t.filename
-),
-
-split as (
-    select source_file, string_split(content, chr(10)) as parts from files
-),
-
-lines as (
-    select source_file, unnest(parts) as line, generate_subscripts(parts, 1) as source_line from split
-),
-
-cleaned as (
+-- inputs: temp table _event_lines(source_file, source_line, line) (lake/sql/bronze/usage_events_lines.sql), variables
+-- run_id, ingest_ts
+with cleaned as (
     -- CRLF line endings and a UTF-8 byte-order mark are not part of the record
     select
         source_file,
-        source_line::integer as source_line,
+        source_line,
         -- rtrim with a character list walks the whole line's code points: only lines that end in CR (ends_with
         -- compares bytes) go through it, the same result at a fraction of the cost
         case
@@ -26,7 +13,7 @@ cleaned as (
             when ends_with(line, chr(13)) then rtrim(line, chr(13))
             else line
         end as line
-    from lines
+    from _event_lines
 ),
 
 non_empty as (

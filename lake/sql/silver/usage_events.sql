@@ -73,12 +73,18 @@ explained as (
     from ruled
 ),
 
-kept as (
+-- the anomaly series of a kept event (NULL for a rejected one, which no baseline row matches)
+grouped as (
     select
         *,
-        case when getvariable('anomaly_by_metric') then coalesce(metric_clean, '') else '' end as anomaly_group
+        case when _rule is null then
+            case when getvariable('anomaly_by_metric') then coalesce(metric_clean, '') else '' end
+        end as anomaly_group
     from explained
-    where _rule is null
+),
+
+kept as (
+    select * from grouped where _rule is null
 ),
 
 -- SPEC §5 trailing baseline: an event of day d is scored against the kept events of its series on
@@ -163,19 +169,21 @@ day_stats as (
     from day_baseline
 ),
 
+-- every bronze row with its day's baseline statistics (kept rows only: a rejected row's anomaly_group is NULL); one
+-- join on the series and day, not a second pass over the events joined back by event_id
 scored as (
     select
-        k.event_id,
+        e.*,
         case when b.n >= getvariable('anomaly_min_obs') and b.has_spread
-            then abs(k.cost_usd_increment::double - b.mean_cost) / b.sd_cost end as zscore_abs,
+            then abs(e.cost_usd_increment::double - b.mean_cost) / b.sd_cost end as zscore_abs,
         case when b.n >= getvariable('anomaly_min_obs') and b.mad_cost > 0
-            then 0.6745 * abs(k.cost_usd_increment::double - b.quantiles[1]) / b.mad_cost end as robust_z_abs,
+            then 0.6745 * abs(e.cost_usd_increment::double - b.quantiles[1]) / b.mad_cost end as robust_z_abs,
         case when b.n >= getvariable('anomaly_min_obs')
-            then k.cost_usd_increment::double > getvariable('anomaly_pctl_factor') * b.quantiles[2] end as pctl_hit
-    from kept as k
-    inner join day_stats as b
-        on b.org_id = k.org_id and b.service_canonical = k.service_canonical
-            and b.anomaly_group = k.anomaly_group and b.usage_date = k.usage_date
+            then e.cost_usd_increment::double > getvariable('anomaly_pctl_factor') * b.quantiles[2] end as pctl_hit
+    from grouped as e
+    left join day_stats as b
+        on b.org_id = e.org_id and b.service_canonical = e.service_canonical
+            and b.anomaly_group = e.anomaly_group and b.usage_date = e.usage_date
 ),
 
 final as (
@@ -210,14 +218,14 @@ final as (
         r.state as resource_state,
         o.org_id is null as orphan_org,
         e.resource_id is not null and r.resource_id is null as orphan_resource,
-        round(sc.zscore_abs, 6) as zscore,
-        round(sc.robust_z_abs, 6) as robust_z,
-        coalesce(sc.zscore_abs > getvariable('anomaly_zscore'), false) as zscore_flag,
-        coalesce(sc.robust_z_abs > getvariable('anomaly_robust_z'), false) as mad_flag,
-        coalesce(sc.pctl_hit, false) as pctl_flag,
-        coalesce(sc.zscore_abs > getvariable('anomaly_zscore'), false)
-            or coalesce(sc.robust_z_abs > getvariable('anomaly_robust_z'), false)
-            or coalesce(sc.pctl_hit, false) as is_anomaly,
+        round(e.zscore_abs, 6) as zscore,
+        round(e.robust_z_abs, 6) as robust_z,
+        coalesce(e.zscore_abs > getvariable('anomaly_zscore'), false) as zscore_flag,
+        coalesce(e.robust_z_abs > getvariable('anomaly_robust_z'), false) as mad_flag,
+        coalesce(e.pctl_hit, false) as pctl_flag,
+        coalesce(e.zscore_abs > getvariable('anomaly_zscore'), false)
+            or coalesce(e.robust_z_abs > getvariable('anomaly_robust_z'), false)
+            or coalesce(e.pctl_hit, false) as is_anomaly,
         e.source_file,
         e.source_line,
         e.ingest_ts,
@@ -231,10 +239,9 @@ final as (
             'genai_tokens': e.genai_tokens, 'cast_errors': e.cast_errors, 'source_file': e.source_file,
             'source_line': e.source_line
         })::varchar end as _raw
-    from explained as e
+    from scored as e
     left join silver_orgs as o on o.org_id = e.org_id
     left join silver_resources as r on r.resource_id = e.resource_id
-    left join scored as sc on sc.event_id = e.event_id
 )
 
 select * from final
