@@ -127,6 +127,61 @@ export async function startDevServer(
   }
 }
 
+/**
+ * Whether process `pid` (or one of its descendants) holds the listening TCP socket of `port`, from /proc (Linux);
+ * undefined where /proc cannot tell (another OS), so the caller's answer is then the reachability check alone.
+ */
+export function listensOn(pid: number, port: number): boolean | undefined {
+  let inodes: Set<string>;
+  try {
+    inodes = new Set<string>();
+    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      let text = '';
+      try {
+        text = fs.readFileSync(table, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const line of text.split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        // local_address is HEXIP:HEXPORT; state 0A is LISTEN; the inode is the tenth field
+        if (f.length > 9 && f[3] === '0A' && parseInt(f[1].split(':')[1], 16) === port) inodes.add(f[9]);
+      }
+    }
+    if (!fs.existsSync(`/proc/${pid}/fd`)) return undefined;
+  } catch {
+    return undefined;
+  }
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    try {
+      for (const task of fs.readdirSync(`/proc/${pids[i]}/task`)) {
+        const children = fs.readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8').trim();
+        if (children) pids.push(...children.split(/\s+/).map(Number));
+      }
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  for (const p of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${p}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${p}/fd/${fd}`));
+        if (m && inodes.has(m[1])) return true;
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return false;
+}
+
 class DevServerExited extends Error {
   override name = 'DevServerExited';
 }
@@ -173,7 +228,15 @@ async function spawnDevServer(
       leash.release();
       throw new DevServerExited(`temporal dev server exited (${child.exitCode}): ${reason()}`);
     }
-    if (await isServerUp(config, address, 1000)) break;
+    if (await isServerUp(config, address, 1000)) {
+      if (listensOn(child.pid!, port) !== false) break;
+      // Another process's server answers on this port: two processes were handed the same free port, the other bound
+      // it first and ours cannot (seen in the e2e suite: `cpa run` attached to a test's `cpa dev` server, which the
+      // test then killed). Not ours: start again on fresh ports.
+      killServer('SIGKILL');
+      leash.release();
+      throw new DevServerExited(`port ${port} is answered by another process, not by the dev server started here`);
+    }
     if (Date.now() > deadline) {
       killServer('SIGKILL');
       leash.release();
