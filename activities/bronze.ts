@@ -85,7 +85,6 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
   const { conn } = ctx;
   const done = onCancel(conn);
   const scratch = await scratchDir('csv');
-  let release = async (): Promise<void> => undefined;
   try {
     const uri = resolveLandingKey(input.landing, contract.file);
     const landingStorage = storageForLanding(deps, input);
@@ -126,7 +125,7 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     const scan = scanCsv(bytes);
     const dataRecords = scan.lines.length - 1;
     metrics.rowsIn = dataRecords;
-    release = await acquireThreads(deps.db, deps.config, dataRecords);
+    await acquireThreads(deps.db, deps.config, dataRecords);
     for (let k = 1; k < scan.lengths.length; k++) {
       if (scan.lengths[k] > CSV_MAX_ROW_BYTES) {
         const f = longestField(scan, k);
@@ -209,7 +208,6 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
   } catch (e) {
     throw classify(e, `bronze.${contract.bronze}`);
   } finally {
-    await release();
     done();
     conn.closeSync();
     await fsp.rm(scratch, { recursive: true, force: true });
@@ -337,7 +335,6 @@ export async function ingestEventFiles(
   const landingStorage = storageForLanding(deps, input);
   let inflight: Promise<void> = Promise.resolve();
   // Once a batch is heavy the step keeps all threads to its end (batches alternate with Node reading the next).
-  let release: (() => Promise<void>) | undefined;
   try {
     const manifest = await readEventManifest(conn, ctx.lake);
     const { candidates, refused } = await eventCandidates(landingStorage, input.landing, input.keys);
@@ -374,9 +371,7 @@ export async function ingestEventFiles(
         }));
       inflight = (async () => {
         const lines = files.reduce((a, f) => a + f.lines, 0);
-        if (!release && lines >= deps.config.duckdb.heavyRows) {
-          release = await acquireThreads(deps.db, deps.config, lines);
-        }
+        await acquireThreads(deps.db, deps.config, lines);
         const recorded = await ingestEventBatch(ctx, input, files, metrics, entries);
         for (const e of recorded) manifest[e.key] = e;
         heartbeat({ filesDone: metrics.extra.files_ingested });
@@ -444,7 +439,6 @@ export async function ingestEventFiles(
   } finally {
     // Never close the connection or remove the scratch files under a batch still running.
     await inflight.catch(() => undefined);
-    await release?.();
     done();
     conn.closeSync();
     await fsp.rm(scratch, { recursive: true, force: true });

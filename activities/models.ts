@@ -377,7 +377,6 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   const { conn } = ctx;
   const done = onCancel(conn);
   let building: string[] = [];
-  let release = async (): Promise<void> => undefined;
   try {
     const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
       `${model.layer}.${model.table}`,
@@ -391,7 +390,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
       metrics.durationMs = Date.now() - started;
       return metrics;
     }
-    release = await acquireThreads(deps.db, deps.config, plannedInputRows(model, plan, deps.config));
+    await acquireThreads(deps.db, deps.config, plannedInputRows(model, plan, deps.config));
     const chunks = chunkUnits(model, plan, deps.config.modelChunkRows);
     if (chunks.length > 1) metrics.extra.chunks = chunks.length;
     const nulls: NullCounts[] = [];
@@ -413,7 +412,6 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   } catch (e) {
     throw classify(e, buildScope(model, building));
   } finally {
-    await release();
     done();
     await conn
       .run(
@@ -575,7 +573,6 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
   const { conn } = ctx;
   const done = onCancel(conn);
   let building: string[] = [];
-  let release = async (): Promise<void> => undefined;
   try {
     const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
       `${model.layer}.${model.table}`,
@@ -590,7 +587,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
       return metrics;
     }
     metrics.rowsIn = await registerInputs(ctx, model, deps, plan);
-    release = await acquireThreads(deps.db, deps.config, plannedInputRows(model, plan, deps.config));
+    await acquireThreads(deps.db, deps.config, plannedInputRows(model, plan, deps.config));
     await conn.run(`create or replace temp table _mart as ${loadSql(model.sql)}`);
     await restrictToUnits(conn, '_mart', model, plan.units);
     const cols = (await queryRows(conn, `describe _mart`)).map((r) => String(r.column_name));
@@ -633,7 +630,6 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
   } catch (e) {
     throw classify(e, buildScope(model, building));
   } finally {
-    await release();
     done();
     await conn.run(`drop table if exists _mart`).catch(() => undefined);
     conn.closeSync();

@@ -198,8 +198,9 @@ export interface Config {
     maxFutureDays: number;
   };
   /**
-   * `heavyRows`: a step that reads at least this many rows runs with `threads` DuckDB threads; smaller ones with one
-   * (lake/duckdb.ts withThreads: on a small lake the second thread costs more than it saves). 0 = always `threads`.
+   * `heavyRows`: DuckDB runs one thread until a step reads at least this many rows, then `threads` for the rest of the
+   * process (lake/duckdb.ts acquireThreads: on a small lake the second thread costs more than it saves; the count is
+   * never lowered, which deadlocked DuckDB). 0 = always `threads`.
    */
   duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string; heavyRows: number };
   /**

@@ -30,63 +30,52 @@ export async function createDuckDb(config: Config, opts: { needS3?: boolean } = 
   const adaptive = config.duckdb.threads > 1 && config.duckdb.heavyRows > 0;
   if (adaptive) settings.threads = '1';
   const instance = await DuckDBInstance.create(':memory:', settings);
-  if (adaptive) governors.set(instance, { max: config.duckdb.threads, heavy: 0, current: 1, turn: Promise.resolve() });
+  if (adaptive) governors.set(instance, { max: config.duckdb.threads, raised: false, turn: Promise.resolve() });
   const needS3 = opts.needS3 ?? (isS3(config.lakeRoot) || isS3(config.landingRoot));
   if (needS3) await ensureS3(instance, config);
   return instance;
 }
 
 /**
- * DuckDB's thread count follows the work in flight: `threads` while at least one heavy step runs, one otherwise.
- * Measured on the reference data (43 k events, 2 cores): a whole run took 7.4 s of workflow time with one thread and
- * 9.9 s with two — its ~1,000 small statements (catalog reads, commits, tables of a few thousand rows) pay for the
- * second thread's scheduling and gain nothing — while at S=10 two threads are faster (18.9 s against 22.1 s).
- * `threads` is a setting of the whole instance, so the count is changed only when the first heavy step starts and
- * the last one ends (lowering it waits for a running task to finish: ~0.25 s measured under a heavy query).
+ * DuckDB starts with one thread and gets all of them (`threads`) when the first heavy step starts; it keeps them for
+ * the rest of the instance's life. Why one first: measured on the reference data (43 k events, 2 cores) a whole run
+ * took 7.4 s of workflow time with one thread and 9.9 s with two — its ~1,000 small statements (catalog reads,
+ * commits, tables of a few thousand rows) pay for the second thread's scheduling and gain nothing — while at S=10
+ * two threads are faster (18.9 s against 22.1 s).
+ * Why never back to one: lowering DuckDB's thread count while other connections run queries deadlocked (DuckDB
+ * 1.5.5, seen in an S=10 bench, both processes' CPU at zero for 11 minutes; gdb: a query's cleanup holds the
+ * scheduler's lock and joins a worker thread to remove it; that worker waits for a Parquet scan's lock; the scan's
+ * DuckLake file listing, on another thread, runs a catalog query whose own cleanup waits for the scheduler's lock).
+ * Raising the count only starts threads, which waits for nothing. `threads` is a setting of the whole instance.
  */
 interface Governor {
   max: number;
-  heavy: number;
-  current: number;
+  raised: boolean;
   turn: Promise<void>;
 }
 const governors = new WeakMap<DuckDBInstance, Governor>();
 
-/** Runs `fn` with all of the instance's threads when `rows` reaches CPA_DUCKDB_HEAVY_ROWS, else as things stand. */
-export async function withThreads<T>(
-  instance: DuckDBInstance,
-  config: Config,
-  rows: number,
-  fn: () => Promise<T>,
-): Promise<T> {
-  const release = await acquireThreads(instance, config, rows);
-  try {
-    return await fn();
-  } finally {
-    await release();
+/** Gives the instance all of its threads when `rows` reaches CPA_DUCKDB_HEAVY_ROWS (once; they are kept). */
+export async function acquireThreads(instance: DuckDBInstance, config: Config, rows: number): Promise<void> {
+  const g = governors.get(instance);
+  if (g && !g.raised && rows >= config.duckdb.heavyRows) {
+    g.turn = g.turn
+      .catch(() => undefined)
+      .then(async () => {
+        if (g.raised) return;
+        const conn = await instance.connect();
+        try {
+          await conn.run(`set threads = ${g.max}`);
+          g.raised = true;
+        } finally {
+          conn.closeSync();
+        }
+      });
+    await g.turn;
   }
 }
 
-/** {@link withThreads} as a pair: call the returned function (once) when the step's heavy work is over. */
-export async function acquireThreads(
-  instance: DuckDBInstance,
-  config: Config,
-  rows: number,
-): Promise<() => Promise<void>> {
-  const g = governors.get(instance);
-  if (!g || rows < config.duckdb.heavyRows) return async () => undefined;
-  g.heavy++;
-  await settleThreads(instance, g);
-  let released = false;
-  return async () => {
-    if (released) return;
-    released = true;
-    g.heavy--;
-    await settleThreads(instance, g).catch(() => undefined);
-  };
-}
-
-/** The instance's current DuckDB thread count (what {@link withThreads} set). */
+/** The instance's current DuckDB thread count (what {@link acquireThreads} set). */
 export async function currentThreads(instance: DuckDBInstance): Promise<number> {
   const conn = await instance.connect();
   try {
@@ -95,23 +84,6 @@ export async function currentThreads(instance: DuckDBInstance): Promise<number> 
   } finally {
     conn.closeSync();
   }
-}
-
-function settleThreads(instance: DuckDBInstance, g: Governor): Promise<void> {
-  g.turn = g.turn
-    .catch(() => undefined)
-    .then(async () => {
-      const want = g.heavy > 0 ? g.max : 1;
-      if (want === g.current) return;
-      const conn = await instance.connect();
-      try {
-        await conn.run(`set threads = ${want}`);
-        g.current = want;
-      } finally {
-        conn.closeSync();
-      }
-    });
-  return g.turn;
 }
 
 /**
