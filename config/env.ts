@@ -198,9 +198,9 @@ export interface Config {
     maxFutureDays: number;
   };
   /**
-   * `heavyRows`: DuckDB runs one thread until a step reads at least this many rows, then `threads` for the rest of the
-   * process (lake/duckdb.ts acquireThreads: on a small lake the second thread costs more than it saves; the count is
-   * never lowered, which deadlocked DuckDB). 0 = always `threads`.
+   * `heavyRows`: DuckDB runs one thread until a step reads at least this many rows, then `threads` until no activity
+   * runs (lake/duckdb.ts acquireThreads, withWork: on a small lake the second thread costs more than it saves; the
+   * count is lowered only while no query runs, which otherwise deadlocked DuckDB). 0 = always `threads`.
    */
   duckdb: { threads: number; memoryLimit: string; tempDir?: string; extensionDir?: string; heavyRows: number };
   /**

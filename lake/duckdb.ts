@@ -30,32 +30,39 @@ export async function createDuckDb(config: Config, opts: { needS3?: boolean } = 
   const adaptive = config.duckdb.threads > 1 && config.duckdb.heavyRows > 0;
   if (adaptive) settings.threads = '1';
   const instance = await DuckDBInstance.create(':memory:', settings);
-  if (adaptive) governors.set(instance, { max: config.duckdb.threads, raised: false, turn: Promise.resolve() });
+  if (adaptive)
+    governors.set(instance, { max: config.duckdb.threads, raised: false, busy: 0, turn: Promise.resolve() });
   const needS3 = opts.needS3 ?? (isS3(config.lakeRoot) || isS3(config.landingRoot));
   if (needS3) await ensureS3(instance, config);
   return instance;
 }
 
 /**
- * DuckDB starts with one thread and gets all of them (`threads`) when the first heavy step starts; it keeps them for
- * the rest of the instance's life. Why one first: measured on the reference data (43 k events, 2 cores) a whole run
- * took 7.4 s of workflow time with one thread and 9.9 s with two — its ~1,000 small statements (catalog reads,
- * commits, tables of a few thousand rows) pay for the second thread's scheduling and gain nothing — while at S=10
- * two threads are faster (18.9 s against 22.1 s).
- * Why never back to one: lowering DuckDB's thread count while other connections run queries deadlocked (DuckDB
- * 1.5.5, seen in an S=10 bench, both processes' CPU at zero for 11 minutes; gdb: a query's cleanup holds the
+ * DuckDB runs one thread while no heavy step runs, and all of them (`threads`) from the first heavy step on, until
+ * the process has no work on the instance at all. Why one: measured on the reference data (43 k events, 2 cores) a
+ * whole run took 7.4 s of workflow time with one thread and 9.9 s with two — its ~1,000 small statements (catalog
+ * reads, commits, tables of a few thousand rows) pay for the second thread's scheduling and gain nothing — while at
+ * S=10 two threads are faster (18.9 s against 22.1 s).
+ * Why back to one only when idle: lowering DuckDB's thread count while other connections run queries deadlocked
+ * (DuckDB 1.5.5, seen in an S=10 bench, the process at 0 % CPU for 11 minutes; gdb: a query's cleanup holds the
  * scheduler's lock and joins a worker thread to remove it; that worker waits for a Parquet scan's lock; the scan's
  * DuckLake file listing, on another thread, runs a catalog query whose own cleanup waits for the scheduler's lock).
- * Raising the count only starts threads, which waits for nothing. `threads` is a setting of the whole instance.
+ * Raising the count only starts threads and waits for none. So the count is lowered only when no unit of work
+ * ({@link withWork}: every activity of the worker) runs, and new work waits the few milliseconds that takes.
+ * `threads` is a setting of the whole instance.
  */
 interface Governor {
   max: number;
   raised: boolean;
+  /** Units of work running on the instance ({@link withWork}). */
+  busy: number;
+  /** A change of the thread count in progress: raising (inside work) or lowering (while no work runs). */
   turn: Promise<void>;
+  lowering?: Promise<void>;
 }
 const governors = new WeakMap<DuckDBInstance, Governor>();
 
-/** Gives the instance all of its threads when `rows` reaches CPA_DUCKDB_HEAVY_ROWS (once; they are kept). */
+/** Gives the instance all of its threads when `rows` reaches CPA_DUCKDB_HEAVY_ROWS (kept until the instance is idle). */
 export async function acquireThreads(instance: DuckDBInstance, config: Config, rows: number): Promise<void> {
   const g = governors.get(instance);
   if (g && !g.raised && rows >= config.duckdb.heavyRows) {
@@ -63,15 +70,50 @@ export async function acquireThreads(instance: DuckDBInstance, config: Config, r
       .catch(() => undefined)
       .then(async () => {
         if (g.raised) return;
-        const conn = await instance.connect();
-        try {
-          await conn.run(`set threads = ${g.max}`);
-          g.raised = true;
-        } finally {
-          conn.closeSync();
-        }
+        await setThreads(instance, g.max);
+        g.raised = true;
       });
     await g.turn;
+  }
+}
+
+/**
+ * Runs one unit of work that uses the instance (the worker wraps every activity in it). When the last unit ends with
+ * the count raised, it is lowered back to one before any new unit starts: no query runs during the change.
+ */
+export async function withWork<T>(instance: DuckDBInstance, fn: () => Promise<T>): Promise<T> {
+  const g = governors.get(instance);
+  if (!g) return fn();
+  while (g.lowering) await g.lowering;
+  g.busy++;
+  try {
+    return await fn();
+  } finally {
+    g.busy--;
+    if (g.busy === 0 && g.raised) {
+      // Set synchronously with the check: a unit starting from now on waits for it.
+      g.lowering = g.turn
+        .catch(() => undefined)
+        .then(async () => {
+          await setThreads(instance, 1);
+          g.raised = false;
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          g.lowering = undefined;
+        });
+    }
+  }
+}
+
+async function setThreads(instance: DuckDBInstance, n: number): Promise<void> {
+  const conn = await instance.connect();
+  try {
+    // The new count takes effect in the cleanup of a query (the SET's own); the select makes sure it has.
+    await conn.run(`set threads = ${n}`);
+    await conn.run(`select 1`);
+  } finally {
+    conn.closeSync();
   }
 }
 

@@ -7,7 +7,7 @@ import type { Config } from '../config/env';
 import { REPO_ROOT } from '../config/paths';
 import { prebuiltWorkflowBundle } from '../config/prebuilt';
 import { createActivities } from '../activities';
-import { createDuckDb } from '../lake/duckdb';
+import { createDuckDb, withWork } from '../lake/duckdb';
 import { flushLineage, LINEAGE_FLUSH_MS } from '../lake/lineage';
 import { EVENTS_WRITER_ACTIVITIES, eventsTaskQueue } from '../workflows/task-queues';
 import { reapDeadWorkerActivities, workerIdentity } from './reaper';
@@ -102,12 +102,19 @@ export async function createWorker(
   opts: { db?: DuckDBInstance; maxConcurrentActivityTaskExecutions?: number } = {},
 ): Promise<{ worker: PipelineWorkers; db: DuckDBInstance }> {
   const db = opts.db ?? (await createDuckDb(config));
-  const activities: Record<string, unknown> = createActivities({
+  const created: Record<string, unknown> = createActivities({
     config,
     db,
     listSearchAttributes: () => customSearchAttributes(connection, config.temporal.namespace),
     holderGone: (holder) => workflowRunClosed(connection, config.temporal.namespace, holder),
   });
+  // Every activity is a unit of work on the instance: DuckDB's thread count changes back only between them.
+  const activities = Object.fromEntries(
+    Object.entries(created).map(([k, fn]) => [
+      k,
+      typeof fn === 'function' ? (...args: unknown[]) => withWork(db, () => fn(...args)) : fn,
+    ]),
+  );
   const identity = workerIdentity(config.temporal.workerIdentity);
   const writers = new Set<string>(EVENTS_WRITER_ACTIVITIES);
   const pick = (keep: (name: string) => boolean) =>

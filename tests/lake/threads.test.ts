@@ -1,22 +1,40 @@
 import { loadConfig } from '../../config/env';
-import { acquireThreads, createDuckDb, currentThreads } from '../../lake/duckdb';
+import { acquireThreads, createDuckDb, currentThreads, withWork } from '../../lake/duckdb';
 
 const config = (env: Record<string, string>) => loadConfig({ CPA_LAKE_ROOT: '/tmp/cpa-threads-test', ...env });
 
-describe('DuckDB threads: one until the first heavy step, then all of them (CPA_DUCKDB_HEAVY_ROWS)', () => {
-  it('uses one thread for small steps, all of them from the first heavy step on, and never lowers the count', async () => {
+describe('DuckDB threads: one, all of them from the first heavy step on, one again when no work runs', () => {
+  it('raises the count inside work and lowers it only after the last unit of work has ended', async () => {
     const cfg = config({ CPA_DUCKDB_THREADS: '2', CPA_DUCKDB_HEAVY_ROWS: '1000' });
     const db = await createDuckDb(cfg, { needS3: false });
     try {
       expect(await currentThreads(db)).toBe(1);
-      await acquireThreads(db, cfg, 999);
-      expect(await currentThreads(db)).toBe(1);
-      // Two heavy steps at once raise it once.
-      await Promise.all([acquireThreads(db, cfg, 1000), acquireThreads(db, cfg, 5000)]);
+      await withWork(db, async () => {
+        await acquireThreads(db, cfg, 999);
+        expect(await currentThreads(db)).toBe(1);
+      });
+
+      // Two units: a heavy one raises the count; it stays while the other still runs, even after the heavy one ended.
+      let endLight!: () => void;
+      const light = withWork(db, () => new Promise<void>((r) => (endLight = r)));
+      await withWork(db, async () => {
+        await Promise.all([acquireThreads(db, cfg, 1000), acquireThreads(db, cfg, 5000)]);
+        expect(await currentThreads(db)).toBe(2);
+      });
       expect(await currentThreads(db)).toBe(2);
-      // Lowering it while other connections run queries deadlocked DuckDB (lake/duckdb.ts): a small step keeps two.
-      await acquireThreads(db, cfg, 10);
-      expect(await currentThreads(db)).toBe(2);
+      endLight();
+      await light;
+      // The last unit ended: the next unit starts after the count is back to one (lowered while nothing ran).
+      expect(await withWork(db, () => currentThreads(db))).toBe(1);
+
+      // A failing unit ends too.
+      await expect(
+        withWork(db, async () => {
+          await acquireThreads(db, cfg, 5000);
+          throw new Error('step failed');
+        }),
+      ).rejects.toThrow('step failed');
+      expect(await withWork(db, () => currentThreads(db))).toBe(1);
     } finally {
       db.closeSync();
     }
@@ -31,8 +49,8 @@ describe('DuckDB threads: one until the first heavy step, then all of them (CPA_
       const db = await createDuckDb(cfg, { needS3: false });
       try {
         expect(await currentThreads(db)).toBe(threads);
-        await acquireThreads(db, cfg, 1_000_000);
-        expect(await currentThreads(db)).toBe(threads);
+        await withWork(db, () => acquireThreads(db, cfg, 1_000_000));
+        expect(await withWork(db, () => currentThreads(db))).toBe(threads);
       } finally {
         db.closeSync();
       }
