@@ -1258,6 +1258,10 @@ describe('gold cost_anomaly_mart (SPEC §5 day level, trailing baseline)', () =>
 });
 
 describe('gold org_service_cost_summary', () => {
+  /** The dates 2025-07-<from> … 2025-07-<to>. */
+  const july = (from: number, to: number): string[] =>
+    Array.from({ length: to - from + 1 }, (_, i) => `2025-07-${String(from + i).padStart(2, '0')}`);
+
   it('every date × (org, service) pair with usage in the 14 days ending at it; windows of 1/7/14 days, days without usage 0', async () => {
     const rows = await gold(
       'org_service_cost_summary',
@@ -1276,14 +1280,12 @@ describe('gold org_service_cost_summary', () => {
     );
     const datesOf = (org: string, service: string): Json[] =>
       rows.filter((r) => r.org_id === org && r.service === service).map((r) => r.summary_date);
-    const range = (from: number, to: number): string[] =>
-      Array.from({ length: to - from + 1 }, (_, i) => `2025-07-${String(from + i).padStart(2, '0')}`);
     // the usage range is 2025-07-01..2025-07-15; a pair appears from its first usage until 13 days after its last
-    expect(datesOf('org-1', 'compute')).toEqual(range(1, 15));
-    expect(datesOf('org-1', 'storage')).toEqual(range(5, 15));
-    expect(datesOf('org-1', 'analytics')).toEqual(range(12, 15));
-    expect(datesOf('org-2', 'compute')).toEqual(range(3, 15));
-    expect(datesOf('org-2', 'storage')).toEqual(range(1, 14)); // 07-01 is not in the 14 days ending at 07-15
+    expect(datesOf('org-1', 'compute')).toEqual(july(1, 15));
+    expect(datesOf('org-1', 'storage')).toEqual(july(5, 15));
+    expect(datesOf('org-1', 'analytics')).toEqual(july(12, 15));
+    expect(datesOf('org-2', 'compute')).toEqual(july(3, 15));
+    expect(datesOf('org-2', 'storage')).toEqual(july(1, 14)); // 07-01 is not in the 14 days ending at 07-15
     expect(rows).toHaveLength(15 + 11 + 4 + 13 + 14);
     const at = (org: string, service: string, date: string): Json[] => {
       const r = rows.find((x) => x.org_id === org && x.service === service && x.summary_date === date)!;
@@ -1316,9 +1318,7 @@ describe('gold org_service_cost_summary', () => {
       ],
       ['summary_date'],
     );
-    const days = (from: number, to: number): string[] =>
-      Array.from({ length: to - from + 1 }, (_, i) => `2025-07-${String(from + i).padStart(2, '0')}`);
-    expect(rows.map((r) => r.summary_date)).toEqual([...days(1, 14), ...days(20, 22)]);
+    expect(rows.map((r) => r.summary_date)).toEqual([...july(1, 14), ...july(20, 22)]);
     expect(rows.map((r) => [r.cost_1d, r.cost_14d]).slice(-4)).toEqual([
       ['0.000000', '1.000000'],
       ['2.000000', '2.000000'],
