@@ -129,29 +129,28 @@ export async function startDevServer(
 
 /**
  * Whether process `pid` (or one of its descendants) holds the listening TCP socket of `port`, from /proc (Linux);
- * undefined where /proc cannot tell (another OS), so the caller's answer is then the reachability check alone.
+ * undefined where /proc cannot tell (another OS), so the caller's answer is then the reachability check alone. A
+ * process that is gone (a server that could not bind exits at once, possibly before its exit event is seen) holds
+ * nothing: false.
  */
 export function listensOn(pid: number, port: number): boolean | undefined {
-  let inodes: Set<string>;
-  try {
-    inodes = new Set<string>();
-    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-      let text = '';
-      try {
-        text = fs.readFileSync(table, 'utf8');
-      } catch {
-        continue;
-      }
-      for (const line of text.split('\n').slice(1)) {
-        const f = line.trim().split(/\s+/);
-        // local_address is HEXIP:HEXPORT; state 0A is LISTEN; the inode is the tenth field
-        if (f.length > 9 && f[3] === '0A' && parseInt(f[1].split(':')[1], 16) === port) inodes.add(f[9]);
-      }
+  const inodes = new Set<string>();
+  let readable = false;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(table, 'utf8');
+    } catch {
+      continue;
     }
-    if (!fs.existsSync(`/proc/${pid}/fd`)) return undefined;
-  } catch {
-    return undefined;
+    readable = true;
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is HEXIP:HEXPORT; state 0A is LISTEN; the inode is the tenth field
+      if (f.length > 9 && f[3] === '0A' && parseInt(f[1].split(':')[1], 16) === port) inodes.add(f[9]);
+    }
   }
+  if (!readable) return undefined;
   const pids = [pid];
   for (let i = 0; i < pids.length; i++) {
     try {
