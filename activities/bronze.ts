@@ -334,7 +334,6 @@ export async function ingestEventFiles(
   const scratch = await scratchDir('events');
   const landingStorage = storageForLanding(deps, input);
   let inflight: Promise<void> = Promise.resolve();
-  // Once a batch is heavy the step keeps all threads to its end (batches alternate with Node reading the next).
   try {
     const manifest = await readEventManifest(conn, ctx.lake);
     const { candidates, refused } = await eventCandidates(landingStorage, input.landing, input.keys);
@@ -371,6 +370,7 @@ export async function ingestEventFiles(
         }));
       inflight = (async () => {
         const lines = files.reduce((a, f) => a + f.lines, 0);
+        // A heavy batch gives DuckDB all its threads; they stay until no activity runs (lake/duckdb.ts).
         await acquireThreads(deps.db, deps.config, lines);
         const recorded = await ingestEventBatch(ctx, input, files, metrics, entries);
         for (const e of recorded) manifest[e.key] = e;
