@@ -116,8 +116,8 @@ async function registerInputs(
       throw e;
     });
     if (!found) await emptyOwnBaseline(ctx.conn, model);
-    await ctx.conn.run(`set variable baseline_by_join = ${baselineByJoin(model, plan, deps.config)}`);
   }
+  await ctx.conn.run(`set variable baseline_by_join = ${baselineByJoin(model, plan, deps.config)}`);
   // The dates being computed, for a model that scores only those rows (gold/cost_anomaly_mart.sql); null = all rows.
   const dates = plan.units.filter(isDate);
   await ctx.conn.run(
@@ -136,23 +136,21 @@ async function registerInputs(
 }
 
 /**
- * Whether a model that reads its window from its own output builds the computed days' baseline lists by a join (SQL's
- * comment in silver/usage_events.sql): when it computes fewer days with rows than a baseline spans and at most
- * {@link BASELINE_JOIN_MAX_ROWS} rows of them. The join pays per computed row what the window pays per row read: on
- * S=100's lists it took 1.6 s for 259,058 computed (series, day) rows but 12.9 s and 2.8 GB for 1.3 M, where the
- * window builds all 2.6 M in 3.5 s (docs/decisions.md).
+ * Whether a model with a trailing window builds the computed days' baseline lists by a join (SQL's comments in
+ * silver/usage_events.sql and gold/cost_anomaly_mart.sql): when it computes fewer days with rows than a baseline
+ * spans, so that most of the days it reads are there for their values alone. The join pays per computed (series, day)
+ * for its series' values; the window builds a list for every row read. Silver at S=100 (DuckDB alone, 2 threads):
+ * 4 days computed 2.3 s (window of day lists) -> 1.5 s (join); 18 days 6.8 -> 5.7 s; 27 days after 28 of baseline
+ * 10.2 -> 8.9 s at 2.25 GB RSS against 2.12; 40 days and no baseline 10.3 -> 9.9 s, 2.86 -> 3.06 GB, where the window
+ * stays (docs/decisions.md).
  */
 function baselineByJoin(model: ModelSpec, plan: ModelPlan, config: Config): boolean {
   const windowed = model.inputs.find((i) => i.dep.kind === 'window');
   if (!windowed) return false;
   // Units past the input's last day (a new day reaches N days ahead) have no rows and cost nothing either way.
   const versions: Versions = plan.inputs.get(`${windowed.layer}.${windowed.table}`) ?? new Map();
-  const days = plan.units.filter((u) => versions.has(u) && filterablePartition(u));
-  return days.length < config.anomaly.baselineDays && versionRows(versions, new Set(days)) <= BASELINE_JOIN_MAX_ROWS;
+  return plan.units.filter((u) => versions.has(u) && filterablePartition(u)).length < config.anomaly.baselineDays;
 }
-
-/** Rows of computed days up to which the baseline lists are built by a join (a day at S=100 is ~72,000 events). */
-const BASELINE_JOIN_MAX_ROWS = 500_000;
 
 /** The rows a build of `plan` reads from its inputs, by their versions (whether the step is heavy: lake/duckdb.ts). */
 function plannedInputRows(model: ModelSpec, plan: ModelPlan, config: Config): number {

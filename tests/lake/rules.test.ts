@@ -1009,19 +1009,36 @@ async function gold(
   rows: Fixture[],
   orderBy: string[],
   extra?: Record<string, Fixture[]>,
+  units?: string[],
 ): Promise<OutRow[]> {
   return withSession(async (s) => {
     await s.silver(table, rows);
     for (const [t, r] of Object.entries(extra ?? {})) await s.silver(t, r);
+    // The days a partition-scoped run computes (activities/models.ts); unset = every row read.
+    if (units) await s.conn.run(`set variable model_units = [${units.map((d) => `'${d}'::date`).join(', ')}]::date[]`);
     if (DAILY_MART_INPUT.has(mart)) {
       // These marts read the daily mart (lake/tables.ts), built here from the same silver fixture rows.
       await s.conn.run(
         `create or replace temp table gold_org_daily_usage_by_service as ${loadSql('gold/org_daily_usage_by_service.sql')}`,
       );
     }
-    return s.model(`gold/${mart}.sql`, orderBy);
+    if (!BASELINE_MARTS.has(mart)) return s.model(`gold/${mart}.sql`, orderBy);
+    // Both plans of the baseline lists (a RANGE window, or a join for the computed days) give the same rows.
+    await s.conn.run(`set variable baseline_by_join = true`);
+    const joined = await s.model(`gold/${mart}.sql`, orderBy);
+    await s.conn.run(`set variable baseline_by_join = false`);
+    const windowed = await s.model(`gold/${mart}.sql`, orderBy);
+    expect(joined).toEqual(windowed);
+    return windowed;
   });
 }
+
+/** Marts with a trailing-baseline input: two plans build their baseline lists (lake/sql/gold/cost_anomaly_mart.sql). */
+const BASELINE_MARTS = new Set(
+  GOLD_MARTS.filter((m) => m.inputs.some((i) => i.dep.kind === 'window' && i.dep.days === 'baseline')).map(
+    (m) => m.table,
+  ),
+);
 
 /** Marts whose input is gold org_daily_usage_by_service rather than silver events. */
 const DAILY_MART_INPUT = new Set(
@@ -1223,6 +1240,21 @@ describe('gold cost_anomaly_mart (SPEC §5 day level, trailing baseline)', () =>
     expect(num(r.zscore)).toBeCloseTo((5 - ref.mean) / ref.sd, 6);
     expect(num(r.robust_z)).toBeCloseTo((0.6745 * (5 - ref.median)) / ref.mad, 6);
     expect(r.is_anomaly).toBe(false);
+  });
+
+  it('a run scores only the days it computes (model_units), as a run of every day scores them', async () => {
+    const rows = [
+      ...[4, 1, 3, 2, 5, 9, 6, 2].map((x, i) => ev(addDays(D, -9 + i), String(x))),
+      ev(D, '40'),
+      ev(addDays(D, 1), '3'),
+      ev(addDays(D, 2), '2', { service: 'storage' }),
+    ];
+    const units = [addDays(D, -2), D, addDays(D, 2)];
+    const all = await mart(rows);
+    const some = await gold('cost_anomaly_mart', 'usage_events', rows, ['org_id', 'service', 'usage_date'], {}, units);
+    expect(some.map((r) => r.usage_date)).toEqual(units);
+    expect(some).toEqual(all.filter((r) => units.includes(r.usage_date as string)));
+    expect(at(some, 'compute', D)).toMatchObject({ is_anomaly: true });
   });
 
   it('fewer than 7 days with usage in the baseline: scores NULL and every flag false', async () => {
