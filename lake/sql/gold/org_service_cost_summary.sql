@@ -77,9 +77,6 @@ final as (
         row_number() over (partition by org_id, summary_date order by cost_14d desc, service asc)::integer as rank_14d
     from windows
     where usage_days_14d > 0
-        -- ranks of the dates this run computes only (variable model_units; null = every date): a rank compares the
-        -- services of one (org, date), so no other date's rows change it
-        and (getvariable('model_units') is null or list_contains(getvariable('model_units'), summary_date))
 )
 
 select * from final
