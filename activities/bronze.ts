@@ -538,7 +538,13 @@ async function ingestEventBatch(
   // an empty view instead: the lookup, the displaced rows and the rows to remove then never scan the lake.
   const [{ e: hasExisting }] = await queryRows(conn, `select exists (select 1 from bronze_existing) as e`);
   if (!hasExisting) await emptyView(conn, 'bronze_existing', BRONZE_EVENT_COLUMNS);
-  await conn.run(`create or replace temp view bronze_lookup as select * from bronze_existing`);
+  // The existing rows' keys whose id the batch has, read from the lake once for both statements below (each read them
+  // from the days' Parquet files: 340 + 158 ms of a one-day run at S=100).
+  await conn.run(
+    `create or replace temp table _existing_keys as select b.event_id, b.usage_date, b.source_file
+     from bronze_existing as b semi join _parsed as p on p.event_id = b.event_id`,
+  );
+  await conn.run(`create or replace temp view bronze_lookup as select * from _existing_keys`);
   await conn.run(`create or replace temp table _new_events as ${loadSql('bronze/usage_events_first_seen.sql')}`);
   await conn.run(`create or replace temp table _displaced as ${loadSql('bronze/usage_events_displaced.sql')}`);
   const [newCount] = await queryRows(
@@ -617,7 +623,8 @@ async function ingestEventBatch(
   }
   await conn.run(
     `drop view if exists _bronze_out; drop table if exists _event_lines; drop table if exists _parsed; drop table if exists _new_events;
-     drop table if exists _displaced; drop table if exists _bronze_removed; drop view if exists bronze_lookup`,
+     drop table if exists _displaced; drop table if exists _bronze_removed; drop view if exists bronze_lookup;
+     drop table if exists _existing_keys`,
   );
   return recorded;
 }

@@ -1,8 +1,9 @@
 -- grain: one row per existing bronze row displaced by a first-seen row of the batch (same event_id and day, from a
 -- file whose key sorts before the existing row's)
--- inputs: bronze_existing (the bronze rows of the batch's days), _new_events (bronze/usage_events_first_seen.sql)
+-- inputs: bronze_lookup (event_id, usage_date and source_file of the bronze rows of the batch's days whose event_id
+-- the batch has), _new_events (bronze/usage_events_first_seen.sql)
 with existing as (
-    select event_id, usage_date, source_file from bronze_existing where event_id is not null
+    select event_id, usage_date, source_file from bronze_lookup where event_id is not null
 ),
 
 final as (

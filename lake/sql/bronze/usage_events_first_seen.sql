@@ -2,8 +2,9 @@
 -- batch by (file key, line); against bronze, an existing row wins unless it came from a file whose key sorts after
 -- this one's (then it is displaced). A changed version of a file never displaces its earlier version's rows (same
 -- key: the existing row wins).
--- inputs: _parsed (bronze/usage_events.sql over the batch), bronze_lookup (the bronze rows of the batch's days; an
--- empty view when bronze holds none of them, so no lookup is made)
+-- inputs: _parsed (bronze/usage_events.sql over the batch), bronze_lookup (event_id, usage_date and source_file of the
+-- bronze rows of the batch's days whose event_id the batch has; empty when bronze holds none of those days, so no
+-- lookup is made)
 with parsed as (
     select * exclude (_rule, _detail, _raw) from _parsed where _rule is null
 ),
