@@ -117,7 +117,8 @@ async function registerInputs(
     });
     if (!found) await emptyOwnBaseline(ctx.conn, model);
   }
-  await ctx.conn.run(`set variable baseline_by_join = ${baselineByJoin(model, plan, deps.config)}`);
+  const byJoin = baselineByJoin(model, plan, deps.config);
+  if (byJoin !== undefined) await ctx.conn.run(`set variable baseline_by_join = ${byJoin}`);
   // The dates being computed, for a model that scores only those rows (gold/cost_anomaly_mart.sql); null = all rows.
   const dates = plan.units.filter(isDate);
   await ctx.conn.run(
@@ -142,11 +143,11 @@ async function registerInputs(
  * for its series' values; the window builds a list for every row read. Silver at S=100 (DuckDB alone, 2 threads):
  * 4 days computed 2.3 s (window of day lists) -> 1.5 s (join); 18 days 6.8 -> 5.7 s; 27 days after 28 of baseline
  * 10.2 -> 8.9 s at 2.25 GB RSS against 2.12; 40 days and no baseline 10.3 -> 9.9 s, 2.86 -> 3.06 GB, where the window
- * stays (docs/decisions.md).
+ * stays (docs/decisions.md). Undefined for a model without a trailing window (its SQL reads no such variable).
  */
-function baselineByJoin(model: ModelSpec, plan: ModelPlan, config: Config): boolean {
+function baselineByJoin(model: ModelSpec, plan: ModelPlan, config: Config): boolean | undefined {
   const windowed = model.inputs.find((i) => i.dep.kind === 'window');
-  if (!windowed) return false;
+  if (!windowed) return undefined;
   // Units past the input's last day (a new day reaches N days ahead) have no rows and cost nothing either way.
   const versions: Versions = plan.inputs.get(`${windowed.layer}.${windowed.table}`) ?? new Map();
   return plan.units.filter((u) => versions.has(u) && filterablePartition(u)).length < config.anomaly.baselineDays;
