@@ -20,6 +20,11 @@ import type { HolderGone } from '../lake/lease';
 import { modelVariables } from '../lake/incremental';
 import type { AttachedLake, LakeContext } from '../lake/lakehouse';
 import { KEEPALIVE_MS } from '../workflows/timeouts';
+import { ratesOf } from '../lake/step-metrics';
+import type { NullCounts } from '../lake/step-metrics';
+
+export { ratesOf };
+export type { NullCounts };
 
 /** What every activity gets from the worker: config and the process's single DuckDB instance. */
 export interface ActivityDeps {
@@ -57,6 +62,8 @@ export interface StepMetrics {
   extra: Record<string, number>;
   /** Partition values this step rewrote or deleted (e.g. usage_date values); serving reloads exactly these. */
   changedPartitions?: string[];
+  /** Set by a build of some partitions (a chunk): its exact null counts, from which a table's null rates add up. */
+  nullCounts?: NullCounts;
 }
 
 export const ErrorTypes = {
@@ -327,27 +334,12 @@ export async function nullRates(
 }
 
 /** Rows and null counts per column of `table`: the exact figures behind {@link nullRates}, summable over chunks. */
-export interface NullCounts {
-  rows: number;
-  nulls: Record<string, number>;
-}
 
 export async function nullCounts(conn: DuckDBConnection, table: string, columns: string[]): Promise<NullCounts> {
   if (columns.length === 0) return { rows: 0, nulls: {} };
   const exprs = columns.map((c) => `count(*) filter (where ${sqlIdent(c)} is null)::bigint as ${sqlIdent(c)}`);
   const [row] = await queryRows(conn, `select count(*)::bigint as _rows, ${exprs.join(', ')} from ${sqlIdent(table)}`);
   return { rows: Number(row._rows), nulls: Object.fromEntries(columns.map((c) => [c, Number(row[c])])) };
-}
-
-/** The null rate per column (6 decimals, 0 for no rows) of one table read in parts. */
-export function ratesOf(parts: NullCounts[]): Record<string, number> {
-  const rows = parts.reduce((a, p) => a + p.rows, 0);
-  const out: Record<string, number> = {};
-  for (const c of Object.keys(parts[0]?.nulls ?? {})) {
-    const n = parts.reduce((a, p) => a + (p.nulls[c] ?? 0), 0);
-    out[c] = rows === 0 ? 0 : Math.round((n / rows) * 1e6) / 1e6;
-  }
-  return out;
 }
 
 /**

@@ -42,7 +42,6 @@ import {
   emptyMetrics,
   heartbeat,
   nullCounts,
-  nullRates,
   onCancel,
   openLake,
   prepareModelConnection,
@@ -51,9 +50,21 @@ import {
   withLake,
 } from './common';
 import type { ActivityDeps, NullCounts, RunTarget, StepMetrics } from './common';
+import { sumCounts } from '../lake/step-metrics';
 
-/** A model step's input: the run target, and for a forced backfill the dates to recompute whether stale or not. */
-export type ModelTarget = RunTarget & { force?: { from: string; to: string } };
+/**
+ * A model step's input: the run target; for a forced backfill the dates to recompute whether stale or not; for one
+ * chunk of a table's work (planWave's `chunks`, an activity each), the partitions of the chunk: the step computes
+ * those of them that are stale (or forced) when it runs, so a retried or repeated chunk computes nothing twice.
+ */
+export type ModelTarget = RunTarget & { force?: { from: string; to: string }; units?: string[] };
+
+/** The plan narrowed to a chunk's partitions (the whole plan without one). */
+function forChunk(plan: ModelPlan, units: string[] | undefined): ModelPlan {
+  if (!units) return plan;
+  const chunk = new Set(units);
+  return { ...plan, units: plan.units.filter((u) => chunk.has(u)) };
+}
 
 /** Columns to type an empty view with when an input table has never been written. */
 function fallbackColumns(ref: TableRef): ColumnDef[] | undefined {
@@ -377,9 +388,10 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
   const done = onCancel(conn);
   let building: string[] = [];
   try {
-    const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
-      `${model.layer}.${model.table}`,
-    )!;
+    const plan = forChunk(
+      (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(`${model.layer}.${model.table}`)!,
+      input.units,
+    );
     building = plan.units;
     recordPlan(metrics, plan);
     if (plan.units.length === 0) {
@@ -406,6 +418,7 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     metrics.rowsOut = last!.rows;
     metrics.partitionsUnchanged = last!.partitions - metrics.partitionsWritten;
     metrics.nullRates = ratesOf(nulls);
+    if (input.units) metrics.nullCounts = sumCounts(nulls);
     metrics.durationMs = Date.now() - started;
     return metrics;
   } catch (e) {
@@ -573,9 +586,10 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
   const done = onCancel(conn);
   let building: string[] = [];
   try {
-    const plan = (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(
-      `${model.layer}.${model.table}`,
-    )!;
+    const plan = forChunk(
+      (await planModels(conn, ctx.lake, deps.config, [model], input.force)).get(`${model.layer}.${model.table}`)!,
+      input.units,
+    );
     building = plan.units;
     recordPlan(metrics, plan);
     if (plan.units.length === 0) {
@@ -619,7 +633,9 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
     metrics.rowsOut = pub.rows;
     metrics.partitionsWritten = pub.written.length;
     metrics.partitionsUnchanged = pub.unchanged;
-    metrics.nullRates = await nullRates(conn, '_mart', model.keyColumns);
+    const counts = await nullCounts(conn, '_mart', model.keyColumns);
+    metrics.nullRates = ratesOf([counts]);
+    if (input.units) metrics.nullCounts = counts;
     if (model.table === 'cost_anomaly_mart') {
       const [f] = await queryRows(conn, `select count(*) filter (where is_anomaly)::bigint as anomaly_days from _mart`);
       metrics.extra.anomaly_days = Number(f.anomaly_days);
@@ -641,6 +657,11 @@ export interface WavePlan {
   skipped: StepMetrics[];
   /** Per table to run, the partitions it will compute, for the step's name in the UI (e.g. `2025-08-01..2025-08-31`). */
   scope?: Record<string, string>;
+  /**
+   * Per table whose work is more than one chunk (`chunkUnits`, CPA_MODEL_CHUNK_ROWS): its chunks in ascending order,
+   * each run as an activity of its own that any worker may take (SPEC §9a, work spread over workers).
+   */
+  chunks?: Record<string, Array<{ units: string[]; scope: string }>>;
 }
 
 /** The partitions of a plan in a few characters: `all`, one value, or `first..last (n)`. */
@@ -670,6 +691,11 @@ export async function planWave(
       if (plan.units.length > 0) {
         out.run.push(m.table);
         out.scope![m.table] = describeUnits(plan.units);
+        const chunks = chunkUnits(m, plan, deps.config.modelChunkRows);
+        if (chunks.length > 1) {
+          out.chunks ??= {};
+          out.chunks[m.table] = chunks.map((units) => ({ units, scope: describeUnits(units) }));
+        }
         continue;
       }
       const metrics = emptyMetrics(`${m.layer}.${m.table}`, m.layer, m.table);

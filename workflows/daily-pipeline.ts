@@ -12,6 +12,7 @@ import { causes, failureHeadline, step } from './failures';
 import type { Activities, GateResult, RunSummary, StepMetrics, WavePlan } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_BESIDE_EVENTS, SILVER_MODELS, waves } from '../lake/tables';
 import type { ModelSpec } from '../lake/tables';
+import { mergeChunkMetrics } from '../lake/step-metrics';
 import { withLakeLease } from './lake-lease';
 import { makeFindable, resolveRun, RunStatuses } from './run-context';
 import { eventsTaskQueue } from './task-queues';
@@ -164,7 +165,7 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
    */
   async function layer(
     name: 'silver' | 'gold',
-    build: (table: string, plan: WavePlan) => Promise<StepMetrics>,
+    build: (table: string, plan: WavePlan, chunk?: Chunk) => Promise<StepMetrics>,
     models: ModelSpec[] = name === 'silver' ? SILVER_MODELS : GOLD_MARTS,
   ): Promise<StepMetrics[]> {
     const out: StepMetrics[] = [];
@@ -179,7 +180,7 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
         ]);
       }
       const mine = new Set(wave.map((m) => m.table));
-      const built = await Promise.all(plan.run.filter((t) => mine.has(t)).map((t) => build(t, plan!)));
+      const built = await Promise.all(plan.run.filter((t) => mine.has(t)).map((t) => inChunks(t, plan!, build)));
       changed ||= built.some((m) => m.partitionsChanged > 0);
       out.push(...ordered(wave, [...built, ...plan.skipped.filter((m) => mine.has(m.table))]));
     }
@@ -187,8 +188,10 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
   }
   try {
     const force = input.force;
-    const buildSilver = (table: string, plan: WavePlan): Promise<StepMetrics> =>
-      step(transform.buildSilver, stepSummary('silver', table, plan.scope), [{ ...target, table, force }]);
+    const buildSilver = (table: string, plan: WavePlan, chunk?: Chunk): Promise<StepMetrics> =>
+      step(transform.buildSilver, stepSummary('silver', table, plan.scope, chunk), [
+        { ...target, table, force, ...(chunk ? { units: chunk.units } : {}) },
+      ]);
     // Every step is named in the UI's timeline by what it does to which table (SPEC §13).
     const csv = Promise.all(
       CSV_BRONZE_TABLES.map((table) => step(transform.ingestCsvSource, `bronze.${table}`, [{ ...target, table }])),
@@ -219,8 +222,10 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
     gate = await step(quick.qualityGate, 'quality gate (silver → gold)', [{ ...target, silver }]);
 
     steps.push(
-      ...(await layer('gold', (mart, plan) =>
-        step(transform.buildGold, stepSummary('gold', mart, plan.scope), [{ ...target, mart, force }]),
+      ...(await layer('gold', (mart, plan, chunk) =>
+        step(transform.buildGold, stepSummary('gold', mart, plan.scope, chunk), [
+          { ...target, mart, force, ...(chunk ? { units: chunk.units } : {}) },
+        ]),
       )),
     );
 
@@ -295,10 +300,31 @@ function failedGate(err: unknown): GateResult | undefined {
   return undefined;
 }
 
-/** `silver.billing` or `gold.cost_anomaly_mart 2025-08-01..2025-08-31 (31)`: the table and what the plan computes. */
-function stepSummary(layer: string, table: string, scope?: Record<string, string>): string {
-  const units = scope?.[table];
+/** `silver.billing` or `gold.cost_anomaly_mart 2025-08-01..2025-08-31 (31)`: the table and what the step computes. */
+function stepSummary(layer: string, table: string, scope?: Record<string, string>, chunk?: Chunk): string {
+  const units = chunk?.scope ?? scope?.[table];
   return units && units !== 'all' ? `${layer}.${table} ${units}` : `${layer}.${table}`;
+}
+
+/** One chunk of a table's work, as planned by planWave. */
+type Chunk = { units: string[]; scope: string };
+
+/**
+ * Builds a table: one activity, or, when its plan is several chunks (a big silver build), one activity per chunk in
+ * ascending order — each committed before the next starts (a later chunk reads the earlier days' published rows as
+ * its baseline) and taken by whichever worker polls first — with the figures merged into the table's one step.
+ */
+async function inChunks(
+  table: string,
+  plan: WavePlan,
+  build: (table: string, plan: WavePlan, chunk?: Chunk) => Promise<StepMetrics>,
+): Promise<StepMetrics> {
+  const chunks = plan.chunks?.[table];
+  // A run started by a worker that built a chunked table in one activity replays that way.
+  if (!chunks || chunks.length < 2 || !patched('chunk-activities')) return build(table, plan);
+  const parts: StepMetrics[] = [];
+  for (const chunk of chunks) parts.push(await build(table, plan, chunk));
+  return mergeChunkMetrics(parts);
 }
 
 /** A run summary, or the run so far (status `running`). */

@@ -13,6 +13,7 @@ import { sharedTestEnv, uniqueName } from '../support/temporal';
 /**
  * A silver build over more bronze rows than CPA_MODEL_CHUNK_ROWS runs in chunks of consecutive days, each published
  * before the next (activities/models.ts chunkUnits), so its memory is bounded by a chunk and its trailing baseline.
+ * Each chunk is an activity of its own (planWave plans them; any worker may take one), named by its days in the UI.
  * The chunks must compute exactly what one pass computes: the same silver rows (anomaly scores included: a later
  * chunk reads the baseline of its first days from the chunks published before it), the same quarantine, the same
  * gold, and the same step figures.
@@ -95,6 +96,28 @@ describe('chunked silver builds equal one pass', () => {
     };
     expect(figures(b)).toEqual(figures(a));
     expect(a.extra.anomaly_any).toBeGreaterThan(0);
+
+    // One activity per chunk, in ascending order of days (the days without a date last), each named by its days;
+    // the one-pass run has one.
+    const silverSteps = async (workflowId: string): Promise<string[]> => {
+      const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
+      return (history.events ?? [])
+        .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'buildSilver')
+        .map((e) =>
+          e.userMetadata?.summary?.data ? JSON.parse(Buffer.from(e.userMetadata.summary.data).toString()) : '',
+        )
+        .filter((x: string) => x.startsWith('silver.usage_events'));
+    };
+    const oneSteps = await silverSteps(`${queue.one}/run`);
+    const chunkSteps = await silverSteps(`${queue.chunked}/run`);
+    expect(oneSteps).toHaveLength(1);
+    expect(chunkSteps).toHaveLength(b.extra.chunks);
+    const ranges = chunkSteps.map((x) => {
+      const m = /^silver\.usage_events (\d{4}-\d{2}-\d{2}|__HIVE_DEFAULT_PARTITION__)(?:\.\.(\S+) \(\d+\))?$/.exec(x);
+      expect(m).not.toBeNull();
+      return [m![1], m![2] ?? m![1]];
+    });
+    for (let i = 1; i < ranges.length; i++) expect(ranges[i][0] > ranges[i - 1][1]).toBe(true);
 
     const [sa, sb] = [await silverDigest(lakes.one), await silverDigest(lakes.chunked)];
     expect(sb).toEqual(sa);

@@ -13,7 +13,8 @@ const goldDigest = (lake: string): Promise<Record<string, string>> => digest(lak
 
 /**
  * SPEC §9a: a run's activities go to any worker polling the task queue. Two `cpa worker` processes (one DuckDB thread
- * each) share one dailyPipeline run over the reference data: both execute model activities, and gold equals a run
+ * each) share one dailyPipeline run over the reference data: both execute model activities — among them the chunks
+ * of silver.usage_events, an activity per chunk of days (CPA_MODEL_CHUNK_ROWS 5,000 here) — and gold equals a run
  * done by one worker alone.
  */
 describe('two cpa worker processes share one run', () => {
@@ -34,6 +35,8 @@ describe('two cpa worker processes share one run', () => {
         CPA_DUCKDB_THREADS: '1',
         CPA_LOG_LEVEL: 'warn',
         CPA_WORKER_IDENTITY: name,
+        // silver.usage_events in chunks of about 5,000 events: several partition activities for the two to share.
+        CPA_MODEL_CHUNK_ROWS: '5000',
         // No landing watcher: it would stream the reference files into the worker's own throwaway lake meanwhile.
         CPA_WATCH_ENABLED: 'false',
       }),
@@ -60,8 +63,11 @@ describe('two cpa worker processes share one run', () => {
     await env?.teardown();
   });
 
-  /** Runs dailyPipeline on `lake`; returns, per activity type, the identities of the workers that executed it. */
-  async function run(lake: string, id: string): Promise<Map<string, Set<string>>> {
+  /**
+   * Runs dailyPipeline on `lake`; returns, per activity type, the identities of the workers that executed it (and, as
+   * `chunk`, the worker of each silver.usage_events chunk, in order).
+   */
+  async function run(lake: string, id: string): Promise<Map<string, Set<string>> & { chunks?: string[] }> {
     const handle = await env.client.workflow.start('dailyPipeline', {
       taskQueue: config.temporal.taskQueue,
       workflowId: id,
@@ -69,17 +75,24 @@ describe('two cpa worker processes share one run', () => {
     });
     await handle.result();
     const history = await handle.fetchHistory();
-    const scheduled = new Map<string, string>();
-    const out = new Map<string, Set<string>>();
+    const scheduled = new Map<string, { type: string; summary: string }>();
+    const out: Map<string, Set<string>> & { chunks?: string[] } = new Map<string, Set<string>>();
+    out.chunks = [];
     for (const e of history.events ?? []) {
       const s = e.activityTaskScheduledEventAttributes;
-      if (s) scheduled.set(String(e.eventId), s.activityType?.name ?? '');
+      if (s) {
+        const data = e.userMetadata?.summary?.data;
+        const summary = data ? String(JSON.parse(Buffer.from(data).toString())) : '';
+        scheduled.set(String(e.eventId), { type: s.activityType?.name ?? '', summary });
+      }
       const st = e.activityTaskStartedEventAttributes;
       if (st) {
-        const type = scheduled.get(String(st.scheduledEventId)) ?? '';
+        const { type, summary } = scheduled.get(String(st.scheduledEventId)) ?? { type: '', summary: '' };
         if (!out.has(type)) out.set(type, new Set());
         // The identity is `<CPA_WORKER_IDENTITY> (<pid>@<host>)`: keep the operator's name.
-        out.get(type)!.add((st.identity ?? '').split(' (')[0]);
+        const who = (st.identity ?? '').split(' (')[0];
+        out.get(type)!.add(who);
+        if (type === 'buildSilver' && summary.startsWith('silver.usage_events ')) out.chunks.push(who);
       }
     }
     return out;
@@ -95,6 +108,9 @@ describe('two cpa worker processes share one run', () => {
       ...(byType.get('buildGold') ?? []),
     ]);
     expect([...modelWorkers].sort()).toEqual(['worker-a', 'worker-b']);
+    // 43,200 events in chunks of about 5,000: at least eight chunk activities, one after the other, each taken by
+    // whichever worker polls first (not asserted per chunk: the server's choice between two idle pollers).
+    expect(byType.chunks!.length).toBeGreaterThanOrEqual(8);
 
     second.kill('SIGTERM');
     await new Promise((r) => second.once('exit', r));
