@@ -39,6 +39,7 @@ import type { ManifestEntry } from '../lake/landing';
 import { checkLocalLanding, LandingUnusableError, noSources } from '../lake/preflight';
 import { classify, contractViolation, emptyMetrics, heartbeat, nullRates, onCancel, openLake, warn } from './common';
 import type { ActivityDeps, RunTarget, StepMetrics } from './common';
+import { firstLine } from '../lake/errors';
 
 export { EVENTS_PREFIX, readEventManifest } from '../lake/landing';
 
@@ -114,10 +115,10 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
       const line = firstInvalidUtf8Line(bytes);
       throw contractViolation(`${contract.file} line ${line} column 1: not valid UTF-8`, { file: contract.file, line });
     }
-    const firstLine = bytes
+    const header = bytes
       .subarray(0, Math.max(0, bytes.indexOf(0x0a) === -1 ? bytes.length : bytes.indexOf(0x0a)))
       .toString('utf8');
-    const headerProblem = checkHeader(contract.file, firstLine, contract);
+    const headerProblem = checkHeader(contract.file, header, contract);
     if (headerProblem) throw contractViolation(headerProblem, { file: contract.file, line: 1 });
 
     // Rows in = the file's non-empty records (a quoted field may span lines); every one must come out of DuckDB or
@@ -150,7 +151,7 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
       await conn.run(`create or replace temp table _csv_raw as ${loadSql('bronze/csv_read.sql')}`);
     } catch (e) {
       // A file DuckDB's reader cannot get through at all (its own errors name no line): reject it whole by name.
-      const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+      const msg = firstLine(e);
       throw contractViolation(`${contract.file} line 1 column 1: file could not be read as CSV (${msg})`, {
         file: contract.file,
         line: 1,
@@ -161,7 +162,7 @@ export async function ingestCsvSource(deps: ActivityDeps, input: RunTarget & { t
     if (read.rejected) {
       const col = Number(read.column_idx) || 1;
       const name = read.column_name ? ` (${String(read.column_name)})` : '';
-      const msg = String(read.error_message).split('\n')[0];
+      const msg = firstLine(read.error_message);
       const line = physicalLine(scan, read.line_byte_position, read.line);
       throw contractViolation(`${contract.file} line ${line} column ${col}${name}: ${msg}`, {
         file: contract.file,

@@ -51,6 +51,7 @@ import {
 } from './common';
 import type { ActivityDeps, NullCounts, RunTarget, StepMetrics } from './common';
 import { sumCounts } from '../lake/step-metrics';
+import { firstLine } from '../lake/errors';
 
 /**
  * A model step's input: the run target; for a forced backfill the dates to recompute whether stale or not; for one
@@ -362,7 +363,7 @@ export function ensureRegistryTables(deps: ActivityDeps, lake: AttachedLake): Pr
       } catch (e) {
         warn('lake tables not created ahead; each publish creates its own', {
           lake: lake.root,
-          error: (e instanceof Error ? e.message : String(e)).split('\n')[0],
+          error: firstLine(e),
         });
       } finally {
         conn.closeSync();
@@ -395,9 +396,10 @@ export async function buildSilver(deps: ActivityDeps, input: ModelTarget & { tab
     building = plan.units;
     recordPlan(metrics, plan);
     if (plan.units.length === 0) {
-      // Nothing stale: no transform work at all (SPEC §9a).
+      // Nothing stale: no transform work at all (SPEC §9a). A chunk's days already built add no rows to null rates.
       metrics.rowsOut = plan.rows ?? 0;
       metrics.partitionsUnchanged = plan.state.considered;
+      if (input.units) metrics.nullCounts = { rows: 0, nulls: {} };
       metrics.durationMs = Date.now() - started;
       return metrics;
     }
@@ -596,6 +598,7 @@ export async function buildGold(deps: ActivityDeps, input: ModelTarget & { mart:
       metrics.rowsOut = plan.rows ?? 0;
       metrics.partitionsUnchanged = plan.state.considered;
       metrics.changedPartitions = [];
+      if (input.units) metrics.nullCounts = { rows: 0, nulls: {} };
       metrics.durationMs = Date.now() - started;
       return metrics;
     }

@@ -4,6 +4,7 @@ import { storageFor } from '../lake/storage';
 import { warn, withLake } from './common';
 import type { ActivityDeps } from './common';
 import type { RunSummary } from './quality';
+import { firstLine } from '../lake/errors';
 
 /** Where the run's quality report was written, or why it was not (never both). */
 export interface ReportResult {
@@ -27,7 +28,7 @@ export async function writeQualityReport(deps: ActivityDeps, summary: RunSummary
     await storageFor(summary.lake, deps.config).writeBytes(uri, html);
     return { uri, bytes: Buffer.byteLength(html) };
   } catch (e) {
-    const error = `quality report not written to ${uri}: ${(e as Error)?.message?.split('\n')[0] ?? String(e)}`;
+    const error = `quality report not written to ${uri}: ${firstLine(e)}`;
     warn(error, { runId: summary.runId });
     return { error };
   }

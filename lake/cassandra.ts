@@ -1,6 +1,7 @@
 import cassandra from 'cassandra-driver';
 import type { Config } from '../config/env';
 import { bootstrapCql, migrations, SCHEMA_VERSION } from '../config/serving';
+import { firstLine } from './errors';
 
 /**
  * The Cassandra side of serving: one client per process from config (contact points, local DC, user/password,
@@ -103,10 +104,6 @@ export function describeError(e: unknown, c?: CassandraSettings): Error {
     return new CassandraUnavailable(`Cassandra error (transient)${where}: ${firstLine(e)}`);
   }
   return e instanceof Error ? e : new Error(String(e));
-}
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }
 
 export interface MigrationResult {

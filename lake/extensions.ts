@@ -3,6 +3,7 @@ import path from 'node:path';
 import { DuckDBInstance, version } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Config } from '../config/env';
+import { firstLine } from './errors';
 
 /**
  * DuckDB extensions from the offline extension directory, and their signatures checked once per binary.
@@ -150,8 +151,4 @@ export async function loadExtension(
         `CPA_DUCKDB_EXTENSION_DIR): ${firstLine(e)}`,
     );
   }
-}
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }

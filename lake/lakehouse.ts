@@ -11,6 +11,7 @@ import { extensionSettings, loadExtension } from './extensions';
 import { checkFence } from './fence';
 import { prepareLocalLake } from './preflight';
 import { isS3, storageFor } from './storage';
+import { firstLine } from './errors';
 
 /**
  * The lake is one DuckLake (SPEC §2): Parquet data files under the lake root and a catalog that is
@@ -199,7 +200,7 @@ async function doAttach(
     });
   } catch (e) {
     if (e instanceof LakeUnavailableError) throw e;
-    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    const msg = firstLine(e);
     throw new LakeUnavailableError(`cannot attach the lake catalog of ${lakeRoot}: ${redact(msg, config)}`);
   } finally {
     conn.closeSync();

@@ -10,6 +10,7 @@ import {
 } from '@temporalio/client';
 import type { Config } from '../config/env';
 import { connectionOptions } from './temporal';
+import { firstLine } from '../lake/errors';
 
 /** gRPC status codes that mean no server answered (UNAVAILABLE, DEADLINE_EXCEEDED), not that one said no. */
 const GRPC_UNREACHABLE = new Set([14, 4]);
@@ -64,7 +65,7 @@ function grpcErrorIn(e: unknown): { code: number; details: string; message: stri
 export function grpcReason(e: unknown): string {
   const g = grpcErrorIn(e);
   if (g) return `gRPC ${g.code}: ${(g.details || g.message).split('\n')[0]}`;
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
+  return firstLine(e);
 }
 
 /** The line printed for each retry while no Temporal server answers. */

@@ -21,6 +21,7 @@ import {
 } from '../lake/storage';
 import type { IngestEventFileInput, IngestEventFileResult, ingestEventFile } from '../workflows';
 import { clientFor } from './temporal';
+import { firstLine } from '../lake/errors';
 
 /**
  * `ingest-file/<key>@<16 hex of sha256(lake + '\n' + key + '\n' + content sha256)>`, e.g.
@@ -147,9 +148,7 @@ export class Watcher {
     if (!isS3(this.opts.landing)) this.watchLocalDir();
     this.loop = (async () => {
       while (!this.stopped) {
-        await this.pollOnce().catch((e: unknown) =>
-          this.log(`[watch] poll failed (will retry): ${(e as Error).message.split('\n')[0]}`),
-        );
+        await this.pollOnce().catch((e: unknown) => this.log(`[watch] poll failed (will retry): ${firstLine(e)}`));
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, this.intervalMs);
           this.wake = () => {

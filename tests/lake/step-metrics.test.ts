@@ -84,6 +84,12 @@ describe('one table built in chunk activities reports as one step', () => {
     expect(m.nullCounts).toBeUndefined();
   });
 
+  it('a chunk whose days were already built (a retried activity) adds nothing to the null rates', () => {
+    const done = { ...chunk({ rows: 0, nulls: 0 }), nullCounts: { rows: 0, nulls: {} } };
+    const m = mergeChunkMetrics([chunk({ rows: 4, nulls: 1 }), done]);
+    expect(m.nullRates).toEqual({ org_id: 0.25 });
+  });
+
   it('falls back to the last chunk’s rates when a chunk has no counts, and refuses no chunk at all', () => {
     const b = chunk({ rows: 4, nulls: 2 });
     const a = { ...chunk({ rows: 4, nulls: 0 }), nullCounts: undefined };
