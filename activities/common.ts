@@ -334,7 +334,6 @@ export async function nullRates(
 }
 
 /** Rows and null counts per column of `table`: the exact figures behind {@link nullRates}, summable over chunks. */
-
 export async function nullCounts(conn: DuckDBConnection, table: string, columns: string[]): Promise<NullCounts> {
   if (columns.length === 0) return { rows: 0, nulls: {} };
   const exprs = columns.map((c) => `count(*) filter (where ${sqlIdent(c)} is null)::bigint as ${sqlIdent(c)}`);

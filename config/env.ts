@@ -93,7 +93,7 @@ const schema = z.object({
   CPA_DUCKDB_MEMORY_LIMIT: z
     .string()
     .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'must look like 4GB')
-    .default('4GB'),
+    .default('2.5GB'),
   CPA_DUCKDB_TEMP_DIR: z.string().optional(),
   CPA_MODEL_CHUNK_ROWS: positiveInt.default(2_000_000),
   CPA_DUCKDB_HEAVY_ROWS: z.coerce.number().int().min(0).default(200_000),
