@@ -24,7 +24,7 @@ export type { LeaseGrant, LeaseInput } from './runs';
 export type { SpeedAlert, SpeedUpdateInput, SpeedUpdateResult } from './speed';
 export type { MaintainLakeInput, MaintenanceReport } from './maintenance';
 export type { ReportResult } from './report';
-export type { WavePlan } from './models';
+export type { ChunkPlan, WavePlan } from './models';
 
 /**
  * The worker calls this once with its dependencies; workflows import only the type of the result. Retries and

@@ -664,7 +664,13 @@ export interface WavePlan {
    * Per table whose work is more than one chunk (`chunkUnits`, CPA_MODEL_CHUNK_ROWS): its chunks in ascending order,
    * each run as an activity of its own that any worker may take (SPEC §9a, work spread over workers).
    */
-  chunks?: Record<string, Array<{ units: string[]; scope: string }>>;
+  chunks?: Record<string, ChunkPlan[]>;
+}
+
+/** One chunk of a table's work: its partitions, and how the UI names them (`describeUnits`). */
+export interface ChunkPlan {
+  units: string[];
+  scope: string;
 }
 
 /** The partitions of a plan in a few characters: `all`, one value, or `first..last (n)`. */

@@ -9,7 +9,7 @@ import {
 } from '@temporalio/workflow';
 import type { ActivityOptions } from '@temporalio/workflow';
 import { causes, failureHeadline, step } from './failures';
-import type { Activities, GateResult, RunSummary, StepMetrics, WavePlan } from '../activities';
+import type { Activities, ChunkPlan, GateResult, RunSummary, StepMetrics, WavePlan } from '../activities';
 import { CSV_BRONZE_TABLES, GOLD_MARTS, SILVER_BESIDE_EVENTS, SILVER_MODELS, waves } from '../lake/tables';
 import type { ModelSpec } from '../lake/tables';
 import { mergeChunkMetrics } from '../lake/step-metrics';
@@ -165,7 +165,7 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
    */
   async function layer(
     name: 'silver' | 'gold',
-    build: (table: string, plan: WavePlan, chunk?: Chunk) => Promise<StepMetrics>,
+    build: (table: string, plan: WavePlan, chunk?: ChunkPlan) => Promise<StepMetrics>,
     models: ModelSpec[] = name === 'silver' ? SILVER_MODELS : GOLD_MARTS,
   ): Promise<StepMetrics[]> {
     const out: StepMetrics[] = [];
@@ -188,7 +188,7 @@ async function pipeline(input: DailyPipelineInput): Promise<RunSummary> {
   }
   try {
     const force = input.force;
-    const buildSilver = (table: string, plan: WavePlan, chunk?: Chunk): Promise<StepMetrics> =>
+    const buildSilver = (table: string, plan: WavePlan, chunk?: ChunkPlan): Promise<StepMetrics> =>
       step(transform.buildSilver, stepSummary('silver', table, plan.scope, chunk), [
         { ...target, table, force, ...(chunk ? { units: chunk.units } : {}) },
       ]);
@@ -301,13 +301,10 @@ function failedGate(err: unknown): GateResult | undefined {
 }
 
 /** `silver.billing` or `gold.cost_anomaly_mart 2025-08-01..2025-08-31 (31)`: the table and what the step computes. */
-function stepSummary(layer: string, table: string, scope?: Record<string, string>, chunk?: Chunk): string {
+function stepSummary(layer: string, table: string, scope?: Record<string, string>, chunk?: ChunkPlan): string {
   const units = chunk?.scope ?? scope?.[table];
   return units && units !== 'all' ? `${layer}.${table} ${units}` : `${layer}.${table}`;
 }
-
-/** One chunk of a table's work, as planned by planWave. */
-type Chunk = { units: string[]; scope: string };
 
 /**
  * Builds a table: one activity, or, when its plan is several chunks (a big silver build), one activity per chunk in
@@ -317,7 +314,7 @@ type Chunk = { units: string[]; scope: string };
 async function inChunks(
   table: string,
   plan: WavePlan,
-  build: (table: string, plan: WavePlan, chunk?: Chunk) => Promise<StepMetrics>,
+  build: (table: string, plan: WavePlan, chunk?: ChunkPlan) => Promise<StepMetrics>,
 ): Promise<StepMetrics> {
   const chunks = plan.chunks?.[table];
   // A run started by a worker that built a chunked table in one activity replays that way.
